@@ -1,0 +1,1392 @@
+/* runboat.toml: the TOML document (as JSON, with source positions, from
+ * toml_json) is checked section by section into a typed struct config.
+ * The first problem found stops the load with one precise line. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "toml_json.h"
+#include "util.h"
+
+#define SECRET_FILE_MAX_BYTES (64 * 1024)
+#define MAX_URL_LEN 2048
+#define MAX_IMAGE_LEN 512
+#define MAX_REGEX_LEN 1024
+#define MAX_BRANCH_LEN 255
+/* A slug is at most 63 characters and builds also answer on
+ * <slug>.mail.<domain>: keep that within a DNS name's 253. */
+#define MAX_DOMAIN_LEN (253 - 63 - 6)
+
+struct loader {
+	const char *name;     /* file name in errors */
+	const char *base_dir; /* relative paths are relative to it; NULL: cwd */
+	const struct toml_positions *pos;
+	char *err;
+	size_t errlen;
+};
+
+/* ---- errors ---- */
+
+/* Length of the parent of a path ("a.b[2]" -> "a.b", "a" -> 0), skipping
+ * separators inside quoted keys. */
+static size_t path_parent_len(const char *path)
+{
+	size_t last = 0;
+	bool quoted = false;
+	for (size_t i = 0; path[i]; i++) {
+		char c = path[i];
+		if (quoted) {
+			if (c == '\\' && path[i + 1])
+				i++;
+			else if (c == '"')
+				quoted = false;
+		} else if (c == '"') {
+			quoted = true;
+		} else if (c == '.' || c == '[') {
+			last = i;
+		}
+	}
+	return last;
+}
+
+/* The line of path, or of its nearest ancestor that has one (a missing key
+ * is reported at its table's header). */
+static unsigned path_line(const struct loader *ld, const char *path)
+{
+	char *p = xstrdup(path);
+	unsigned line = 0;
+	for (;;) {
+		line = toml_positions_line(ld->pos, p);
+		if (line || !*p)
+			break;
+		p[path_parent_len(p)] = '\0';
+	}
+	free(p);
+	return line;
+}
+
+static int fail_path(struct loader *ld, const char *path, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Writes "FILE:LINE: path: message" into ld->err; returns -1. */
+static int fail_path(struct loader *ld, const char *path, const char *fmt, ...)
+{
+	struct buf b = { 0 };
+	unsigned line = path_line(ld, path);
+	if (line)
+		buf_printf(&b, "%s:%u: %s: ", ld->name, line, path);
+	else
+		buf_printf(&b, "%s: %s: ", ld->name, path);
+	va_list ap;
+	va_start(ap, fmt);
+	buf_vprintf(&b, fmt, ap);
+	va_end(ap);
+	/* values are quoted as written: keep the error on one line */
+	for (char *c = b.data; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = '?';
+	if (ld->err && ld->errlen)
+		snprintf(ld->err, ld->errlen, "%s", b.data);
+	buf_free(&b);
+	return -1;
+}
+
+static int fail_key(struct loader *ld, const char *tpath, const char *key, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static int fail_key(struct loader *ld, const char *tpath, const char *key, const char *fmt, ...)
+{
+	char *path = toml_path_key(tpath, key);
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	fail_path(ld, path, "%s", msg);
+	free(path);
+	return -1;
+}
+
+static const char *kind_name(const json_t *v)
+{
+	switch (json_typeof(v)) {
+	case JSON_OBJECT:
+		return "a table";
+	case JSON_ARRAY:
+		return "an array";
+	case JSON_STRING:
+		return "a string";
+	case JSON_INTEGER:
+		return "an integer";
+	case JSON_REAL:
+		return "a float";
+	case JSON_TRUE:
+	case JSON_FALSE:
+		return "a boolean";
+	case JSON_NULL:
+		break;
+	}
+	return "nothing";
+}
+
+/* ---- unknown keys ---- */
+
+static size_t edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	if (la > 64 || lb > 64)
+		return SIZE_MAX;
+	size_t row[65];
+	for (size_t j = 0; j <= lb; j++)
+		row[j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		size_t diag = row[0];
+		row[0] = i;
+		for (size_t j = 1; j <= lb; j++) {
+			size_t up = row[j];
+			size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+			size_t best = diag + cost;
+			if (up + 1 < best)
+				best = up + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			row[j] = best;
+			diag = up;
+		}
+	}
+	return row[lb];
+}
+
+static const char *const TOP_KEYS[] = { "server", "admin", "limits", "kubernetes", "build",
+					"github", "repos", "sticky_branches", NULL };
+static const char *const SERVER_KEYS[] = { "listen", "base_url", "log_level", "access_log",
+					   "max_connections", "max_header_bytes",
+					   "max_request_line_bytes", "max_body_bytes",
+					   "max_webhook_body_bytes", "header_timeout",
+					   "body_timeout", "keepalive_timeout",
+					   "shutdown_timeout", NULL };
+static const char *const ADMIN_KEYS[] = { "user", "password", "password_file", NULL };
+static const char *const LIMITS_KEYS[] = { "max_initializing", "max_started", "max_deployed",
+					   "start_after_init", NULL };
+static const char *const KUBERNETES_KEYS[] = { "namespace", "kubeconfig", "context", "qps",
+					       "burst", "request_timeout", NULL };
+static const char *const BUILD_KEYS[] = { "domain", "kubefiles", "env", "secret_env",
+					  "template_vars", NULL };
+static const char *const GITHUB_KEYS[] = { "api_url", "token", "token_file", "webhook_secret",
+					   "webhook_secret_file", "statuses", NULL };
+static const char *const REPO_KEYS[] = { "repo", "branch", "image", "kubefiles", "env",
+					 "secret_env", "template_vars", NULL };
+static const char *const STICKY_KEYS[] = { "repo", "branch", NULL };
+
+/* Sections whose keys a misplaced top-level key is compared with. */
+static const struct {
+	const char *name;
+	const char *const *keys;
+} SECTIONS[] = {
+	{ "server", SERVER_KEYS },	   { "admin", ADMIN_KEYS }, { "limits", LIMITS_KEYS },
+	{ "kubernetes", KUBERNETES_KEYS }, { "build", BUILD_KEYS }, { "github", GITHUB_KEYS },
+};
+
+static bool key_known(const char *key, const char *const *known)
+{
+	for (size_t i = 0; known[i]; i++)
+		if (strcmp(key, known[i]) == 0)
+			return true;
+	return false;
+}
+
+static void describe_unknown(struct buf *b, const char *key, const char *const *known, bool top)
+{
+	const char *best = NULL;
+	size_t best_d = 3;
+	for (size_t i = 0; known[i]; i++) {
+		size_t d = edit_distance(key, known[i]);
+		if (d < best_d) {
+			best_d = d;
+			best = known[i];
+		}
+	}
+	if (best) {
+		buf_printf(b, "unknown key, did you mean \"%s\"?", best);
+		return;
+	}
+	if (top) {
+		for (size_t s = 0; s < ARRAY_SIZE(SECTIONS); s++)
+			if (key_known(key, SECTIONS[s].keys)) {
+				buf_printf(b, "unknown key, did you mean \"%s\" in [%s]?", key,
+					   SECTIONS[s].name);
+				return;
+			}
+	}
+	buf_append_str(b, "unknown key, expected one of: ");
+	for (size_t i = 0; known[i]; i++)
+		buf_printf(b, "%s%s", i ? ", " : "", known[i]);
+}
+
+/* Fails on the first (by line) key of tbl that is not in known. */
+static int check_keys(struct loader *ld, json_t *tbl, const char *tpath, const char *const *known)
+{
+	const char *key;
+	json_t *value;
+	const char *worst = NULL;
+	char *worst_path = NULL;
+	unsigned worst_line = 0;
+	json_object_foreach(tbl, key, value) {
+		if (key_known(key, known))
+			continue;
+		char *path = toml_path_key(tpath, key);
+		unsigned line = toml_positions_line(ld->pos, path);
+		if (!worst || (line && (!worst_line || line < worst_line))) {
+			free(worst_path);
+			worst = key;
+			worst_path = path;
+			worst_line = line;
+		} else {
+			free(path);
+		}
+	}
+	if (!worst)
+		return 0;
+	struct buf b = { 0 };
+	describe_unknown(&b, worst, known, !*tpath);
+	fail_path(ld, worst_path, "%s", b.data);
+	buf_free(&b);
+	free(worst_path);
+	return -1;
+}
+
+/* ---- typed getters: 1 found, 0 absent, -1 error (ld->err set) ---- */
+
+static int get_table(struct loader *ld, json_t *tbl, const char *tpath, const char *key,
+		     json_t **out)
+{
+	json_t *v = json_object_get(tbl, key);
+	if (!v)
+		return 0;
+	if (!json_is_object(v))
+		return fail_key(ld, tpath, key, "got %s, expected a table", kind_name(v));
+	*out = v;
+	return 1;
+}
+
+/* *out is borrowed from the document. */
+static int get_str(struct loader *ld, json_t *tbl, const char *tpath, const char *key,
+		   const char **out)
+{
+	json_t *v = json_object_get(tbl, key);
+	if (!v)
+		return 0;
+	if (!json_is_string(v))
+		return fail_key(ld, tpath, key, "got %s, expected a string", kind_name(v));
+	const char *s = json_string_value(v);
+	if (strlen(s) != json_string_length(v))
+		return fail_key(ld, tpath, key, "contains a NUL character, expected plain text");
+	*out = s;
+	return 1;
+}
+
+static int get_int(struct loader *ld, json_t *tbl, const char *tpath, const char *key,
+		   long long min, long long max, long long *out)
+{
+	json_t *v = json_object_get(tbl, key);
+	if (!v)
+		return 0;
+	if (!json_is_integer(v))
+		return fail_key(ld, tpath, key, "got %s, expected an integer", kind_name(v));
+	long long n = json_integer_value(v);
+	if (n < min || n > max)
+		return fail_key(ld, tpath, key, "%lld is out of range, expected %lld..%lld", n, min,
+				max);
+	*out = n;
+	return 1;
+}
+
+/* A positive number of at most max; an integer is accepted. */
+static int get_positive(struct loader *ld, json_t *tbl, const char *tpath, const char *key,
+			double max, double *out)
+{
+	json_t *v = json_object_get(tbl, key);
+	if (!v)
+		return 0;
+	if (!json_is_number(v))
+		return fail_key(ld, tpath, key, "got %s, expected a number", kind_name(v));
+	double d = json_number_value(v);
+	if (!(d > 0) || d > max)
+		return fail_key(ld, tpath, key,
+				"%.15g is out of range, expected a number > 0 and <= %.15g", d, max);
+	*out = d;
+	return 1;
+}
+
+static int get_bool(struct loader *ld, json_t *tbl, const char *tpath, const char *key,
+		    bool *out)
+{
+	json_t *v = json_object_get(tbl, key);
+	if (!v)
+		return 0;
+	if (!json_is_boolean(v))
+		return fail_key(ld, tpath, key, "got %s, expected true or false", kind_name(v));
+	*out = json_is_true(v);
+	return 1;
+}
+
+static void set_str(char **dst, const char *src)
+{
+	free(*dst);
+	*dst = src ? xstrdup(src) : NULL;
+}
+
+static void free_secret(char *s)
+{
+	if (s) {
+		explicit_bzero(s, strlen(s));
+		free(s);
+	}
+}
+
+static int get_int_into(struct loader *ld, json_t *tbl, const char *tpath, const char *key,
+			long long min, long long max, int *out)
+{
+	long long n;
+	int r = get_int(ld, tbl, tpath, key, min, max, &n);
+	if (r == 1)
+		*out = (int)n;
+	return r;
+}
+
+static int get_size_into(struct loader *ld, json_t *tbl, const char *tpath, const char *key,
+			 long long min, long long max, size_t *out)
+{
+	long long n;
+	int r = get_int(ld, tbl, tpath, key, min, max, &n);
+	if (r == 1)
+		*out = (size_t)n;
+	return r;
+}
+
+/* ---- value checks: NULL when fine, else what is wrong ---- */
+
+/* A relative path is taken relative to the config file's directory; a
+ * leading "~/" is $HOME. */
+static char *resolve_path(const struct loader *ld, const char *p)
+{
+	const char *home = getenv("HOME");
+	if (p[0] == '~' && p[1] == '/' && home && *home)
+		return xasprintf("%s%s", home, p + 1);
+	if (p[0] == '/' || !ld->base_dir || !*ld->base_dir || strcmp(ld->base_dir, ".") == 0)
+		return xstrdup(p);
+	return xasprintf("%s%s%s", ld->base_dir, str_ends_with(ld->base_dir, "/") ? "" : "/", p);
+}
+
+static bool is_dns_label(const char *s, size_t len)
+{
+	if (len == 0 || len > 63 || s[0] == '-' || s[len - 1] == '-')
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+static bool is_dns_name(const char *s)
+{
+	size_t len = strlen(s);
+	if (len == 0 || len > MAX_DOMAIN_LEN)
+		return false;
+	const char *p = s;
+	for (;;) {
+		const char *dot = strchr(p, '.');
+		size_t l = dot ? (size_t)(dot - p) : strlen(p);
+		if (!is_dns_label(p, l))
+			return false;
+		if (!dot)
+			return true;
+		p = dot + 1;
+	}
+}
+
+static bool parse_port(const char *s, int *port)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 5)
+		return false;
+	int v = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (s[i] - '0');
+	}
+	if (v > 65535)
+		return false;
+	*port = v;
+	return true;
+}
+
+/* "host:port", "[v6]:port" or ":port" into a fresh host and a port. */
+static const char *parse_listen(const char *s, char **host, int *port)
+{
+	const char *colon;
+	char *h;
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+		if (!close || close == s + 1)
+			return "unterminated or empty [address]";
+		if (close[1] != ':')
+			return "missing :port after [address]";
+		colon = close + 1;
+		h = xstrndup(s + 1, (size_t)(close - s - 1));
+		for (const char *c = h; *c; c++)
+			if (!isxdigit((unsigned char)*c) && *c != ':' && *c != '.' && *c != '%' &&
+			    !isalnum((unsigned char)*c)) {
+				free(h);
+				return "invalid IPv6 address";
+			}
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon)
+			return "missing :port";
+		if (memchr(s, ':', (size_t)(colon - s)))
+			return "an IPv6 address must be in brackets";
+		h = xstrndup(s, (size_t)(colon - s));
+		if (strlen(h) > 253) {
+			free(h);
+			return "host name too long";
+		}
+		for (const char *c = h; *c; c++)
+			if (!isalnum((unsigned char)*c) && *c != '.' && *c != '-') {
+				free(h);
+				return "invalid host name";
+			}
+	}
+	if (!parse_port(colon + 1, port)) {
+		free(h);
+		return "the port must be a number 0..65535";
+	}
+	*host = h;
+	return NULL;
+}
+
+/* http:// or https:// URL with a host, no query, fragment or credentials. */
+static const char *check_url(const char *s)
+{
+	size_t len = strlen(s);
+	if (len > MAX_URL_LEN)
+		return "too long";
+	const char *rest;
+	if (strncasecmp(s, "http://", 7) == 0)
+		rest = s + 7;
+	else if (strncasecmp(s, "https://", 8) == 0)
+		rest = s + 8;
+	else
+		return "not an http:// or https:// URL";
+	for (const char *c = s; *c; c++)
+		if ((unsigned char)*c <= 0x20 || *c == 0x7f)
+			return "contains a space or a control character";
+	size_t host_len = strcspn(rest, "/");
+	if (host_len == 0)
+		return "has no host";
+	if (memchr(rest, '@', host_len))
+		return "must not hold credentials";
+	if (strpbrk(s, "?#"))
+		return "must not have a query or fragment";
+	for (size_t i = 0; i < host_len; i++) {
+		char c = rest[i];
+		if (!isalnum((unsigned char)c) && !strchr(".-:[]_", c))
+			return "has an invalid host";
+	}
+	return NULL;
+}
+
+/* URL without its trailing slashes. */
+static char *trim_url(const char *s)
+{
+	size_t n = strlen(s);
+	while (n > 0 && s[n - 1] == '/')
+		n--;
+	return xstrndup(s, n);
+}
+
+static bool is_env_name(const char *s)
+{
+	if (!(isalpha((unsigned char)s[0]) || s[0] == '_'))
+		return false;
+	for (const char *c = s + 1; *c; c++)
+		if (!(isalnum((unsigned char)*c) || *c == '_'))
+			return false;
+	return true;
+}
+
+static bool is_repo_name(const char *s)
+{
+	const char *slash = strchr(s, '/');
+	if (!slash || slash == s || !slash[1] || strchr(slash + 1, '/') || strlen(s) > 200)
+		return false;
+	for (const char *c = s; *c; c++)
+		if (c != slash && !isalnum((unsigned char)*c) && !strchr("._-", *c))
+			return false;
+	return true;
+}
+
+static bool is_branch_name(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > MAX_BRANCH_LEN)
+		return false;
+	for (const char *c = s; *c; c++)
+		if ((unsigned char)*c <= 0x20 || *c == 0x7f || strchr("~^:?*[\\", *c))
+			return false;
+	return true;
+}
+
+static const char *check_image(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0)
+		return "is empty";
+	if (n > MAX_IMAGE_LEN)
+		return "is too long";
+	if (!isalnum((unsigned char)s[0]))
+		return "must start with a letter or digit";
+	for (const char *c = s; *c; c++)
+		if (!isalnum((unsigned char)*c) && !strchr("._/:@+-", *c))
+			return "contains an invalid character";
+	if (s[n - 1] == ':' || s[n - 1] == '@' || s[n - 1] == '/')
+		return "has an empty tag or digest";
+	return NULL;
+}
+
+static void split_image(const char *image, char **name, char **tag)
+{
+	const char *slash = strrchr(image, '/');
+	const char *colon = strrchr(slash ? slash : image, ':');
+	if (colon) {
+		*name = xstrndup(image, (size_t)(colon - image));
+		*tag = xstrdup(colon + 1);
+	} else {
+		*name = xstrdup(image);
+		*tag = xstrdup("latest");
+	}
+}
+
+/* ---- secrets ---- */
+
+/* Reads a secret file: at most SECRET_FILE_MAX_BYTES, trailing newlines
+ * stripped, not empty, no NUL. Returns NULL and sets *why on failure. */
+static char *read_secret_file(const char *path, const char **why)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		*why = strerror(errno);
+		return NULL;
+	}
+	struct stat st;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		*why = "not a regular file";
+		return NULL;
+	}
+	char *data = xmalloc(SECRET_FILE_MAX_BYTES + 1);
+	size_t len = 0;
+	for (;;) {
+		ssize_t n = read(fd, data + len, SECRET_FILE_MAX_BYTES + 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			*why = strerror(errno);
+			goto fail;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (len > SECRET_FILE_MAX_BYTES) {
+			*why = "larger than 64 KiB";
+			goto fail;
+		}
+	}
+	close(fd);
+	fd = -1;
+	while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r'))
+		len--;
+	data[len] = '\0';
+	if (len == 0) {
+		*why = "the file is empty";
+		goto fail;
+	}
+	if (memchr(data, '\0', len)) {
+		*why = "the file contains a NUL byte";
+		goto fail;
+	}
+	char *secret = xstrndup(data, len);
+	explicit_bzero(data, len);
+	free(data);
+	return secret;
+fail:
+	if (fd >= 0)
+		close(fd);
+	explicit_bzero(data, SECRET_FILE_MAX_BYTES + 1);
+	free(data);
+	return NULL;
+}
+
+/* A secret from tbl.key, tbl.file_key or the environment (which wins).
+ * *out stays NULL when none is set. */
+static int get_secret(struct loader *ld, json_t *tbl, const char *tpath, const char *key,
+		      const char *file_key, const char *env_name, char **out)
+{
+	const char *inline_value = NULL, *file = NULL;
+	int r_inline = tbl ? get_str(ld, tbl, tpath, key, &inline_value) : 0;
+	if (r_inline < 0)
+		return -1;
+	int r_file = tbl ? get_str(ld, tbl, tpath, file_key, &file) : 0;
+	if (r_file < 0)
+		return -1;
+	if (r_inline && r_file)
+		return fail_key(ld, tpath, file_key,
+				"both %s and %s are set, expected only one of them", key, file_key);
+	if (r_inline) {
+		if (!*inline_value)
+			return fail_key(ld, tpath, key,
+					"is empty, expected a non-empty secret (leave the key out "
+					"to set none)");
+		*out = xstrdup(inline_value);
+	}
+	if (r_file) {
+		if (!*file)
+			return fail_key(ld, tpath, file_key, "is empty, expected a file name");
+		char *path = resolve_path(ld, file);
+		const char *why = NULL;
+		char *secret = read_secret_file(path, &why);
+		if (!secret) {
+			fail_key(ld, tpath, file_key, "cannot read \"%s\": %s, expected a readable file "
+				 "holding the secret", path, why);
+			free(path);
+			return -1;
+		}
+		free(path);
+		*out = secret;
+	}
+	const char *env = getenv(env_name);
+	if (env && *env) {
+		free_secret(*out);
+		*out = xstrdup(env);
+	}
+	return 0;
+}
+
+/* ---- env lists ---- */
+
+static void env_list_set(struct config_env_list *l, const char *name, const char *value)
+{
+	for (size_t i = 0; i < l->count; i++)
+		if (strcmp(l->items[i].name, name) == 0) {
+			free_secret(l->items[i].value);
+			l->items[i].value = xstrdup(value);
+			return;
+		}
+	l->items = xrealloc(l->items, (l->count + 1) * sizeof *l->items);
+	l->items[l->count].name = xstrdup(name);
+	l->items[l->count].value = xstrdup(value);
+	l->count++;
+}
+
+static void env_list_copy(struct config_env_list *dst, const struct config_env_list *src)
+{
+	for (size_t i = 0; i < src->count; i++)
+		env_list_set(dst, src->items[i].name, src->items[i].value);
+}
+
+static void env_list_free(struct config_env_list *l)
+{
+	for (size_t i = 0; i < l->count; i++) {
+		free(l->items[i].name);
+		free_secret(l->items[i].value);
+	}
+	free(l->items);
+	l->items = NULL;
+	l->count = 0;
+}
+
+/* Merges the string table tbl.key into l (names validated). */
+static int get_env(struct loader *ld, json_t *tbl, const char *tpath, const char *key,
+		   struct config_env_list *l)
+{
+	json_t *env = NULL;
+	int r = get_table(ld, tbl, tpath, key, &env);
+	if (r <= 0)
+		return r;
+	char *epath = toml_path_key(tpath, key);
+	const char *name;
+	json_t *value;
+	json_object_foreach(env, name, value) {
+		if (!is_env_name(name)) {
+			fail_key(ld, epath, name,
+				 "invalid environment variable name, expected [A-Za-z_][A-Za-z0-9_]*");
+			goto fail;
+		}
+		const char *s;
+		if (get_str(ld, env, epath, name, &s) < 0)
+			goto fail;
+		env_list_set(l, name, s);
+	}
+	free(epath);
+	return 1;
+fail:
+	free(epath);
+	return -1;
+}
+
+static int check_dir(struct loader *ld, const char *tpath, const char *key, const char *dir)
+{
+	struct stat st;
+	if (stat(dir, &st) != 0)
+		return fail_key(ld, tpath, key, "\"%s\": %s, expected the directory of the kubefiles",
+				dir, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return fail_key(ld, tpath, key, "\"%s\" is not a directory, expected the directory "
+				"of the kubefiles", dir);
+	return 0;
+}
+
+/* ---- sections ---- */
+
+static void set_defaults(struct config *c)
+{
+	c->server.listen = xstrdup("127.0.0.1:8000");
+	c->server.listen_host = xstrdup("127.0.0.1");
+	c->server.listen_port = 8000;
+	c->server.base_url = xstrdup("http://127.0.0.1:8000");
+	c->server.log_level = LOG_INFO;
+	c->server.access_log = true;
+	c->server.max_connections = 1024;
+	c->server.max_header_bytes = 16384;
+	c->server.max_request_line_bytes = 8192;
+	c->server.max_body_bytes = 1048576;
+	c->server.max_webhook_body_bytes = 26214400;
+	c->server.header_timeout = 10.0;
+	c->server.body_timeout = 60.0;
+	c->server.keepalive_timeout = 30.0;
+	c->server.shutdown_timeout = 10.0;
+	c->admin.user = xstrdup("admin");
+	c->limits.max_initializing = 2;
+	c->limits.max_started = 6;
+	c->limits.max_deployed = 20;
+	c->limits.start_after_init = true;
+	c->kubernetes.kubeconfig = xstrdup("");
+	c->kubernetes.context = xstrdup("");
+	c->kubernetes.qps = 20.0;
+	c->kubernetes.burst = 40;
+	c->kubernetes.request_timeout = 30.0;
+	c->build.kubefiles = xstrdup("kubefiles");
+	c->build.template_vars = json_object();
+	c->github.api_url = xstrdup("https://api.github.com");
+	c->github.statuses = true;
+}
+
+#define ONE_DAY 86400.0
+#define ONE_GIB (1024LL * 1024 * 1024)
+
+static int load_server(struct loader *ld, json_t *root, struct config *c)
+{
+	static const char *const P = "server";
+	json_t *t = NULL;
+	int r = get_table(ld, root, "", P, &t);
+	if (r <= 0)
+		return r;
+	if (check_keys(ld, t, P, SERVER_KEYS) < 0)
+		return -1;
+	struct config_server *s = &c->server;
+	const char *str;
+
+	if ((r = get_str(ld, t, P, "listen", &str)) < 0)
+		return -1;
+	if (r) {
+		char *host = NULL;
+		const char *why = parse_listen(str, &host, &s->listen_port);
+		if (why)
+			return fail_key(ld, P, "listen", "%s, expected \"host:port\", \"[ipv6]:port\" "
+					"or \":port\"", why);
+		free(s->listen_host);
+		s->listen_host = host;
+		set_str(&s->listen, str);
+	}
+	if ((r = get_str(ld, t, P, "base_url", &str)) < 0)
+		return -1;
+	if (r) {
+		const char *why = check_url(str);
+		if (why)
+			return fail_key(ld, P, "base_url", "%s, expected the public http:// or "
+					"https:// URL of runboat", why);
+		free(s->base_url);
+		s->base_url = trim_url(str);
+	}
+	if ((r = get_str(ld, t, P, "log_level", &str)) < 0)
+		return -1;
+	if (r) {
+		int level = log_level_parse(str);
+		if (level < 0)
+			return fail_key(ld, P, "log_level", "\"%s\" is not a log level, expected "
+					"debug, info, warn, error or off", str);
+		s->log_level = level;
+	}
+	if (get_bool(ld, t, P, "access_log", &s->access_log) < 0 ||
+	    get_int_into(ld, t, P, "max_connections", 1, 1000000, &s->max_connections) < 0 ||
+	    get_size_into(ld, t, P, "max_header_bytes", 1024, 16 * 1024 * 1024,
+			  &s->max_header_bytes) < 0 ||
+	    get_size_into(ld, t, P, "max_request_line_bytes", 256, 16 * 1024 * 1024,
+			  &s->max_request_line_bytes) < 0 ||
+	    get_size_into(ld, t, P, "max_body_bytes", 1, ONE_GIB, &s->max_body_bytes) < 0 ||
+	    get_size_into(ld, t, P, "max_webhook_body_bytes", 1, ONE_GIB,
+			  &s->max_webhook_body_bytes) < 0 ||
+	    get_positive(ld, t, P, "header_timeout", ONE_DAY, &s->header_timeout) < 0 ||
+	    get_positive(ld, t, P, "body_timeout", ONE_DAY, &s->body_timeout) < 0 ||
+	    get_positive(ld, t, P, "keepalive_timeout", ONE_DAY, &s->keepalive_timeout) < 0 ||
+	    get_positive(ld, t, P, "shutdown_timeout", ONE_DAY, &s->shutdown_timeout) < 0)
+		return -1;
+	return 0;
+}
+
+static int load_admin(struct loader *ld, json_t *root, struct config *c)
+{
+	static const char *const P = "admin";
+	json_t *t = NULL;
+	if (get_table(ld, root, "", P, &t) < 0)
+		return -1;
+	if (t) {
+		const char *user;
+		int r;
+		if (check_keys(ld, t, P, ADMIN_KEYS) < 0 || (r = get_str(ld, t, P, "user", &user)) < 0)
+			return -1;
+		if (r) {
+			if (!*user || strchr(user, ':'))
+				return fail_key(ld, P, "user", "expected a non-empty user name "
+						"without ':'");
+			set_str(&c->admin.user, user);
+		}
+	}
+	return get_secret(ld, t, P, "password", "password_file", CONFIG_ENV_ADMIN_PASSWORD,
+			  &c->admin.password);
+}
+
+static int load_limits(struct loader *ld, json_t *root, struct config *c)
+{
+	static const char *const P = "limits";
+	json_t *t = NULL;
+	int r = get_table(ld, root, "", P, &t);
+	if (r <= 0)
+		return r;
+	struct config_limits *l = &c->limits;
+	if (check_keys(ld, t, P, LIMITS_KEYS) < 0 ||
+	    get_int_into(ld, t, P, "max_initializing", 1, 100000, &l->max_initializing) < 0 ||
+	    get_int_into(ld, t, P, "max_started", 1, 100000, &l->max_started) < 0 ||
+	    get_int_into(ld, t, P, "max_deployed", 1, 100000, &l->max_deployed) < 0 ||
+	    get_bool(ld, t, P, "start_after_init", &l->start_after_init) < 0)
+		return -1;
+	return 0;
+}
+
+static int load_kubernetes(struct loader *ld, json_t *root, struct config *c)
+{
+	static const char *const P = "kubernetes";
+	struct config_kubernetes *k = &c->kubernetes;
+	json_t *t = NULL;
+	const char *str;
+	int r = get_table(ld, root, "", P, &t);
+	if (r < 0)
+		return -1;
+	if (r == 0)
+		return fail_path(ld, "kubernetes.namespace",
+				 "missing, expected a [kubernetes] section with namespace = \"...\"");
+	if (check_keys(ld, t, P, KUBERNETES_KEYS) < 0 ||
+	    (r = get_str(ld, t, P, "namespace", &str)) < 0)
+		return -1;
+	if (r == 0)
+		return fail_key(ld, P, "namespace", "missing, expected the namespace of the builds");
+	if (!is_dns_label(str, strlen(str)))
+		return fail_key(ld, P, "namespace", "\"%s\" is not a valid namespace, expected a "
+				"DNS-1123 label ([a-z0-9-], at most 63, no '-' at either end)", str);
+	set_str(&k->namespace, str);
+	if ((r = get_str(ld, t, P, "kubeconfig", &str)) < 0)
+		return -1;
+	if (r)
+		set_str(&k->kubeconfig, str);
+	if ((r = get_str(ld, t, P, "context", &str)) < 0)
+		return -1;
+	if (r)
+		set_str(&k->context, str);
+	if (get_positive(ld, t, P, "qps", 1e6, &k->qps) < 0 ||
+	    get_int_into(ld, t, P, "burst", 1, 1000000, &k->burst) < 0 ||
+	    get_positive(ld, t, P, "request_timeout", ONE_DAY, &k->request_timeout) < 0)
+		return -1;
+	if (*k->kubeconfig) {
+		char *resolved = resolve_path(ld, k->kubeconfig);
+		free(k->kubeconfig);
+		k->kubeconfig = resolved;
+	}
+	return 0;
+}
+
+static int get_template_vars(struct loader *ld, json_t *tbl, const char *tpath, json_t *into)
+{
+	json_t *vars = NULL;
+	int r = get_table(ld, tbl, tpath, "template_vars", &vars);
+	if (r <= 0)
+		return r;
+	json_t *copy = json_deep_copy(vars);
+	if (!copy)
+		abort();
+	json_object_update(into, copy);
+	json_decref(copy);
+	return 1;
+}
+
+static int load_build(struct loader *ld, json_t *root, struct config *c)
+{
+	static const char *const P = "build";
+	struct config_build *b = &c->build;
+	json_t *t = NULL;
+	const char *str;
+	int r = get_table(ld, root, "", P, &t);
+	if (r < 0)
+		return -1;
+	if (r == 0)
+		return fail_path(ld, "build.domain",
+				 "missing, expected a [build] section with domain = \"...\"");
+	if (check_keys(ld, t, P, BUILD_KEYS) < 0 || (r = get_str(ld, t, P, "domain", &str)) < 0)
+		return -1;
+	if (r == 0)
+		return fail_key(ld, P, "domain", "missing, expected the DNS domain of the builds "
+				"(e.g. \"runboat.example.com\")");
+	char *lower = xstrdup(str);
+	for (char *p = lower; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	if (!is_dns_name(lower)) {
+		free(lower);
+		return fail_key(ld, P, "domain", "\"%s\" is not a valid DNS name, expected "
+				"dot-separated labels of [a-z0-9-] (at most %d characters)", str,
+				MAX_DOMAIN_LEN);
+	}
+	free(b->domain);
+	b->domain = lower;
+	if ((r = get_str(ld, t, P, "kubefiles", &str)) < 0)
+		return -1;
+	if (r) {
+		if (!*str)
+			return fail_key(ld, P, "kubefiles", "is empty, expected a directory");
+		free(b->kubefiles);
+		b->kubefiles = resolve_path(ld, str);
+	} else {
+		char *resolved = resolve_path(ld, b->kubefiles);
+		free(b->kubefiles);
+		b->kubefiles = resolved;
+	}
+	if (check_dir(ld, P, "kubefiles", b->kubefiles) < 0 ||
+	    get_env(ld, t, P, "env", &b->env) < 0 ||
+	    get_env(ld, t, P, "secret_env", &b->secret_env) < 0 ||
+	    get_template_vars(ld, t, P, b->template_vars) < 0)
+		return -1;
+	return 0;
+}
+
+static int load_github(struct loader *ld, json_t *root, struct config *c)
+{
+	static const char *const P = "github";
+	struct config_github *g = &c->github;
+	json_t *t = NULL;
+	const char *str;
+	int r;
+	if (get_table(ld, root, "", P, &t) < 0)
+		return -1;
+	if (t) {
+		if (check_keys(ld, t, P, GITHUB_KEYS) < 0 ||
+		    (r = get_str(ld, t, P, "api_url", &str)) < 0)
+			return -1;
+		if (r) {
+			const char *why = check_url(str);
+			if (why)
+				return fail_key(ld, P, "api_url", "%s, expected the http:// or "
+						"https:// base URL of the GitHub API", why);
+			free(g->api_url);
+			g->api_url = trim_url(str);
+		}
+		if (get_bool(ld, t, P, "statuses", &g->statuses) < 0)
+			return -1;
+	}
+	if (get_secret(ld, t, P, "token", "token_file", CONFIG_ENV_GITHUB_TOKEN, &g->token) < 0 ||
+	    get_secret(ld, t, P, "webhook_secret", "webhook_secret_file",
+		       CONFIG_ENV_WEBHOOK_SECRET, &g->webhook_secret) < 0)
+		return -1;
+	return 0;
+}
+
+/* Compiles re anchored (^(re)$); on error names the key and quotes
+ * regerror. */
+static int compile_regex(struct loader *ld, const char *tpath, const char *key, const char *re,
+			 int flags, regex_t *out)
+{
+	if (!*re)
+		return fail_key(ld, tpath, key, "is empty, expected a POSIX extended regex");
+	if (strlen(re) > MAX_REGEX_LEN)
+		return fail_key(ld, tpath, key, "is too long, expected at most %d characters",
+				MAX_REGEX_LEN);
+	regex_t probe;
+	int rc = regcomp(&probe, re, REG_EXTENDED | REG_NOSUB | flags);
+	if (rc != 0) {
+		char why[256];
+		regerror(rc, &probe, why, sizeof why);
+		regfree(&probe);
+		return fail_key(ld, tpath, key, "invalid regex \"%s\": %s, expected a POSIX "
+				"extended regex", re, why);
+	}
+	regfree(&probe);
+	char *anchored = xasprintf("^(%s)$", re);
+	rc = regcomp(out, anchored, REG_EXTENDED | REG_NOSUB | flags);
+	free(anchored);
+	if (rc != 0) {
+		char why[256];
+		regerror(rc, out, why, sizeof why);
+		regfree(out);
+		return fail_key(ld, tpath, key, "invalid regex \"%s\": %s, expected a POSIX "
+				"extended regex", re, why);
+	}
+	return 0;
+}
+
+static int load_repo(struct loader *ld, json_t *t, const char *P, struct config *c,
+		     struct config_repo *repo)
+{
+	const char *str;
+	int r;
+	repo->line = toml_positions_line(ld->pos, P);
+	repo->template_vars = json_deep_copy(c->build.template_vars);
+	if (!repo->template_vars)
+		abort();
+	env_list_copy(&repo->env, &c->build.env);
+	env_list_copy(&repo->secret_env, &c->build.secret_env);
+	repo->kubefiles = xstrdup(c->build.kubefiles);
+	if (check_keys(ld, t, P, REPO_KEYS) < 0 || (r = get_str(ld, t, P, "repo", &str)) < 0)
+		return -1;
+	if (r == 0)
+		return fail_key(ld, P, "repo", "missing, expected a regex matching \"owner/repo\"");
+	repo->repo = xstrdup(str);
+	repo->branch = xstrdup(".*");
+	if ((r = get_str(ld, t, P, "branch", &str)) < 0)
+		return -1;
+	if (r)
+		set_str(&repo->branch, str);
+	if ((r = get_str(ld, t, P, "image", &str)) < 0)
+		return -1;
+	if (r == 0)
+		return fail_key(ld, P, "image", "missing, expected a container image "
+				"(\"name:tag\" or \"name@sha256:...\")");
+	const char *why = check_image(str);
+	if (why)
+		return fail_key(ld, P, "image", "\"%s\" %s, expected a container image "
+				"(\"name:tag\" or \"name@sha256:...\")", str, why);
+	repo->image = xstrdup(str);
+	split_image(str, &repo->image_name, &repo->image_tag);
+	if ((r = get_str(ld, t, P, "kubefiles", &str)) < 0)
+		return -1;
+	if (r) {
+		if (!*str)
+			return fail_key(ld, P, "kubefiles", "is empty, expected a directory");
+		free(repo->kubefiles);
+		repo->kubefiles = resolve_path(ld, str);
+		if (check_dir(ld, P, "kubefiles", repo->kubefiles) < 0)
+			return -1;
+	}
+	if (get_env(ld, t, P, "env", &repo->env) < 0 ||
+	    get_env(ld, t, P, "secret_env", &repo->secret_env) < 0)
+		return -1;
+	if (get_template_vars(ld, t, P, repo->template_vars) < 0)
+		return -1;
+	if (compile_regex(ld, P, "repo", repo->repo, REG_ICASE, &repo->repo_re) < 0)
+		return -1;
+	if (compile_regex(ld, P, "branch", repo->branch, 0, &repo->branch_re) < 0) {
+		regfree(&repo->repo_re);
+		return -1;
+	}
+	repo->compiled = true;
+	return 0;
+}
+
+/* An array of tables at root.key: *out gets it, or stays NULL. */
+static int get_table_array(struct loader *ld, json_t *root, const char *key, json_t **out)
+{
+	json_t *a = json_object_get(root, key);
+	if (!a)
+		return 0;
+	if (!json_is_array(a))
+		return fail_key(ld, "", key, "got %s, expected an array of tables ([[%s]])",
+				kind_name(a), key);
+	size_t i;
+	json_t *e;
+	json_array_foreach(a, i, e) {
+		if (!json_is_object(e)) {
+			char *p = toml_path_index(key, i);
+			fail_path(ld, p, "got %s, expected a table ([[%s]])", kind_name(e), key);
+			free(p);
+			return -1;
+		}
+	}
+	*out = a;
+	return 1;
+}
+
+static int load_repos(struct loader *ld, json_t *root, struct config *c)
+{
+	json_t *a = NULL;
+	int r = get_table_array(ld, root, "repos", &a);
+	if (r <= 0)
+		return r;
+	c->repos = xcalloc(json_array_size(a) ? json_array_size(a) : 1, sizeof *c->repos);
+	size_t i;
+	json_t *e;
+	json_array_foreach(a, i, e) {
+		char *p = toml_path_index("repos", i);
+		c->n_repos = i + 1;
+		r = load_repo(ld, e, p, c, &c->repos[i]);
+		free(p);
+		if (r < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int load_one_sticky(struct loader *ld, json_t *e, const char *P, struct config *c,
+			   struct config_sticky_branch *s)
+{
+	const char *repo = NULL, *branch = NULL;
+	int rr, rb;
+	if (check_keys(ld, e, P, STICKY_KEYS) < 0 || (rr = get_str(ld, e, P, "repo", &repo)) < 0 ||
+	    (rb = get_str(ld, e, P, "branch", &branch)) < 0)
+		return -1;
+	if (rr == 0)
+		return fail_key(ld, P, "repo", "missing, expected \"owner/repo\"");
+	if (!is_repo_name(repo))
+		return fail_key(ld, P, "repo", "\"%s\" is not a repository name, expected "
+				"\"owner/repo\"", repo);
+	if (rb == 0)
+		return fail_key(ld, P, "branch", "missing, expected a branch name");
+	if (!is_branch_name(branch))
+		return fail_key(ld, P, "branch", "\"%s\" is not a branch name, expected a git "
+				"branch name without spaces or control characters", branch);
+	s->repo = xstrdup(repo);
+	for (char *p = s->repo; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	s->branch = xstrdup(branch);
+	if (!config_find_repo(c, s->repo, s->branch))
+		return fail_path(ld, P, "%s branch %s is not matched by any [[repos]] entry, "
+				 "expected a repo/branch that runboat builds", s->repo, s->branch);
+	return 0;
+}
+
+static int load_sticky(struct loader *ld, json_t *root, struct config *c)
+{
+	json_t *a = NULL;
+	int r = get_table_array(ld, root, "sticky_branches", &a);
+	if (r <= 0)
+		return r;
+	c->sticky_branches = xcalloc(json_array_size(a) ? json_array_size(a) : 1,
+				     sizeof *c->sticky_branches);
+	size_t i;
+	json_t *e;
+	json_array_foreach(a, i, e) {
+		char *p = toml_path_index("sticky_branches", i);
+		c->n_sticky_branches = i + 1;
+		r = load_one_sticky(ld, e, p, c, &c->sticky_branches[i]);
+		free(p);
+		if (r < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static void log_warnings(const struct config *c)
+{
+	if (!c->github.webhook_secret)
+		log_warn("%s: no GitHub webhook secret (github.webhook_secret, "
+			 "github.webhook_secret_file or " CONFIG_ENV_WEBHOOK_SECRET
+			 "): webhooks are accepted unsigned",
+			 c->path);
+	if (!c->admin.password)
+		log_info("%s: no admin password (admin.password, admin.password_file or "
+			 CONFIG_ENV_ADMIN_PASSWORD "): admin routes are refused",
+			 c->path);
+	if (c->github.statuses && !c->github.token)
+		log_warn("%s: github.statuses is on but no GitHub token is set: posting commit "
+			 "statuses will fail",
+			 c->path);
+}
+
+static struct config *load_doc(json_t *doc, const struct toml_positions *pos, const char *name,
+			       const char *base_dir, char *err, size_t errlen)
+{
+	struct loader ld = { .name = name, .base_dir = base_dir, .pos = pos, .err = err,
+			     .errlen = errlen };
+	struct config *c = xcalloc(1, sizeof *c);
+	c->path = xstrdup(name);
+	set_defaults(c);
+	if (check_keys(&ld, doc, "", TOP_KEYS) < 0 || load_server(&ld, doc, c) < 0 ||
+	    load_admin(&ld, doc, c) < 0 || load_limits(&ld, doc, c) < 0 ||
+	    load_kubernetes(&ld, doc, c) < 0 || load_build(&ld, doc, c) < 0 ||
+	    load_github(&ld, doc, c) < 0 || load_repos(&ld, doc, c) < 0 ||
+	    load_sticky(&ld, doc, c) < 0)
+		goto fail;
+	log_warnings(c);
+	return c;
+fail:
+	config_free(c);
+	return NULL;
+}
+
+struct config *config_load(const char *path, char *err, size_t errlen)
+{
+	struct toml_positions *pos = NULL;
+	json_t *doc = toml_json_parse_file(path, &pos, err, errlen);
+	if (!doc)
+		return NULL;
+	/* the directory of path, for relative paths in it */
+	const char *slash = strrchr(path, '/');
+	char *dir = !slash ? xstrdup(".") : slash == path ? xstrdup("/")
+							  : xstrndup(path, (size_t)(slash - path));
+	struct config *c = load_doc(doc, pos, path, dir, err, errlen);
+	free(dir);
+	json_decref(doc);
+	toml_positions_free(pos);
+	return c;
+}
+
+struct config *config_load_string(const char *text, const char *name, const char *base_dir,
+				  char *err, size_t errlen)
+{
+	struct toml_positions *pos = NULL;
+	if (!name)
+		name = "<string>";
+	json_t *doc = toml_json_parse_string(text, text ? strlen(text) : 0, name, &pos, err, errlen);
+	if (!doc)
+		return NULL;
+	struct config *c = load_doc(doc, pos, name, base_dir, err, errlen);
+	json_decref(doc);
+	toml_positions_free(pos);
+	return c;
+}
+
+struct config *config_default(const char *namespace, const char *domain, char *err,
+			      size_t errlen)
+{
+	struct loader ld = { .name = "<defaults>", .err = err, .errlen = errlen };
+	struct config *c = xcalloc(1, sizeof *c);
+	c->path = xstrdup(ld.name);
+	set_defaults(c);
+	if (!namespace || !is_dns_label(namespace, strlen(namespace))) {
+		fail_path(&ld, "kubernetes.namespace", "expected a DNS-1123 label");
+		goto fail;
+	}
+	c->kubernetes.namespace = xstrdup(namespace);
+	c->build.domain = domain ? xstrdup(domain) : NULL;
+	if (!domain || !is_dns_name(domain)) {
+		fail_path(&ld, "build.domain", "expected a lowercase DNS name");
+		goto fail;
+	}
+	if (get_secret(&ld, NULL, "admin", "password", "password_file", CONFIG_ENV_ADMIN_PASSWORD,
+		       &c->admin.password) < 0 ||
+	    get_secret(&ld, NULL, "github", "token", "token_file", CONFIG_ENV_GITHUB_TOKEN,
+		       &c->github.token) < 0 ||
+	    get_secret(&ld, NULL, "github", "webhook_secret", "webhook_secret_file",
+		       CONFIG_ENV_WEBHOOK_SECRET, &c->github.webhook_secret) < 0)
+		goto fail;
+	return c;
+fail:
+	config_free(c);
+	return NULL;
+}
+
+static void repo_free(struct config_repo *r)
+{
+	free(r->repo);
+	free(r->branch);
+	if (r->compiled) {
+		regfree(&r->repo_re);
+		regfree(&r->branch_re);
+	}
+	free(r->image);
+	free(r->image_name);
+	free(r->image_tag);
+	free(r->kubefiles);
+	env_list_free(&r->env);
+	env_list_free(&r->secret_env);
+	json_decref(r->template_vars);
+}
+
+void config_free(struct config *c)
+{
+	if (!c)
+		return;
+	free(c->path);
+	free(c->server.listen);
+	free(c->server.listen_host);
+	free(c->server.base_url);
+	free(c->admin.user);
+	free_secret(c->admin.password);
+	free(c->kubernetes.namespace);
+	free(c->kubernetes.kubeconfig);
+	free(c->kubernetes.context);
+	free(c->build.domain);
+	free(c->build.kubefiles);
+	env_list_free(&c->build.env);
+	env_list_free(&c->build.secret_env);
+	json_decref(c->build.template_vars);
+	free(c->github.api_url);
+	free_secret(c->github.token);
+	free_secret(c->github.webhook_secret);
+	for (size_t i = 0; i < c->n_repos; i++)
+		repo_free(&c->repos[i]);
+	free(c->repos);
+	for (size_t i = 0; i < c->n_sticky_branches; i++) {
+		free(c->sticky_branches[i].repo);
+		free(c->sticky_branches[i].branch);
+	}
+	free(c->sticky_branches);
+	free(c);
+}
+
+const struct config_repo *config_find_repo(const struct config *cfg, const char *repo,
+					   const char *branch)
+{
+	if (!cfg || !repo || !branch)
+		return NULL;
+	for (size_t i = 0; i < cfg->n_repos; i++) {
+		const struct config_repo *r = &cfg->repos[i];
+		if (!r->compiled)
+			continue;
+		if (regexec(&r->repo_re, repo, 0, NULL, 0) == 0 &&
+		    regexec(&r->branch_re, branch, 0, NULL, 0) == 0)
+			return r;
+	}
+	return NULL;
+}
+
+bool config_is_sticky(const struct config *cfg, const char *repo, const char *branch)
+{
+	if (!cfg || !repo || !branch)
+		return false;
+	for (size_t i = 0; i < cfg->n_sticky_branches; i++) {
+		const struct config_sticky_branch *s = &cfg->sticky_branches[i];
+		if (strcasecmp(s->repo, repo) == 0 && strcmp(s->branch, branch) == 0)
+			return true;
+	}
+	return false;
+}

@@ -1,0 +1,1118 @@
+#include "http.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <llhttp.h>
+
+#include "log.h"
+#include "router.h"
+
+#define READ_BUF_SIZE 65536
+#define MAX_HEADERS 100
+#define LINGER_MS 2000
+#define LINGER_MAX_BYTES (1024 * 1024)
+
+enum conn_state {
+	CS_IDLE,     /* between requests */
+	CS_HEADERS,  /* reading a request's line and headers */
+	CS_BODY,     /* reading its body */
+	CS_HANDLING, /* a handler owns the request */
+	CS_LINGER,   /* response sent, draining input before the close */
+};
+
+struct http_server {
+	uv_loop_t *loop;
+	uv_tcp_t listener;
+	bool listening;
+	struct http_limits lim;
+	struct router *router;
+	llhttp_settings_t settings;
+	struct http_conn *conns; /* doubly linked */
+	unsigned n_conns;
+	bool shutting_down;
+	uv_timer_t shutdown_timer;
+	bool shutdown_timer_init;
+	int pending_closes; /* listener and shutdown timer */
+	void (*on_done)(void *data);
+	void *done_data;
+	bool done_called;
+	int port;
+	char read_buf[READ_BUF_SIZE];
+	char date[64];
+	time_t date_time;
+};
+
+struct http_conn {
+	uv_tcp_t tcp;
+	uv_timer_t timer;
+	struct http_server *srv;
+	struct http_conn *prev, *next;
+	llhttp_t parser;
+	enum conn_state state;
+	struct buf in; /* received, not yet parsed */
+	struct http_req req;
+	struct route_match match;
+	bool have_req;
+	/* header accumulation */
+	struct buf hname, hvalue;
+	struct buf url;
+	size_t header_bytes;
+	size_t body_limit;
+	/* a parse-time failure: answered once the parser stops, then closed */
+	int err_status;
+	char err_detail[160];
+	/* no route for the request: answered, the connection stays usable */
+	int route_status;
+	const char *route_detail;
+	/* response */
+	struct buf resp_headers;
+	bool responded;
+	bool streaming;
+	bool chunked;
+	int status;
+	unsigned long long bytes_out;
+	size_t write_pending;
+	bool close_after;
+	bool peer_eof;
+	bool reading;
+	bool processing;
+	bool closing;
+	bool detached;
+	int open_handles;
+	size_t linger_bytes;
+};
+
+struct write_req {
+	uv_write_t w;
+	struct http_conn *conn;
+	size_t len;
+	char data[]; /* copied bytes */
+};
+
+static void conn_close(struct http_conn *c);
+static void conn_process(struct http_conn *c);
+static void conn_finish_request(struct http_conn *c);
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+static void server_check_done(struct http_server *srv);
+
+void http_limits_default(struct http_limits *lim)
+{
+	lim->max_connections = 1024;
+	lim->max_header_bytes = 16384;
+	lim->max_request_line_bytes = 8192;
+	lim->max_body_bytes = 1024 * 1024;
+	lim->header_timeout_ms = 10000;
+	lim->body_timeout_ms = 60000;
+	lim->keepalive_timeout_ms = 30000;
+	lim->shutdown_timeout_ms = 10000;
+}
+
+const char *http_status_text(int status)
+{
+	switch (status) {
+	case 100: return "Continue";
+	case 101: return "Switching Protocols";
+	case 200: return "OK";
+	case 201: return "Created";
+	case 202: return "Accepted";
+	case 204: return "No Content";
+	case 301: return "Moved Permanently";
+	case 302: return "Found";
+	case 303: return "See Other";
+	case 304: return "Not Modified";
+	case 307: return "Temporary Redirect";
+	case 308: return "Permanent Redirect";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 409: return "Conflict";
+	case 411: return "Length Required";
+	case 413: return "Content Too Large";
+	case 414: return "URI Too Long";
+	case 415: return "Unsupported Media Type";
+	case 417: return "Expectation Failed";
+	case 422: return "Unprocessable Content";
+	case 429: return "Too Many Requests";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	case 505: return "HTTP Version Not Supported";
+	default: return "Unknown";
+	}
+}
+
+/* ---- writing ---- */
+
+static void on_shutdown_sent(uv_shutdown_t *sh, int status)
+{
+	UNUSED(status);
+	free(sh);
+}
+
+/* Once the last response is out, half-closes and drains what the client
+ * still sends for a while, so that it reads the response rather than a
+ * reset. */
+static void conn_linger(struct http_conn *c)
+{
+	if (c->closing || c->state != CS_LINGER || c->write_pending || c->detached)
+		return;
+	uv_shutdown_t *sh = xmalloc(sizeof *sh);
+	if (uv_shutdown(sh, (uv_stream_t *)&c->tcp, on_shutdown_sent) < 0) {
+		free(sh);
+		conn_close(c);
+	}
+}
+
+static void on_write(uv_write_t *w, int status)
+{
+	struct write_req *wr = CONTAINER_OF(w, struct write_req, w);
+	struct http_conn *c = wr->conn;
+	c->write_pending -= wr->len;
+	free(wr);
+	if (status < 0 && status != UV_ECANCELED) {
+		log_debug("http: write failed: %s", uv_strerror(status));
+		conn_close(c);
+		return;
+	}
+	conn_linger(c);
+}
+
+/* Queues bytes (copied) on the connection. */
+static void conn_write(struct http_conn *c, const void *a, size_t alen, const void *b, size_t blen)
+{
+	c->bytes_out += alen + blen;
+	if (c->closing)
+		return;
+	if (c->detached)
+		return; /* the fuzzer's sink */
+	struct write_req *wr = xmalloc(sizeof *wr + alen + blen);
+	wr->conn = c;
+	wr->len = alen + blen;
+	memcpy(wr->data, a, alen);
+	if (blen)
+		memcpy(wr->data + alen, b, blen);
+	uv_buf_t buf = uv_buf_init(wr->data, (unsigned)wr->len);
+	c->write_pending += wr->len;
+	int rc = uv_write(&wr->w, (uv_stream_t *)&c->tcp, &buf, 1, on_write);
+	if (rc < 0) {
+		c->write_pending -= wr->len;
+		free(wr);
+		conn_close(c);
+	}
+}
+
+static const char *http_date(struct http_server *srv)
+{
+	time_t t = time(NULL);
+	if (t != srv->date_time) {
+		struct tm tm;
+		gmtime_r(&t, &tm);
+		strftime(srv->date, sizeof srv->date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+		srv->date_time = t;
+	}
+	return srv->date;
+}
+
+/* Serializes the status line and headers into h. body_len < 0: no
+ * Content-Length (streams). */
+static void build_head(struct http_conn *c, struct buf *h, int status, const char *content_type,
+		       long long body_len)
+{
+	struct http_req *r = &c->req;
+	if (c->srv->shutting_down || !r->keep_alive || c->peer_eof)
+		c->close_after = true;
+	buf_printf(h, "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: runboat\r\n", status,
+		   http_status_text(status), http_date(c->srv));
+	if (content_type)
+		buf_printf(h, "Content-Type: %s\r\n", content_type);
+	if (body_len >= 0 && status != 304 && status != 204)
+		buf_printf(h, "Content-Length: %lld\r\n", body_len);
+	if (c->close_after)
+		buf_append_str(h, "Connection: close\r\n");
+	else if (r->http_minor == 0)
+		buf_append_str(h, "Connection: keep-alive\r\n");
+	if (c->resp_headers.len)
+		buf_append(h, c->resp_headers.data, c->resp_headers.len);
+}
+
+static void respond_common(struct http_req *req, int status, const char *content_type,
+			   const void *body, size_t len)
+{
+	struct http_conn *c = req->conn;
+	if (c->responded) {
+		log_error("http: second response to %s %s ignored", req->method, req->target);
+		return;
+	}
+	c->responded = true;
+	c->status = status;
+	struct buf h = {0};
+	build_head(c, &h, status, content_type, (long long)len);
+	buf_append(&h, "\r\n", 2);
+	bool no_body = req->head || status == 304 || status == 204;
+	conn_write(c, h.data, h.len, body, no_body ? 0 : len);
+	buf_free(&h);
+	conn_finish_request(c);
+}
+
+void http_respond(struct http_req *req, int status, const char *content_type, const void *body,
+		  size_t len)
+{
+	respond_common(req, status, content_type, body, len);
+}
+
+void http_respond_static(struct http_req *req, int status, const char *content_type,
+			 const void *body, size_t len)
+{
+	/* the body is copied into the write anyway: one write per response */
+	respond_common(req, status, content_type, body, len);
+}
+
+void http_respond_json(struct http_req *req, int status, json_t *value)
+{
+	char *s = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
+	json_decref(value);
+	if (!s) {
+		http_respond_error(req, 500, "could not serialize the response");
+		return;
+	}
+	respond_common(req, status, "application/json", s, strlen(s));
+	free(s);
+}
+
+void http_respond_error(struct http_req *req, int status, const char *fmt, ...)
+{
+	char detail[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof detail, fmt, ap);
+	va_end(ap);
+	json_t *body = json_pack("{s:s}", "detail", detail);
+	http_respond_json(req, status, body);
+}
+
+void http_redirect(struct http_req *req, int status, const char *location)
+{
+	http_add_header(req, "Location", location);
+	json_t *body = json_pack("{s:s}", "detail", "redirecting");
+	http_respond_json(req, status, body);
+}
+
+void http_add_header(struct http_req *req, const char *name, const char *value)
+{
+	struct http_conn *c = req->conn;
+	/* a header value must never split the response */
+	buf_append_str(&c->resp_headers, name);
+	buf_append(&c->resp_headers, ": ", 2);
+	for (const char *p = value; *p; p++)
+		if (*p != '\r' && *p != '\n')
+			buf_append(&c->resp_headers, p, 1);
+	buf_append(&c->resp_headers, "\r\n", 2);
+}
+
+void http_stream_begin(struct http_req *req, int status, const char *content_type)
+{
+	struct http_conn *c = req->conn;
+	if (c->responded)
+		return;
+	c->responded = true;
+	c->streaming = true;
+	c->status = status;
+	c->chunked = req->http_minor >= 1;
+	if (!c->chunked)
+		req->keep_alive = false;
+	struct buf h = {0};
+	build_head(c, &h, status, content_type, -1);
+	if (c->chunked)
+		buf_append_str(&h, "Transfer-Encoding: chunked\r\n");
+	buf_append_str(&h, "Cache-Control: no-store\r\n\r\n");
+	conn_write(c, h.data, h.len, NULL, 0);
+	buf_free(&h);
+}
+
+int http_stream_write(struct http_req *req, const void *data, size_t len)
+{
+	struct http_conn *c = req->conn;
+	if (c->closing)
+		return -EPIPE;
+	if (!c->streaming || len == 0 || req->head)
+		return 0;
+	if (c->chunked) {
+		char hdr[32];
+		int n = snprintf(hdr, sizeof hdr, "%zx\r\n", len);
+		struct buf b = {0};
+		buf_append(&b, hdr, (size_t)n);
+		buf_append(&b, data, len);
+		buf_append(&b, "\r\n", 2);
+		conn_write(c, b.data, b.len, NULL, 0);
+		buf_free(&b);
+	} else {
+		conn_write(c, data, len, NULL, 0);
+	}
+	return c->closing ? -EPIPE : 0;
+}
+
+size_t http_stream_pending(const struct http_req *req)
+{
+	return req->conn->write_pending;
+}
+
+void http_stream_end(struct http_req *req)
+{
+	struct http_conn *c = req->conn;
+	if (!c->streaming)
+		return;
+	if (c->chunked && !req->head)
+		conn_write(c, "0\r\n\r\n", 5, NULL, 0);
+	conn_finish_request(c);
+}
+
+/* ---- requests ---- */
+
+const char *http_req_header(const struct http_req *req, const char *name)
+{
+	for (size_t i = 0; i < req->n_headers; i++)
+		if (strcmp(req->headers[i].name, name) == 0)
+			return req->headers[i].value;
+	return NULL;
+}
+
+char *http_req_query(const struct http_req *req, const char *name, bool *bad)
+{
+	if (bad)
+		*bad = false;
+	if (!req->query)
+		return NULL;
+	size_t nlen = strlen(name);
+	const char *p = req->query;
+	while (*p) {
+		const char *end = strchr(p, '&');
+		size_t n = end ? (size_t)(end - p) : strlen(p);
+		const char *eq = memchr(p, '=', n);
+		size_t klen = eq ? (size_t)(eq - p) : n;
+		char *key = url_decode(p, klen, true);
+		if (key && strlen(key) == nlen && memcmp(key, name, nlen) == 0) {
+			free(key);
+			char *v = eq ? url_decode(eq + 1, n - klen - 1, true) : xstrdup("");
+			if (!v && bad)
+				*bad = true;
+			return v;
+		}
+		free(key);
+		p += n;
+		if (*p == '&')
+			p++;
+	}
+	return NULL;
+}
+
+static void req_clear(struct http_conn *c)
+{
+	struct http_req *r = &c->req;
+	for (size_t i = 0; i < r->n_headers; i++) {
+		free(r->headers[i].name);
+		free(r->headers[i].value);
+	}
+	free(r->headers);
+	free(r->target);
+	free(r->path);
+	free(r->query);
+	buf_free(&r->body);
+	route_match_clear(&c->match);
+	memset(r, 0, sizeof *r);
+	r->conn = c;
+	buf_reset(&c->hname);
+	buf_reset(&c->hvalue);
+	buf_reset(&c->url);
+	buf_reset(&c->resp_headers);
+	c->header_bytes = 0;
+	c->err_status = 0;
+	c->err_detail[0] = '\0';
+	c->route_status = 0;
+	c->route_detail = NULL;
+	c->responded = false;
+	c->streaming = false;
+	c->chunked = false;
+	c->status = 0;
+	c->bytes_out = 0;
+	c->have_req = false;
+}
+
+static void timer_set(struct http_conn *c, uint64_t ms);
+
+/* Marks the current request done: logs it and moves on to the next one. */
+static void conn_finish_request(struct http_conn *c)
+{
+	struct http_req *r = &c->req;
+	if (r->method)
+		log_access(r->method, r->target ? r->target : "-", c->status, c->bytes_out,
+			   (double)(uv_hrtime() / 1000 - r->start_ms) / 1000.0);
+	bool upgrade_left = r->upgrade;
+	req_clear(c);
+	if (c->closing)
+		return;
+	if (c->close_after || upgrade_left) {
+		/* the bytes after an upgrade request are not HTTP: stop here */
+		c->state = CS_LINGER;
+		c->linger_bytes = 0;
+		buf_free(&c->in);
+		timer_set(c, LINGER_MS);
+		conn_linger(c);
+		return;
+	}
+	c->state = CS_IDLE;
+	llhttp_resume(&c->parser);
+	timer_set(c, c->srv->lim.keepalive_timeout_ms);
+	if (!c->processing)
+		conn_process(c);
+}
+
+static void dispatch(struct http_conn *c)
+{
+	struct http_req *r = &c->req;
+	c->state = CS_HANDLING;
+	timer_set(c, 0);
+	if (c->err_status) {
+		r->keep_alive = false;
+		c->close_after = true;
+		http_respond_error(r, c->err_status, "%s", c->err_detail);
+		return;
+	}
+	if (c->route_status) {
+		http_respond_error(r, c->route_status, "%s", c->route_detail);
+		return;
+	}
+	r->match = &c->match;
+	c->match.handler(r, c->match.data);
+}
+
+/* ---- llhttp callbacks ---- */
+
+static struct http_conn *conn_of(llhttp_t *p)
+{
+	return p->data;
+}
+
+static int fail(struct http_conn *c, int status, const char *detail)
+{
+	if (!c->err_status) {
+		c->err_status = status;
+		snprintf(c->err_detail, sizeof c->err_detail, "%s", detail);
+	}
+	return -1;
+}
+
+static int on_message_begin(llhttp_t *p)
+{
+	struct http_conn *c = conn_of(p);
+	req_clear(c);
+	c->have_req = true;
+	c->req.start_ms = uv_hrtime() / 1000;
+	c->state = CS_HEADERS;
+	timer_set(c, c->srv->lim.header_timeout_ms);
+	return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len)
+{
+	struct http_conn *c = conn_of(p);
+	if (c->url.len + len > c->srv->lim.max_request_line_bytes)
+		return fail(c, 414, "request target too long");
+	buf_append(&c->url, at, len);
+	return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+	struct http_conn *c = conn_of(p);
+	c->header_bytes += len;
+	if (c->header_bytes > c->srv->lim.max_header_bytes)
+		return fail(c, 431, "request header section too large");
+	buf_append(&c->hname, at, len);
+	return 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+	struct http_conn *c = conn_of(p);
+	c->header_bytes += len;
+	if (c->header_bytes > c->srv->lim.max_header_bytes)
+		return fail(c, 431, "request header section too large");
+	buf_append(&c->hvalue, at, len);
+	return 0;
+}
+
+static bool is_tchar(unsigned char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+	       (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+static int on_header_value_complete(llhttp_t *p)
+{
+	struct http_conn *c = conn_of(p);
+	struct http_req *r = &c->req;
+	if (r->n_headers == MAX_HEADERS)
+		return fail(c, 431, "too many request headers");
+	if (c->hname.len == 0)
+		return fail(c, 400, "empty header name");
+	for (size_t i = 0; i < c->hname.len; i++)
+		if (!is_tchar((unsigned char)c->hname.data[i]))
+			return fail(c, 400, "invalid header name");
+	for (size_t i = 0; i < c->hvalue.len; i++) {
+		unsigned char ch = (unsigned char)c->hvalue.data[i];
+		if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+			return fail(c, 400, "invalid character in a header value");
+	}
+	c->header_bytes += 4; /* ": " and CRLF */
+	r->headers = xrealloc(r->headers, (r->n_headers + 1) * sizeof *r->headers);
+	struct http_header *h = &r->headers[r->n_headers++];
+	h->name = xstrndup(c->hname.data ? c->hname.data : "", c->hname.len);
+	for (char *s = h->name; *s; s++)
+		if (*s >= 'A' && *s <= 'Z')
+			*s = (char)(*s - 'A' + 'a');
+	/* trim optional whitespace */
+	const char *v = c->hvalue.data ? c->hvalue.data : "";
+	size_t vl = c->hvalue.len;
+	while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
+		vl--;
+	while (vl && (*v == ' ' || *v == '\t')) {
+		v++;
+		vl--;
+	}
+	h->value = xstrndup(v, vl);
+	buf_reset(&c->hname);
+	buf_reset(&c->hvalue);
+	return 0;
+}
+
+/* Validates the request target (origin-form only) and splits it. */
+static int parse_target(struct http_conn *c)
+{
+	struct http_req *r = &c->req;
+	const char *t = c->url.data ? c->url.data : "";
+	if (t[0] != '/')
+		return fail(c, 400, "request target must be an absolute path");
+	for (const char *s = t; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch <= 0x20 || ch >= 0x7f)
+			return fail(c, 400, "invalid character in the request target");
+	}
+	r->target = xstrndup(t, c->url.len);
+	const char *q = strchr(r->target, '?');
+	const char *hash = strchr(r->target, '#');
+	if (hash && (!q || hash < q))
+		return fail(c, 400, "fragment in the request target");
+	if (q) {
+		r->path = xstrndup(r->target, (size_t)(q - r->target));
+		r->query = xstrdup(q + 1);
+	} else {
+		r->path = xstrdup(r->target);
+	}
+	return 0;
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+	struct http_conn *c = conn_of(p);
+	struct http_req *r = &c->req;
+	struct http_server *srv = c->srv;
+	r->method = llhttp_method_name(llhttp_get_method(p));
+	r->http_major = llhttp_get_http_major(p);
+	r->http_minor = llhttp_get_http_minor(p);
+	r->keep_alive = llhttp_should_keep_alive(p);
+	r->upgrade = llhttp_get_upgrade(p);
+	r->head = strcmp(r->method, "HEAD") == 0;
+	c->state = CS_BODY;
+	timer_set(c, srv->lim.body_timeout_ms);
+	c->body_limit = srv->lim.max_body_bytes;
+	if (c->err_status)
+		return -1;
+	if (r->http_major != 1)
+		return fail(c, 505, "only HTTP/1.0 and HTTP/1.1 are supported");
+	if (parse_target(c) < 0)
+		return -1;
+	if (r->http_minor >= 1 && !http_req_header(r, "host"))
+		return fail(c, 400, "missing Host header");
+	char allow[128];
+	enum router_result rr = router_match(srv->router, r->method, r->path, &c->match, allow,
+					     sizeof allow);
+	if (rr == ROUTER_NOT_FOUND) {
+		c->route_status = 404;
+		c->route_detail = "not found";
+	} else if (rr == ROUTER_BAD_PATH) {
+		c->route_status = 400;
+		c->route_detail = "malformed percent-encoding in the path";
+	} else if (rr == ROUTER_BAD_METHOD) {
+		c->route_status = 405;
+		c->route_detail = "method not allowed";
+		http_add_header(r, "Allow", allow);
+	} else if (c->match.max_body)
+		c->body_limit = c->match.max_body;
+	/* Routing failures still read the (bounded) body so that keep-alive
+	 * is preserved, but are answered with the error afterwards. */
+	if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->body_limit)
+		return fail(c, 413, "request body too large");
+	const char *expect = http_req_header(r, "expect");
+	if (expect) {
+		if (strcasecmp(expect, "100-continue") != 0)
+			return fail(c, 417, "unsupported expectation");
+		if (r->http_minor >= 1)
+			conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25, NULL, 0);
+	}
+	return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len)
+{
+	struct http_conn *c = conn_of(p);
+	if (c->req.body.len + len > c->body_limit)
+		return fail(c, 413, "request body too large");
+	buf_append(&c->req.body, at, len);
+	return 0;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+	/* stop after each message: requests are handled one at a time */
+	UNUSED(p);
+	return HPE_PAUSED;
+}
+
+/* ---- connection I/O ---- */
+
+static void on_handle_closed(uv_handle_t *h)
+{
+	struct http_conn *c = h->data;
+	if (--c->open_handles > 0)
+		return;
+	struct http_server *srv = c->srv;
+	buf_free(&c->in);
+	buf_free(&c->hname);
+	buf_free(&c->hvalue);
+	buf_free(&c->url);
+	buf_free(&c->resp_headers);
+	free(c);
+	srv->n_conns--;
+	server_check_done(srv);
+}
+
+static void conn_close(struct http_conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	struct http_server *srv = c->srv;
+	if (c->state == CS_HANDLING && c->req.on_abort) {
+		void (*cb)(struct http_req *, void *) = c->req.on_abort;
+		c->req.on_abort = NULL;
+		cb(&c->req, c->req.abort_data);
+	}
+	req_clear(c);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		srv->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	if (c->detached)
+		return;
+	uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+	uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+	struct http_conn *c = t->data;
+	if (c->closing)
+		return;
+	switch (c->state) {
+	case CS_HEADERS:
+	case CS_BODY:
+		log_debug("http: request deadline passed, closing");
+		c->state = CS_HANDLING;
+		c->close_after = true;
+		c->req.keep_alive = false;
+		if (!c->req.method)
+			c->req.method = "-";
+		http_respond_error(&c->req, 408, "request not received in time");
+		break;
+	default:
+		conn_close(c);
+	}
+}
+
+static void timer_set(struct http_conn *c, uint64_t ms)
+{
+	if (c->detached || c->closing)
+		return;
+	if (ms)
+		uv_timer_start(&c->timer, on_timeout, ms, 0);
+	else
+		uv_timer_stop(&c->timer);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	UNUSED(suggested);
+	struct http_conn *c = h->data;
+	/* one shared buffer: each read is consumed before the next */
+	*buf = uv_buf_init(c->srv->read_buf, READ_BUF_SIZE);
+}
+
+static void read_control(struct http_conn *c)
+{
+	if (c->detached || c->closing)
+		return;
+	/* while a handler holds a request, buffer a bounded amount of what
+	 * follows (pipelining), then stop reading */
+	bool want = c->state != CS_HANDLING ||
+		    c->in.len < c->srv->lim.max_header_bytes + c->srv->lim.max_request_line_bytes;
+	if (want && !c->reading) {
+		if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+			c->reading = true;
+	} else if (!want && c->reading) {
+		uv_read_stop((uv_stream_t *)&c->tcp);
+		c->reading = false;
+	}
+}
+
+/* Parses what is buffered, handing complete requests to their handlers,
+ * until input runs out or a handler keeps a request. */
+static void conn_process(struct http_conn *c)
+{
+	c->processing = true;
+	while (!c->closing && (c->state == CS_IDLE || c->state == CS_HEADERS || c->state == CS_BODY) &&
+	       c->in.len) {
+		enum llhttp_errno err = llhttp_execute(&c->parser, c->in.data, c->in.len);
+		size_t used = c->in.len;
+		if (err != HPE_OK) {
+			const char *pos = llhttp_get_error_pos(&c->parser);
+			if (pos && pos >= c->in.data && pos <= c->in.data + c->in.len)
+				used = (size_t)(pos - c->in.data);
+		}
+		if (err == HPE_OK) {
+			buf_reset(&c->in);
+			break;
+		}
+		if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+			buf_consume(&c->in, used);
+			dispatch(c);
+			continue;
+		}
+		/* a protocol error: answer and close */
+		if (!c->err_status)
+			fail(c, 400, llhttp_get_error_reason(&c->parser) ? llhttp_get_error_reason(&c->parser)
+									 : "malformed request");
+		if (c->err_status == 400 && c->err_detail[0] == '\0')
+			snprintf(c->err_detail, sizeof c->err_detail, "malformed request");
+		buf_reset(&c->in);
+		if (!c->have_req) {
+			c->req.start_ms = uv_hrtime() / 1000;
+			c->have_req = true;
+		}
+		if (!c->req.method)
+			c->req.method = "-";
+		c->close_after = true;
+		dispatch(c);
+		break;
+	}
+	c->processing = false;
+	if (!c->closing && c->state == CS_LINGER && c->detached)
+		return;
+	read_control(c);
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+	struct http_conn *c = s->data;
+	if (c->closing)
+		return;
+	if (n < 0) {
+		if (n != UV_EOF)
+			log_debug("http: read error: %s", uv_strerror((int)n));
+		if (n == UV_EOF && c->state == CS_HANDLING && !c->streaming) {
+			/* the client half-closed after its request: answer, then close */
+			c->peer_eof = true;
+			c->close_after = true;
+			uv_read_stop(s);
+			c->reading = false;
+			return;
+		}
+		conn_close(c);
+		return;
+	}
+	if (n == 0)
+		return;
+	if (c->state == CS_LINGER) {
+		c->linger_bytes += (size_t)n;
+		if (c->linger_bytes > LINGER_MAX_BYTES)
+			conn_close(c);
+		return;
+	}
+	buf_append(&c->in, buf->base, (size_t)n);
+	if (!c->processing)
+		conn_process(c);
+}
+
+static void conn_init(struct http_server *srv, struct http_conn *c)
+{
+	c->srv = srv;
+	c->req.conn = c;
+	llhttp_init(&c->parser, HTTP_REQUEST, &srv->settings);
+	c->parser.data = c;
+	c->state = CS_IDLE;
+	c->next = srv->conns;
+	if (srv->conns)
+		srv->conns->prev = c;
+	srv->conns = c;
+	srv->n_conns++;
+}
+
+static void on_refused_closed(uv_handle_t *h)
+{
+	free(h);
+}
+
+static void on_refused_written(uv_write_t *w, int status)
+{
+	UNUSED(status);
+	uv_close((uv_handle_t *)w->data, on_refused_closed);
+	free(w);
+}
+
+/* Over the connection cap: a short 503 and close, without a connection
+ * object, so the others keep being served. */
+static void refuse(struct http_server *srv)
+{
+	uv_tcp_t *t = xmalloc(sizeof *t);
+	uv_tcp_init(srv->loop, t);
+	if (uv_accept((uv_stream_t *)&srv->listener, (uv_stream_t *)t) < 0) {
+		uv_close((uv_handle_t *)t, on_refused_closed);
+		return;
+	}
+	static const char msg[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+				  "Content-Length: 38\r\nConnection: close\r\n\r\n"
+				  "{\"detail\": \"too many connections\"}\r\n\r\n";
+	uv_write_t *w = xmalloc(sizeof *w);
+	w->data = t;
+	uv_buf_t b = uv_buf_init((char *)msg, sizeof msg - 1);
+	if (uv_write(w, (uv_stream_t *)t, &b, 1, on_refused_written) < 0) {
+		free(w);
+		uv_close((uv_handle_t *)t, on_refused_closed);
+	}
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+	struct http_server *srv = server->data;
+	if (status < 0) {
+		log_warn("http: accept failed: %s", uv_strerror(status));
+		return;
+	}
+	if (srv->shutting_down)
+		return;
+	if (srv->n_conns >= srv->lim.max_connections) {
+		log_warn("http: %u connections open, refusing a new one", srv->n_conns);
+		refuse(srv);
+		return;
+	}
+	struct http_conn *c = xcalloc(1, sizeof *c);
+	uv_tcp_init(srv->loop, &c->tcp);
+	uv_timer_init(srv->loop, &c->timer);
+	c->tcp.data = c;
+	c->timer.data = c;
+	c->open_handles = 2;
+	conn_init(srv, c);
+	if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
+		conn_close(c);
+		return;
+	}
+	uv_tcp_nodelay(&c->tcp, 1);
+	timer_set(c, srv->lim.keepalive_timeout_ms);
+	read_control(c);
+}
+
+/* ---- server ---- */
+
+struct http_server *http_server_new(uv_loop_t *loop, const struct http_limits *lim,
+				    struct router *router)
+{
+	struct http_server *srv = xcalloc(1, sizeof *srv);
+	srv->loop = loop;
+	srv->lim = *lim;
+	srv->router = router;
+	llhttp_settings_init(&srv->settings);
+	srv->settings.on_message_begin = on_message_begin;
+	srv->settings.on_url = on_url;
+	srv->settings.on_header_field = on_header_field;
+	srv->settings.on_header_value = on_header_value;
+	srv->settings.on_header_value_complete = on_header_value_complete;
+	srv->settings.on_headers_complete = on_headers_complete;
+	srv->settings.on_body = on_body;
+	srv->settings.on_message_complete = on_message_complete;
+	return srv;
+}
+
+int http_server_listen(struct http_server *srv, const char *listen)
+{
+	char host[256];
+	const char *colon = strrchr(listen, ':');
+	if (!colon || (size_t)(colon - listen) >= sizeof host)
+		return UV_EINVAL;
+	size_t hl = (size_t)(colon - listen);
+	memcpy(host, listen, hl);
+	host[hl] = '\0';
+	char *end;
+	long port = strtol(colon + 1, &end, 10);
+	if (*end || port < 0 || port > 65535 || colon[1] == '\0')
+		return UV_EINVAL;
+	struct sockaddr_storage ss;
+	int rc;
+	if (host[0] == '[' && hl >= 2 && host[hl - 1] == ']') {
+		host[hl - 1] = '\0';
+		rc = uv_ip6_addr(host + 1, (int)port, (struct sockaddr_in6 *)&ss);
+	} else {
+		rc = uv_ip4_addr(hl ? host : "0.0.0.0", (int)port, (struct sockaddr_in *)&ss);
+	}
+	if (rc < 0)
+		return rc;
+	uv_tcp_init(srv->loop, &srv->listener);
+	srv->listener.data = srv;
+	srv->listening = true;
+	rc = uv_tcp_bind(&srv->listener, (struct sockaddr *)&ss, 0);
+	if (rc == 0)
+		rc = uv_listen((uv_stream_t *)&srv->listener, 511, on_connection);
+	if (rc < 0)
+		return rc;
+	struct sockaddr_storage bound;
+	int len = sizeof bound;
+	uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&bound, &len);
+	srv->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+						       : ((struct sockaddr_in *)&bound)->sin_port);
+	return 0;
+}
+
+int http_server_port(const struct http_server *srv)
+{
+	return srv->port;
+}
+
+unsigned http_server_connections(const struct http_server *srv)
+{
+	return srv->n_conns;
+}
+
+static void on_server_handle_closed(uv_handle_t *h)
+{
+	struct http_server *srv = h->data;
+	srv->pending_closes--;
+	server_check_done(srv);
+}
+
+/* During a shutdown: once the last connection is gone, closes the deadline
+ * timer, then reports completion. */
+static void server_check_done(struct http_server *srv)
+{
+	if (!srv->shutting_down || srv->n_conns)
+		return;
+	if (srv->shutdown_timer_init && !uv_is_closing((uv_handle_t *)&srv->shutdown_timer)) {
+		srv->pending_closes++;
+		uv_close((uv_handle_t *)&srv->shutdown_timer, on_server_handle_closed);
+	}
+	if (srv->pending_closes == 0 && !srv->done_called && srv->on_done) {
+		srv->done_called = true;
+		srv->on_done(srv->done_data);
+	}
+}
+
+static void on_shutdown_deadline(uv_timer_t *t)
+{
+	struct http_server *srv = t->data;
+	if (srv->n_conns)
+		log_warn("http: %u connections still busy after the shutdown deadline, closing them",
+			 srv->n_conns);
+	struct http_conn *c = srv->conns;
+	while (c) {
+		struct http_conn *next = c->next;
+		conn_close(c);
+		c = next;
+	}
+}
+
+void http_server_shutdown(struct http_server *srv, void (*on_done)(void *data), void *data)
+{
+	if (srv->shutting_down)
+		return;
+	srv->shutting_down = true;
+	srv->on_done = on_done;
+	srv->done_data = data;
+	if (srv->listening) {
+		srv->pending_closes++;
+		uv_close((uv_handle_t *)&srv->listener, on_server_handle_closed);
+	}
+	struct http_conn *c = srv->conns;
+	while (c) {
+		struct http_conn *next = c->next;
+		if (c->state == CS_HANDLING) {
+			c->close_after = true;
+			if (c->req.on_shutdown)
+				c->req.on_shutdown(&c->req, c->req.abort_data);
+		} else if (c->state != CS_LINGER || !c->write_pending) {
+			conn_close(c);
+		}
+		c = next;
+	}
+	uv_timer_init(srv->loop, &srv->shutdown_timer);
+	srv->shutdown_timer.data = srv;
+	srv->shutdown_timer_init = true;
+	uv_timer_start(&srv->shutdown_timer, on_shutdown_deadline, srv->lim.shutdown_timeout_ms, 0);
+	server_check_done(srv);
+}
+
+void http_server_free(struct http_server *srv)
+{
+	free(srv);
+}
+
+/* ---- detached connections (fuzzing) ---- */
+
+struct http_conn *http_conn_new_detached(struct http_server *srv)
+{
+	struct http_conn *c = xcalloc(1, sizeof *c);
+	c->detached = true;
+	conn_init(srv, c);
+	return c;
+}
+
+void http_conn_feed(struct http_conn *c, const char *data, size_t len)
+{
+	if (c->closing || c->state == CS_LINGER)
+		return;
+	buf_append(&c->in, data, len);
+	if (!c->processing)
+		conn_process(c);
+}
+
+void http_conn_free_detached(struct http_conn *c)
+{
+	conn_close(c);
+	c->srv->n_conns--;
+	buf_free(&c->in);
+	buf_free(&c->hname);
+	buf_free(&c->hvalue);
+	buf_free(&c->url);
+	buf_free(&c->resp_headers);
+	free(c);
+}

@@ -1,0 +1,126 @@
+/* The HTTP/1.1 server: libuv TCP, llhttp in strict mode, bounded buffers,
+ * deadlines, keep-alive and pipelining (one request at a time per connection,
+ * answered in order). It knows nothing of builds: requests go to a router
+ * (router.h) whose handlers answer through the http_respond* functions. */
+#ifndef RUNBOAT_HTTP_H
+#define RUNBOAT_HTTP_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "util.h"
+
+struct router;
+struct route_match;
+
+struct http_limits {
+	unsigned max_connections;
+	size_t max_header_bytes;       /* whole header section; beyond: 431 */
+	size_t max_request_line_bytes; /* request target; beyond: 414 */
+	size_t max_body_bytes;         /* default body limit; beyond: 413 */
+	uint64_t header_timeout_ms;    /* first byte of a request to end of headers */
+	uint64_t body_timeout_ms;      /* end of headers to end of body */
+	uint64_t keepalive_timeout_ms; /* idle between requests */
+	uint64_t shutdown_timeout_ms;  /* in-flight responses get this long at exit */
+};
+
+/* The defaults documented in runboat.toml.sample. */
+void http_limits_default(struct http_limits *lim);
+
+struct http_header {
+	char *name; /* lowercased */
+	char *value;
+};
+
+/* A parsed request. Owned by the connection; valid until the response is
+ * finished or the abort callback has run. */
+struct http_req {
+	struct http_conn *conn;
+	const char *method; /* static string ("GET", ...) */
+	char *target;       /* raw request target */
+	char *path;         /* path as sent (not decoded), without the query */
+	char *query;        /* raw query string (after '?'), or NULL */
+	struct http_header *headers;
+	size_t n_headers;
+	struct buf body;
+	unsigned http_major, http_minor;
+	bool keep_alive;
+	bool upgrade;
+	bool head; /* HEAD: answer as GET without a body */
+	const struct route_match *match;
+	uint64_t start_ms;
+	/* Set by a handler that answers later: called if the connection goes
+	 * away first; after it, the request must not be touched. */
+	void (*on_abort)(struct http_req *req, void *data);
+	void *abort_data;
+	/* Set by a handler that answers later: called when the server shuts
+	 * down, so that long streams can end themselves. */
+	void (*on_shutdown)(struct http_req *req, void *data);
+};
+
+struct http_server;
+
+/* Creates a server on loop that dispatches to router (borrowed; must outlive
+ * the server). */
+struct http_server *http_server_new(uv_loop_t *loop, const struct http_limits *lim,
+				    struct router *router);
+/* Binds and listens on "host:port", "[v6]:port" or ":port". Returns 0 or a
+ * UV_* error; the bound port is then in http_server_port(). */
+int http_server_listen(struct http_server *srv, const char *listen);
+int http_server_port(const struct http_server *srv);
+/* Stops accepting, closes idle connections and lets in-flight responses
+ * finish within shutdown_timeout_ms; then closes the rest. on_done runs once
+ * every connection is closed. */
+void http_server_shutdown(struct http_server *srv, void (*on_done)(void *data), void *data);
+/* Frees a server whose shutdown has completed. */
+void http_server_free(struct http_server *srv);
+unsigned http_server_connections(const struct http_server *srv);
+
+/* Request accessors. */
+/* Value of a header (name in lowercase), or NULL. */
+const char *http_req_header(const struct http_req *req, const char *name);
+/* Percent-decoded value of a query parameter, fresh string owned by the
+ * caller; NULL when absent. Sets *bad when the parameter is malformed. */
+char *http_req_query(const struct http_req *req, const char *name, bool *bad);
+
+/* Responding. Exactly one of http_respond / http_respond_json /
+ * http_respond_error / http_redirect / http_stream_begin per request. */
+
+/* Adds a header to the pending response (copied). */
+void http_add_header(struct http_req *req, const char *name, const char *value);
+/* Answers with body (copied). */
+void http_respond(struct http_req *req, int status, const char *content_type, const void *body,
+		  size_t len);
+/* Answers with a static body that outlives the server (not copied). */
+void http_respond_static(struct http_req *req, int status, const char *content_type,
+			 const void *body, size_t len);
+/* Answers with value serialized as JSON; steals the reference. */
+void http_respond_json(struct http_req *req, int status, json_t *value);
+/* Answers {"detail": "..."} with status. */
+void http_respond_error(struct http_req *req, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void http_redirect(struct http_req *req, int status, const char *location);
+
+/* Streaming responses (SSE, logs): sends the status line and headers with
+ * chunked encoding (or close-delimited for HTTP/1.0). */
+void http_stream_begin(struct http_req *req, int status, const char *content_type);
+/* Queues data; returns 0, or -EPIPE if the client is gone. */
+int http_stream_write(struct http_req *req, const void *data, size_t len);
+/* Bytes queued for the client but not yet written (backpressure). */
+size_t http_stream_pending(const struct http_req *req);
+/* Ends the stream; the request is finished. */
+void http_stream_end(struct http_req *req);
+
+/* The reason phrase of a status code. */
+const char *http_status_text(int status);
+
+/* Feeds raw bytes to a connection that is not attached to a socket, for the
+ * fuzzer: parses, routes and answers into a discarded sink. */
+struct http_conn *http_conn_new_detached(struct http_server *srv);
+void http_conn_feed(struct http_conn *conn, const char *data, size_t len);
+void http_conn_free_detached(struct http_conn *conn);
+
+#endif

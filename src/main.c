@@ -1,0 +1,224 @@
+/* runboat: command line, start-up and shutdown of the one loop. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <uv.h>
+
+#include "api.h"
+#include "app.h"
+#include "config.h"
+#include "http.h"
+#include "log.h"
+#include "router.h"
+#include "util.h"
+
+#define EXIT_CONFIG 2
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: runboat [--config FILE]\n"
+		"       runboat --check-config FILE\n"
+		"       runboat --version | --help\n"
+		"\n"
+		"Runs the runboat operator: an HTTP API, a dashboard and a controller that\n"
+		"deploys one Odoo instance per commit of GitHub branches and pull requests.\n"
+		"\n"
+		"  -c, --config FILE        configuration (default: $RUNBOAT_CONFIG, then ./runboat.toml)\n"
+		"      --check-config FILE  validate FILE, print the first problem, exit 0 or 2\n"
+		"  -V, --version            print the version\n"
+		"  -h, --help               print this help\n"
+		"\n"
+		"Secrets may come from RUNBOAT_ADMIN_PASSWORD, RUNBOAT_GITHUB_TOKEN and\n"
+		"RUNBOAT_GITHUB_WEBHOOK_SECRET. See runboat.toml.sample for every setting.\n");
+}
+
+struct signals {
+	uv_signal_t sigint, sigterm;
+	uv_prepare_t flush;
+	struct app *app;
+	int received;
+};
+
+static void on_flush(uv_prepare_t *p)
+{
+	UNUSED(p);
+	log_flush();
+}
+
+static void on_closed_nothing(uv_handle_t *h)
+{
+	UNUSED(h);
+}
+
+static void on_http_done(void *data)
+{
+	struct signals *s = data;
+	log_info("shutdown complete");
+	uv_close((uv_handle_t *)&s->sigint, on_closed_nothing);
+	uv_close((uv_handle_t *)&s->sigterm, on_closed_nothing);
+	uv_close((uv_handle_t *)&s->flush, on_closed_nothing);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	struct signals *s = h->data;
+	if (s->received++) {
+		log_warn("second signal (%s): exiting now", strsignal(signum));
+		log_flush();
+		_exit(1);
+	}
+	log_info("%s: stopping; in-flight requests get %.1fs", strsignal(signum),
+		 s->app->cfg->server.shutdown_timeout);
+	s->app->stopping = true;
+	http_server_shutdown(s->app->http, on_http_done, s);
+}
+
+static void limits_from_config(const struct config *cfg, struct http_limits *lim)
+{
+	http_limits_default(lim);
+	lim->max_connections = (unsigned)cfg->server.max_connections;
+	lim->max_header_bytes = cfg->server.max_header_bytes;
+	lim->max_request_line_bytes = cfg->server.max_request_line_bytes;
+	lim->max_body_bytes = cfg->server.max_body_bytes;
+	lim->header_timeout_ms = (uint64_t)(cfg->server.header_timeout * 1000);
+	lim->body_timeout_ms = (uint64_t)(cfg->server.body_timeout * 1000);
+	lim->keepalive_timeout_ms = (uint64_t)(cfg->server.keepalive_timeout * 1000);
+	lim->shutdown_timeout_ms = (uint64_t)(cfg->server.shutdown_timeout * 1000);
+}
+
+static int run(struct config *cfg)
+{
+	uv_loop_t loop;
+	struct app app = {0};
+	struct signals sig = {0};
+	int rc = 1;
+
+	uv_loop_init(&loop);
+	app.loop = &loop;
+	app.cfg = cfg;
+	app.started_ms = now_ms();
+	app.ready = false;
+	app.ready_reason = "the Kubernetes informers are not synced";
+
+	app.router = router_new();
+	api_register(app.router, &app);
+
+	struct http_limits lim;
+	limits_from_config(cfg, &lim);
+	app.http = http_server_new(&loop, &lim, app.router);
+	int err = http_server_listen(app.http, cfg->server.listen);
+	if (err < 0) {
+		log_error("cannot listen on %s: %s", cfg->server.listen, uv_strerror(err));
+		goto out;
+	}
+	log_info("runboat %s listening on %s (port %d), base URL %s", RUNBOAT_VERSION,
+		 cfg->server.listen, http_server_port(app.http), cfg->server.base_url);
+
+	sig.app = &app;
+	uv_signal_init(&loop, &sig.sigint);
+	uv_signal_init(&loop, &sig.sigterm);
+	sig.sigint.data = sig.sigterm.data = &sig;
+	uv_signal_start(&sig.sigint, on_signal, SIGINT);
+	uv_signal_start(&sig.sigterm, on_signal, SIGTERM);
+	uv_prepare_init(&loop, &sig.flush);
+	uv_prepare_start(&sig.flush, on_flush);
+	uv_unref((uv_handle_t *)&sig.flush);
+
+	uv_run(&loop, UV_RUN_DEFAULT);
+	rc = 0;
+out:
+	if (rc) {
+		/* nothing to drain: close what was opened */
+		http_server_shutdown(app.http, NULL, NULL);
+		uv_run(&loop, UV_RUN_DEFAULT);
+	}
+	http_server_free(app.http);
+	router_free(app.router);
+	if (uv_loop_close(&loop) != 0)
+		log_warn("the loop still had handles at exit");
+	log_flush();
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"check-config", required_argument, NULL, 'C'},
+		{"version", no_argument, NULL, 'V'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	const char *config_path = NULL;
+	const char *check_path = NULL;
+	int ch;
+	while ((ch = getopt_long(argc, argv, "c:Vh", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			config_path = optarg;
+			break;
+		case 'C':
+			check_path = optarg;
+			break;
+		case 'V':
+			printf("runboat %s\n", RUNBOAT_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return EXIT_CONFIG;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "runboat: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return EXIT_CONFIG;
+	}
+
+	char err[1024];
+	if (check_path) {
+		struct config *cfg = config_load(check_path, err, sizeof err);
+		log_flush();
+		if (!cfg) {
+			fprintf(stderr, "%s\n", err);
+			return EXIT_CONFIG;
+		}
+		printf("%s: ok\n", check_path);
+		config_free(cfg);
+		return 0;
+	}
+	if (!config_path)
+		config_path = getenv("RUNBOAT_CONFIG");
+	if (!config_path || !*config_path) {
+		if (access("runboat.toml", F_OK) != 0) {
+			fprintf(stderr, "runboat: no configuration: pass --config FILE, set RUNBOAT_CONFIG, "
+					"or create ./runboat.toml (see runboat.toml.sample)\n");
+			return EXIT_CONFIG;
+		}
+		config_path = "runboat.toml";
+	}
+	struct config *cfg = config_load(config_path, err, sizeof err);
+	if (!cfg) {
+		log_flush();
+		fprintf(stderr, "%s\n", err);
+		return EXIT_CONFIG;
+	}
+	log_set_level((enum log_level)cfg->server.log_level);
+	log_set_access(cfg->server.access_log);
+
+	signal(SIGPIPE, SIG_IGN);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	int rc = run(cfg);
+	config_free(cfg);
+	curl_global_cleanup();
+	return rc;
+}
