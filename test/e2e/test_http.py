@@ -238,6 +238,7 @@ def test_slowloris_is_cut(make_runboat):
 
 def test_connection_cap(make_runboat):
     rb = make_runboat(server_extra="max_connections = 5")
+    time.sleep(0.5)  # let the server see the start-up probe's connection close
     conns = [rb.connect() for _ in range(5)]
     for c in conns:
         c.send(GET)
