@@ -1,0 +1,12 @@
+// Command etcd mirrors go.etcd.io/etcd/server/v3/main.go.
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() {
+	etcdmain.Main(os.Args)
+}
