@@ -1,0 +1,615 @@
+/* libcurl multi on libuv. The shape follows libcurl's multi-uv example:
+ * curl tells us which sockets to watch (on_curl_socket) and when to wake it
+ * (on_curl_timer); we tell curl what happened (curl_multi_socket_action) and
+ * then collect finished transfers (drain).
+ *
+ * Lifetimes: a request is created by curl_uv_start and queued on `todo`; the
+ * defer timer adds it to the multi. It completes exactly once, in `finish`,
+ * called from drain (curl reported it done), from the defer timer (cancelled)
+ * or from teardown (closing). finish removes the easy handle first, so no
+ * easy handle is ever removed or freed inside a libcurl callback. */
+#include "curl_uv.h"
+
+#include "log.h"
+#include "util.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define DEFAULT_MAX_RESPONSE (64u << 20)
+#define DEFAULT_CONNECT_TIMEOUT_MS 10000L
+
+struct sock_ctx {
+	uv_poll_t poll;
+	struct curl_uv *cu;
+	curl_socket_t fd;
+	struct sock_ctx *prev, *next;
+};
+
+struct curl_uv_request {
+	struct curl_uv *cu;
+	CURL *easy;
+	struct curl_slist *headers;
+	struct buf body;
+	size_t max_response;
+	curl_uv_data_cb on_data;
+	curl_uv_done_cb on_done;
+	void *data;
+	bool added;     /* in the multi */
+	bool cancelled;
+	bool aborted;   /* on_data returned false */
+	bool too_big;
+	bool in_todo;
+	struct curl_uv_request *prev, *next;           /* cu->reqs */
+	struct curl_uv_request *todo_prev, *todo_next; /* cu->todo */
+	char errbuf[CURL_ERROR_SIZE];
+};
+
+struct curl_uv {
+	uv_loop_t *loop;
+	CURLM *multi;
+	uv_timer_t timer; /* curl's timeout */
+	uv_timer_t defer; /* adds new requests, completes cancelled ones */
+	int open_handles; /* uv handles not yet closed; cu is freed at 0 */
+	int depth;        /* > 0 while inside curl_multi_socket_action */
+	bool closing;
+	bool torn_down;
+	size_t active;
+	struct curl_uv_request *reqs;
+	struct curl_uv_request *todo, *todo_tail;
+	struct sock_ctx *socks;
+};
+
+static void teardown(struct curl_uv *cu);
+
+static void maybe_free(struct curl_uv *cu)
+{
+	if (cu->open_handles == 0 && cu->torn_down)
+		free(cu);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+	struct curl_uv *cu = h->data;
+	cu->open_handles--;
+	maybe_free(cu);
+}
+
+/* ---- sockets ---- */
+
+static void on_sock_closed(uv_handle_t *h)
+{
+	struct sock_ctx *s = CONTAINER_OF(h, struct sock_ctx, poll);
+	struct curl_uv *cu = s->cu;
+	free(s);
+	cu->open_handles--;
+	maybe_free(cu);
+}
+
+static void sock_close(struct sock_ctx *s)
+{
+	struct curl_uv *cu = s->cu;
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		cu->socks = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	uv_close((uv_handle_t *)&s->poll, on_sock_closed);
+}
+
+static void drain(struct curl_uv *cu);
+
+static void socket_action(struct curl_uv *cu, curl_socket_t fd, int flags)
+{
+	int running = 0;
+	cu->depth++;
+	curl_multi_socket_action(cu->multi, fd, flags, &running);
+	cu->depth--;
+	drain(cu);
+	if (cu->closing && !cu->torn_down && cu->depth == 0)
+		teardown(cu);
+}
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+	struct sock_ctx *s = CONTAINER_OF(h, struct sock_ctx, poll);
+	struct curl_uv *cu = s->cu;
+	if (cu->torn_down)
+		return;
+	int flags = 0;
+	if (status < 0) {
+		flags = CURL_CSELECT_ERR;
+	} else {
+		if (events & UV_READABLE)
+			flags |= CURL_CSELECT_IN;
+		if (events & UV_WRITABLE)
+			flags |= CURL_CSELECT_OUT;
+	}
+	socket_action(cu, s->fd, flags);
+}
+
+static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+	UNUSED(easy);
+	struct curl_uv *cu = userp;
+	struct sock_ctx *s = socketp;
+
+	if (cu->torn_down && what != CURL_POLL_REMOVE)
+		return 0;
+	if (what == CURL_POLL_REMOVE) {
+		if (s) {
+			curl_multi_assign(cu->multi, fd, NULL);
+			uv_poll_stop(&s->poll);
+			sock_close(s);
+		}
+		return 0;
+	}
+	if (!s) {
+		s = xcalloc(1, sizeof(*s));
+		s->cu = cu;
+		s->fd = fd;
+		if (uv_poll_init_socket(cu->loop, &s->poll, fd) != 0) {
+			log_error("curl_uv: cannot poll socket %d", (int)fd);
+			free(s);
+			return -1;
+		}
+		cu->open_handles++;
+		s->next = cu->socks;
+		if (cu->socks)
+			cu->socks->prev = s;
+		cu->socks = s;
+		curl_multi_assign(cu->multi, fd, s);
+	}
+	int events = 0;
+	if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
+		events |= UV_READABLE;
+	if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
+		events |= UV_WRITABLE;
+	if (uv_poll_start(&s->poll, events, on_poll) != 0)
+		return -1;
+	return 0;
+}
+
+/* ---- timers ---- */
+
+static void on_timeout(uv_timer_t *t)
+{
+	struct curl_uv *cu = t->data;
+	if (cu->torn_down)
+		return;
+	socket_action(cu, CURL_SOCKET_TIMEOUT, 0);
+}
+
+static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+	UNUSED(multi);
+	struct curl_uv *cu = userp;
+	if (cu->torn_down)
+		return 0;
+	if (timeout_ms < 0)
+		uv_timer_stop(&cu->timer);
+	else
+		uv_timer_start(&cu->timer, on_timeout, (uint64_t)timeout_ms, 0);
+	return 0;
+}
+
+/* ---- requests ---- */
+
+static void todo_push(struct curl_uv *cu, struct curl_uv_request *r)
+{
+	if (r->in_todo)
+		return;
+	r->in_todo = true;
+	r->todo_next = NULL;
+	r->todo_prev = cu->todo_tail;
+	if (cu->todo_tail)
+		cu->todo_tail->todo_next = r;
+	else
+		cu->todo = r;
+	cu->todo_tail = r;
+}
+
+static void todo_unlink(struct curl_uv *cu, struct curl_uv_request *r)
+{
+	if (!r->in_todo)
+		return;
+	if (r->todo_prev)
+		r->todo_prev->todo_next = r->todo_next;
+	else
+		cu->todo = r->todo_next;
+	if (r->todo_next)
+		r->todo_next->todo_prev = r->todo_prev;
+	else
+		cu->todo_tail = r->todo_prev;
+	r->in_todo = false;
+	r->todo_prev = r->todo_next = NULL;
+}
+
+/* Detaches r from cu's lists, so that nothing (teardown included) can reach
+ * it while its done callback runs. */
+static void req_unlink(struct curl_uv_request *r)
+{
+	struct curl_uv *cu = r->cu;
+	todo_unlink(cu, r);
+	if (r->prev)
+		r->prev->next = r->next;
+	else
+		cu->reqs = r->next;
+	if (r->next)
+		r->next->prev = r->prev;
+	r->prev = r->next = NULL;
+	cu->active--;
+}
+
+static void req_free(struct curl_uv_request *r)
+{
+	curl_easy_cleanup(r->easy);
+	curl_slist_free_all(r->headers);
+	buf_free(&r->body);
+	free(r);
+}
+
+static int map_curl_error(struct curl_uv_request *r, CURLcode rc)
+{
+	if (r->cancelled)
+		return -ECANCELED;
+	if (r->too_big)
+		return -EMSGSIZE;
+	if (r->aborted)
+		return -ECONNABORTED;
+	switch (rc) {
+	case CURLE_OK:
+		return 0;
+	case CURLE_OPERATION_TIMEDOUT:
+		return -ETIMEDOUT;
+	case CURLE_COULDNT_CONNECT: {
+		long os = 0;
+		curl_easy_getinfo(r->easy, CURLINFO_OS_ERRNO, &os);
+		if (os == EHOSTUNREACH || os == ENETUNREACH)
+			return -EHOSTUNREACH;
+		return -ECONNREFUSED;
+	}
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_RESOLVE_PROXY:
+		return -EHOSTUNREACH;
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CIPHER:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_ISSUER_ERROR:
+	case CURLE_HTTP2:
+	case CURLE_HTTP2_STREAM:
+	case CURLE_WEIRD_SERVER_REPLY:
+	case CURLE_UNSUPPORTED_PROTOCOL:
+	case CURLE_URL_MALFORMAT:
+		return -EPROTO;
+	default:
+		return -EIO;
+	}
+}
+
+/* Completes r exactly once: removes it from the multi, calls on_done, frees.
+ * Never called from inside a libcurl callback. */
+static void finish(struct curl_uv_request *r, CURLcode rc)
+{
+	struct curl_uv *cu = r->cu;
+	if (r->added) {
+		curl_multi_remove_handle(cu->multi, r->easy);
+		r->added = false;
+	}
+	req_unlink(r);
+	struct curl_uv_response res = {0};
+	res.error = map_curl_error(r, rc);
+	if (res.error == 0 || res.error == -ECONNABORTED)
+		curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &res.status);
+	if (res.error == -ECANCELED)
+		res.error_message = "cancelled";
+	else if (res.error == -EMSGSIZE)
+		res.error_message = "response larger than the limit";
+	else if (res.error == -ECONNABORTED)
+		res.error_message = "aborted by the receiver";
+	else if (res.error)
+		res.error_message = r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc);
+	else
+		res.error_message = "";
+	res.body = r->body.data ? r->body.data : "";
+	res.body_len = r->body.len;
+	r->on_done(r, &res, r->data);
+	req_free(r);
+}
+
+static void drain(struct curl_uv *cu)
+{
+	CURLMsg *msg;
+	int left;
+	while (!cu->torn_down && (msg = curl_multi_info_read(cu->multi, &left))) {
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		struct curl_uv_request *r = NULL;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+		CURLcode rc = msg->data.result;
+		finish(r, rc);
+		if (cu->closing)
+			break;
+	}
+}
+
+static void on_defer(uv_timer_t *t)
+{
+	struct curl_uv *cu = t->data;
+	if (cu->torn_down)
+		return;
+	struct curl_uv_request *r;
+	while (!cu->closing && (r = cu->todo)) {
+		todo_unlink(cu, r);
+		if (r->cancelled) {
+			finish(r, CURLE_ABORTED_BY_CALLBACK);
+		} else if (!r->added) {
+			CURLMcode mc = curl_multi_add_handle(cu->multi, r->easy);
+			if (mc != CURLM_OK) {
+				snprintf(r->errbuf, sizeof(r->errbuf), "curl_multi_add_handle: %s",
+					 curl_multi_strerror(mc));
+				finish(r, CURLE_FAILED_INIT);
+			} else {
+				r->added = true;
+			}
+		}
+	}
+	if (cu->closing && !cu->torn_down && cu->depth == 0)
+		teardown(cu);
+}
+
+static void schedule(struct curl_uv *cu)
+{
+	uv_timer_start(&cu->defer, on_defer, 0, 0);
+}
+
+static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userp)
+{
+	struct curl_uv_request *r = userp;
+	size_t n = size * nmemb;
+	if (r->cancelled)
+		return 0;
+	long status = 0;
+	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+	if (r->on_data && status >= 200 && status < 300) {
+		if (!r->on_data(r, ptr, n, r->data)) {
+			r->aborted = true;
+			return 0;
+		}
+		return r->cancelled ? 0 : n;
+	}
+	if (r->body.len + n > r->max_response) {
+		r->too_big = true;
+		return 0;
+	}
+	buf_append(&r->body, ptr, n);
+	return n;
+}
+
+struct curl_uv *curl_uv_new(uv_loop_t *loop)
+{
+	static bool global_done;
+	if (!global_done) {
+		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+			log_error("curl_uv: curl_global_init failed");
+			abort();
+		}
+		global_done = true;
+	}
+	struct curl_uv *cu = xcalloc(1, sizeof(*cu));
+	cu->loop = loop;
+	cu->multi = curl_multi_init();
+	if (!cu->multi) {
+		log_error("curl_uv: curl_multi_init failed");
+		abort();
+	}
+	curl_multi_setopt(cu->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+	curl_multi_setopt(cu->multi, CURLMOPT_SOCKETDATA, cu);
+	curl_multi_setopt(cu->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+	curl_multi_setopt(cu->multi, CURLMOPT_TIMERDATA, cu);
+	curl_multi_setopt(cu->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+	uv_timer_init(loop, &cu->timer);
+	cu->timer.data = cu;
+	uv_timer_init(loop, &cu->defer);
+	cu->defer.data = cu;
+	cu->open_handles = 2;
+	return cu;
+}
+
+static void set_blob(CURL *e, CURLoption opt, const char *data, size_t len)
+{
+	struct curl_blob blob = {.data = (void *)data, .len = len, .flags = CURL_BLOB_COPY};
+	curl_easy_setopt(e, opt, &blob);
+}
+
+struct curl_uv_request *curl_uv_start(struct curl_uv *cu, const struct curl_uv_request_opts *o)
+{
+	if (cu->closing || !o->url || !o->on_done)
+		return NULL;
+	struct curl_uv_request *r = xcalloc(1, sizeof(*r));
+	r->cu = cu;
+	r->easy = curl_easy_init();
+	if (!r->easy) {
+		log_error("curl_uv: curl_easy_init failed");
+		abort();
+	}
+	r->on_data = o->on_data;
+	r->on_done = o->on_done;
+	r->data = o->data;
+	r->max_response = o->max_response ? o->max_response : DEFAULT_MAX_RESPONSE;
+
+	CURL *e = r->easy;
+	curl_easy_setopt(e, CURLOPT_URL, o->url);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	if (o->on_data) {
+		/* A long stream (watch, log) gets a connection of its own: with
+		 * libcurl 7.88, an HTTP/2 connection carrying watches sometimes
+		 * stops delivering another stream's data (a paginated list then
+		 * stalls until its timeout, seen in the informer's live
+		 * test). One HTTP/1.1 connection per stream
+		 * avoids shared flow-control windows altogether. */
+		curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+	} else {
+		curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+		/* Over TLS, ALPN tells at once whether a connection
+		 * multiplexes: wait for it rather than open another. Over plain
+		 * HTTP/1.1 that wait would last until a response's headers
+		 * arrive. */
+		if (strncasecmp(o->url, "https://", 8) == 0)
+			curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+	}
+	/* long watches: notice a dead peer within about a minute */
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, 30L);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, 10L);
+	/* compressed bodies for buffered responses; a stream stays plain so that
+	 * each chunk is delivered as it arrives */
+	if (!o->on_data)
+		curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+			 o->connect_timeout_ms > 0 ? o->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS);
+	if (o->timeout_ms > 0)
+		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, o->timeout_ms);
+	if (o->user_agent)
+		curl_easy_setopt(e, CURLOPT_USERAGENT, o->user_agent);
+	if (o->userpwd) {
+		curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+		curl_easy_setopt(e, CURLOPT_USERPWD, o->userpwd);
+	}
+
+	const char *method = o->method ? o->method : "GET";
+	if (o->body || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
+	    strcmp(method, "PATCH") == 0) {
+		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);
+		curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, o->body ? (const char *)o->body : "");
+		if (strcmp(method, "POST") != 0)
+			curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+	} else if (strcmp(method, "GET") == 0) {
+		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+	} else if (strcmp(method, "HEAD") == 0) {
+		curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+	} else {
+		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+	}
+
+	/* No "Expect: 100-continue" round trip for large bodies. */
+	r->headers = curl_slist_append(r->headers, "Expect:");
+	for (const char *const *h = o->headers; h && *h; h++)
+		r->headers = curl_slist_append(r->headers, *h);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
+
+	if (o->tls) {
+		if (o->tls->ca_pem)
+			set_blob(e, CURLOPT_CAINFO_BLOB, o->tls->ca_pem, o->tls->ca_len);
+		if (o->tls->cert_pem) {
+			set_blob(e, CURLOPT_SSLCERT_BLOB, o->tls->cert_pem, o->tls->cert_len);
+			curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM");
+		}
+		if (o->tls->key_pem) {
+			set_blob(e, CURLOPT_SSLKEY_BLOB, o->tls->key_pem, o->tls->key_len);
+			curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
+		}
+		if (o->tls->insecure) {
+			curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+			curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+		}
+	}
+
+	r->next = cu->reqs;
+	if (cu->reqs)
+		cu->reqs->prev = r;
+	cu->reqs = r;
+	cu->active++;
+	todo_push(cu, r);
+	schedule(cu);
+	return r;
+}
+
+void curl_uv_cancel(struct curl_uv_request *r)
+{
+	if (r->cancelled)
+		return;
+	r->cancelled = true;
+	todo_push(r->cu, r);
+	if (!r->cu->closing)
+		schedule(r->cu);
+}
+
+const char *curl_uv_response_header(struct curl_uv_request *r, const char *name)
+{
+	struct curl_header *h = NULL;
+	if (curl_easy_header(r->easy, name, 0, CURLH_HEADER, -1, &h) != CURLHE_OK)
+		return NULL;
+	if (h->amount > 1 &&
+	    curl_easy_header(r->easy, name, h->amount - 1, CURLH_HEADER, -1, &h) != CURLHE_OK)
+		return NULL;
+	return h->value;
+}
+
+long curl_uv_response_status(struct curl_uv_request *r)
+{
+	long status = 0;
+	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+	return status;
+}
+
+int curl_uv_http_version(struct curl_uv_request *r)
+{
+	long v = 0;
+	curl_easy_getinfo(r->easy, CURLINFO_HTTP_VERSION, &v);
+	switch (v) {
+	case CURL_HTTP_VERSION_1_0:
+	case CURL_HTTP_VERSION_1_1:
+		return 1;
+	case CURL_HTTP_VERSION_2_0:
+		return 2;
+	default:
+		return 0;
+	}
+}
+
+size_t curl_uv_active(const struct curl_uv *cu)
+{
+	return cu->active;
+}
+
+static void teardown(struct curl_uv *cu)
+{
+	/* Completing a request may run code that starts others: refused. */
+	while (cu->reqs) {
+		struct curl_uv_request *r = cu->reqs;
+		r->cancelled = true;
+		finish(r, CURLE_ABORTED_BY_CALLBACK);
+	}
+	cu->torn_down = true;
+	curl_multi_cleanup(cu->multi);
+	cu->multi = NULL;
+	while (cu->socks) {
+		uv_poll_stop(&cu->socks->poll);
+		sock_close(cu->socks);
+	}
+	uv_close((uv_handle_t *)&cu->timer, on_handle_closed);
+	uv_close((uv_handle_t *)&cu->defer, on_handle_closed);
+}
+
+void curl_uv_close(struct curl_uv *cu)
+{
+	if (!cu || cu->closing)
+		return;
+	cu->closing = true;
+	/* From inside on_data: finished after curl_multi_socket_action returns. */
+	if (cu->depth > 0)
+		return;
+	teardown(cu);
+}

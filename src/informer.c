@@ -1,0 +1,948 @@
+#include "informer.h"
+
+#include "backoff.h"
+#include "kube.h"
+#include "log.h"
+#include "util.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_PAGE_SIZE 500
+#define DEFAULT_TIMEOUT_MIN_S 300
+#define DEFAULT_TIMEOUT_MAX_S 600
+#define DEFAULT_SILENCE_MARGIN_MS 30000
+#define DEFAULT_HEALTHY_MS 60000
+#define MAX_NAME 253
+#define MAX_NAMESPACE 63
+#define KEY_MAX (MAX_NAMESPACE + 1 + MAX_NAME + 1)
+#define MAX_RV 64
+
+/* One cached object, chained in a bucket of the hash map. */
+struct entry {
+	struct entry *next;
+	uint64_t hash;
+	unsigned gen; /* the re-list that saw it last */
+	json_t *obj;  /* owned reference */
+	char key[];   /* "namespace/name" */
+};
+
+enum step { STEP_BEGIN, STEP_LIST, STEP_WATCH };
+enum call_kind { CALL_NONE, CALL_LIST, CALL_WATCH };
+enum cancel_reason { CANCEL_NONE, CANCEL_EVENT, CANCEL_SILENT, CANCEL_STOP };
+
+struct informer {
+	uv_loop_t *loop;
+	struct kube *kube;
+	struct informer_callbacks cb;
+	/* options (strings owned) */
+	char *api_version, *kind, *namespace, *label_selector, *field_selector;
+	int page_size, timeout_min_s, timeout_max_s;
+	long silence_margin_ms, healthy_ms;
+	bool keep_managed_fields;
+	char *desc; /* for logs: "Deployment apps/v1 in b-ns [runboat/build]" */
+
+	/* the cache */
+	struct entry **buckets;
+	size_t nbuckets, count;
+	uint64_t hash_seed;
+	unsigned gen;
+	char *rv;
+	bool synced;
+
+	/* the machinery */
+	bool running, freeing, timers_init;
+	unsigned epoch; /* bumped by stop/free: callbacks of an older epoch are dropped */
+	int busy;       /* dispatch depth: no free while > 0 */
+	int open_handles;
+	struct kube_call *call;
+	enum call_kind call_kind;
+	json_t *pending; /* items of the list in progress, page after page */
+	bool call_cancelled;
+	enum cancel_reason cancel_reason;
+	bool ev_expired, ev_errored, ev_broken; /* what the current watch saw */
+	uint64_t watch_started_ms, last_activity_ms;
+	unsigned long watch_events;
+	int watch_timeout_s;
+	enum step next_step;
+	uv_timer_t retry_timer;
+	uv_timer_t watchdog;
+	struct backoff backoff;
+	uint64_t rng;
+	struct informer_stats stats;
+};
+
+/* ------------------------------------------------------------ pure parts -- */
+
+bool informer_valid_rv(const char *s)
+{
+	if (!s || !*s)
+		return false;
+	size_t n = 0;
+	for (; s[n]; n++) {
+		char c = s[n];
+		if (n >= MAX_RV)
+			return false;
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      c == '.' || c == '-' || c == '_'))
+			return false;
+	}
+	return true;
+}
+
+bool informer_watch_healthy(uint64_t started_ms, uint64_t ended_ms, unsigned long events,
+			    long healthy_ms)
+{
+	if (events > 0)
+		return true;
+	uint64_t need = (uint64_t)(healthy_ms > 0 ? healthy_ms : 0);
+	return ended_ms >= started_ms && ended_ms - started_ms >= need;
+}
+
+uint64_t informer_silence_deadline(uint64_t last_activity_ms, int timeout_s, long margin_ms)
+{
+	return last_activity_ms + (uint64_t)(timeout_s > 0 ? timeout_s : 0) * 1000 +
+	       (uint64_t)(margin_ms > 0 ? margin_ms : 0);
+}
+
+int informer_watch_timeout(uint64_t *rng, int min_s, int max_s)
+{
+	if (min_s > max_s) {
+		int t = min_s;
+		min_s = max_s;
+		max_s = t;
+	}
+	if (min_s < 1)
+		min_s = 1;
+	if (max_s < min_s)
+		max_s = min_s;
+	int span = max_s - min_s + 1;
+	int r = (int)(backoff_random(rng) * span);
+	return min_s + (r >= span ? span - 1 : r);
+}
+
+enum informer_action informer_watch_next(const struct informer_watch_end *e)
+{
+	if (e->expired || (e->error == -EREMOTEIO && e->status == 410))
+		return INFORMER_RELIST;
+	if (e->broken || e->error == -EPROTO)
+		return INFORMER_RELIST;
+	if (e->silenced || e->errored)
+		return INFORMER_REWATCH_BACKOFF;
+	if (e->error == -ECANCELED)
+		return INFORMER_HALT; /* nobody here cancelled it: the client is closing */
+	if (e->error == 0)
+		return e->healthy ? INFORMER_REWATCH : INFORMER_REWATCH_BACKOFF;
+	return INFORMER_REWATCH_BACKOFF;
+}
+
+/* ------------------------------------------------------------- the cache -- */
+
+static uint64_t key_hash(const struct informer *inf, const char *key)
+{
+	uint64_t h = 0xcbf29ce484222325ULL ^ inf->hash_seed;
+	for (const unsigned char *p = (const unsigned char *)key; *p; p++) {
+		h ^= *p;
+		h *= 0x100000001b3ULL;
+	}
+	return h ^ (h >> 29);
+}
+
+static struct entry *cache_find(const struct informer *inf, const char *key, uint64_t h)
+{
+	if (!inf->nbuckets)
+		return NULL;
+	for (struct entry *e = inf->buckets[h & (inf->nbuckets - 1)]; e; e = e->next)
+		if (e->hash == h && strcmp(e->key, key) == 0)
+			return e;
+	return NULL;
+}
+
+static void cache_grow(struct informer *inf)
+{
+	size_t n = inf->nbuckets ? inf->nbuckets * 2 : 64;
+	struct entry **b = xcalloc(n, sizeof(*b));
+	for (size_t i = 0; i < inf->nbuckets; i++) {
+		struct entry *e = inf->buckets[i], *next;
+		for (; e; e = next) {
+			next = e->next;
+			e->next = b[e->hash & (n - 1)];
+			b[e->hash & (n - 1)] = e;
+		}
+	}
+	free(inf->buckets);
+	inf->buckets = b;
+	inf->nbuckets = n;
+}
+
+/* Inserts key (absent) holding obj (a new reference is taken). */
+static struct entry *cache_insert(struct informer *inf, const char *key, uint64_t h, json_t *obj)
+{
+	if (inf->count + 1 > inf->nbuckets)
+		cache_grow(inf);
+	size_t len = strlen(key);
+	struct entry *e = xmalloc(sizeof(*e) + len + 1);
+	memcpy(e->key, key, len + 1);
+	e->hash = h;
+	e->gen = inf->gen;
+	e->obj = json_incref(obj);
+	e->next = inf->buckets[h & (inf->nbuckets - 1)];
+	inf->buckets[h & (inf->nbuckets - 1)] = e;
+	inf->count++;
+	return e;
+}
+
+/* Unlinks e and returns its object (the caller owns the reference). */
+static json_t *cache_remove(struct informer *inf, struct entry *e)
+{
+	for (struct entry **p = &inf->buckets[e->hash & (inf->nbuckets - 1)]; *p; p = &(*p)->next) {
+		if (*p == e) {
+			*p = e->next;
+			break;
+		}
+	}
+	inf->count--;
+	json_t *obj = e->obj;
+	free(e);
+	return obj;
+}
+
+static void cache_clear(struct informer *inf)
+{
+	for (size_t i = 0; i < inf->nbuckets; i++) {
+		struct entry *e = inf->buckets[i], *next;
+		for (; e; e = next) {
+			next = e->next;
+			json_decref(e->obj);
+			free(e);
+		}
+	}
+	free(inf->buckets);
+	inf->buckets = NULL;
+	inf->nbuckets = inf->count = 0;
+}
+
+static const char *meta_str(const json_t *obj, const char *field)
+{
+	return json_string_value(json_object_get(json_object_get(obj, "metadata"), field));
+}
+
+static bool valid_name(const char *s, size_t max)
+{
+	if (!s)
+		return false;
+	size_t n = strnlen(s, max + 1);
+	if (n > max)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x21 || s[i] == '/' || s[i] == 0x7f)
+			return false;
+	return true;
+}
+
+/* "namespace/name" of obj into key (KEY_MAX bytes). Returns 0 or -EPROTO. */
+static int object_key(const json_t *obj, char *key)
+{
+	const char *name = meta_str(obj, "name");
+	const char *ns = meta_str(obj, "namespace");
+	if (!ns)
+		ns = "";
+	if (!name || !*name || !valid_name(name, MAX_NAME) || !valid_name(ns, MAX_NAMESPACE))
+		return -EPROTO;
+	snprintf(key, KEY_MAX, "%s/%s", ns, name);
+	return 0;
+}
+
+static bool same_str(const char *a, const char *b)
+{
+	return a && b && strcmp(a, b) == 0;
+}
+
+/* Callbacks run only while the informer is alive and not stopped since the
+ * dispatch began (epoch). */
+static bool live(const struct informer *inf, unsigned epoch)
+{
+	return !inf->freeing && inf->epoch == epoch;
+}
+
+static void emit_add(struct informer *inf, unsigned epoch, json_t *obj)
+{
+	if (inf->cb.on_add && live(inf, epoch))
+		inf->cb.on_add(inf, obj, inf->cb.data);
+}
+
+static void emit_update(struct informer *inf, unsigned epoch, json_t *old, json_t *obj)
+{
+	if (inf->cb.on_update && live(inf, epoch))
+		inf->cb.on_update(inf, old, obj, inf->cb.data);
+}
+
+static void emit_delete(struct informer *inf, unsigned epoch, json_t *obj)
+{
+	if (inf->cb.on_delete && live(inf, epoch))
+		inf->cb.on_delete(inf, obj, inf->cb.data);
+}
+
+/* What the cache keeps of an object. */
+static void trim(const struct informer *inf, json_t *obj)
+{
+	if (!inf->keep_managed_fields)
+		json_object_del(json_object_get(obj, "metadata"), "managedFields");
+}
+
+/* Stores obj under key (replacing what was there) and reports the change. */
+static void upsert(struct informer *inf, unsigned epoch, const char *key, json_t *obj)
+{
+	trim(inf, obj);
+	uint64_t h = key_hash(inf, key);
+	struct entry *e = cache_find(inf, key, h);
+	if (!e) {
+		cache_insert(inf, key, h, obj);
+		emit_add(inf, epoch, obj);
+		return;
+	}
+	e->gen = inf->gen;
+	json_t *old = e->obj;
+	const char *old_uid = meta_str(old, "uid"), *uid = meta_str(obj, "uid");
+	if (old_uid && uid && strcmp(old_uid, uid) != 0) {
+		/* the same name, another object: it was deleted and re-created */
+		e->obj = json_incref(obj);
+		emit_delete(inf, epoch, old);
+		emit_add(inf, epoch, obj);
+		json_decref(old);
+		return;
+	}
+	if (old == obj || same_str(meta_str(old, "resourceVersion"), meta_str(obj, "resourceVersion")))
+		return; /* nothing new */
+	e->obj = json_incref(obj);
+	emit_update(inf, epoch, old, obj);
+	json_decref(old);
+}
+
+static void set_rv(struct informer *inf, const char *rv)
+{
+	if (inf->rv && strcmp(inf->rv, rv) == 0)
+		return;
+	free(inf->rv);
+	inf->rv = xstrdup(rv);
+}
+
+static int replace_locked(struct informer *inf, json_t *list)
+{
+	json_t *items = json_object_get(list, "items");
+	const char *rv = meta_str(list, "resourceVersion");
+	if (!json_is_array(items) || !informer_valid_rv(rv)) {
+		log_warn("informer %s: the list answer is not a List with a resourceVersion",
+			 inf->desc);
+		return -EPROTO;
+	}
+	unsigned epoch = inf->epoch;
+	inf->gen++;
+	size_t i, skipped = 0;
+	json_t *item;
+	char key[KEY_MAX];
+	json_array_foreach(items, i, item) {
+		if (!json_is_object(item) || object_key(item, key) < 0) {
+			skipped++;
+			continue;
+		}
+		upsert(inf, epoch, key, item);
+		if (!live(inf, epoch))
+			return 0; /* stopped meanwhile: the rest waits for the next list/watch */
+	}
+	if (skipped)
+		log_warn("informer %s: %zu listed item(s) without a valid name ignored", inf->desc,
+			 skipped);
+	/* the sweep: what the list no longer holds is gone */
+	size_t n = 0, cap = 0;
+	struct entry **gone = NULL;
+	for (size_t b = 0; b < inf->nbuckets; b++) {
+		for (struct entry *e = inf->buckets[b]; e; e = e->next) {
+			if (e->gen == inf->gen)
+				continue;
+			if (n == cap) {
+				cap = cap ? cap * 2 : 16;
+				gone = xrealloc(gone, cap * sizeof(*gone));
+			}
+			gone[n++] = e;
+		}
+	}
+	for (size_t k = 0; k < n; k++) {
+		json_t *old = cache_remove(inf, gone[k]);
+		emit_delete(inf, epoch, old);
+		json_decref(old);
+		if (!live(inf, epoch)) {
+			/* stopped: the rest stays cached (and the resourceVersion
+			 * old), so the next list sweeps it with callbacks */
+			free(gone);
+			return 0;
+		}
+	}
+	free(gone);
+	set_rv(inf, rv);
+	inf->stats.lists_ok++;
+	if (!inf->synced) {
+		inf->synced = true;
+		if (inf->cb.on_synced && live(inf, epoch))
+			inf->cb.on_synced(inf, inf->cb.data);
+	}
+	return 0;
+}
+
+static int apply_locked(struct informer *inf, const char *type, json_t *obj)
+{
+	if (!type || !json_is_object(obj)) {
+		log_warn("informer %s: watch event without a type or an object", inf->desc);
+		return -EPROTO;
+	}
+	if (strcmp(type, "ERROR") == 0) {
+		json_int_t code = json_integer_value(json_object_get(obj, "code"));
+		const char *reason = json_string_value(json_object_get(obj, "reason"));
+		const char *msg = json_string_value(json_object_get(obj, "message"));
+		if (code == 410 || same_str(reason, "Expired") || same_str(reason, "Gone")) {
+			log_info("informer %s: resourceVersion %s expired (%s): re-listing", inf->desc,
+				 inf->rv ? inf->rv : "-", msg ? msg : "410");
+			inf->stats.expired++;
+			return -ESTALE;
+		}
+		log_warn("informer %s: watch error %lld %s: %s", inf->desc, (long long)code,
+			 reason ? reason : "", msg ? msg : "(no message)");
+		return -EREMOTEIO;
+	}
+	bool bookmark = strcmp(type, "BOOKMARK") == 0;
+	bool added = strcmp(type, "ADDED") == 0, modified = strcmp(type, "MODIFIED") == 0;
+	bool deleted = strcmp(type, "DELETED") == 0;
+	if (!bookmark && !added && !modified && !deleted) {
+		log_warn("informer %s: unknown watch event type \"%.32s\" ignored", inf->desc, type);
+		inf->stats.ignored++;
+		return 0;
+	}
+	const char *rv = meta_str(obj, "resourceVersion");
+	if (!informer_valid_rv(rv)) {
+		log_warn("informer %s: %s event without a valid resourceVersion", inf->desc, type);
+		return -EPROTO;
+	}
+	if (bookmark) {
+		set_rv(inf, rv);
+		inf->stats.bookmarks++;
+		return 0;
+	}
+	char key[KEY_MAX];
+	if (object_key(obj, key) < 0) {
+		log_warn("informer %s: %s event for an object without a valid name", inf->desc,
+			 type);
+		return -EPROTO;
+	}
+	unsigned epoch = inf->epoch;
+	/* the stored resourceVersion first: a callback sees where we are */
+	set_rv(inf, rv);
+	inf->stats.events++;
+	if (deleted) {
+		uint64_t h = key_hash(inf, key);
+		struct entry *e = cache_find(inf, key, h);
+		if (!e)
+			return 0; /* not known: nothing to report */
+		json_t *old = cache_remove(inf, e);
+		trim(inf, obj);
+		emit_delete(inf, epoch, obj);
+		json_decref(old);
+		return 0;
+	}
+	upsert(inf, epoch, key, obj);
+	return 0;
+}
+
+/* ------------------------------------------------------------ lifetimes -- */
+
+static void destroy(struct informer *inf)
+{
+	cache_clear(inf);
+	json_decref(inf->pending);
+	free(inf->rv);
+	free(inf->api_version);
+	free(inf->kind);
+	free(inf->namespace);
+	free(inf->label_selector);
+	free(inf->field_selector);
+	free(inf->desc);
+	free(inf);
+}
+
+/* Frees a freeing informer once nothing refers to it any more. Returns true
+ * if it did. */
+static bool maybe_free(struct informer *inf)
+{
+	if (!inf->freeing || inf->busy > 0 || inf->call || inf->open_handles > 0)
+		return false;
+	destroy(inf);
+	return true;
+}
+
+int informer_replace(struct informer *inf, json_t *list)
+{
+	inf->busy++;
+	int r = replace_locked(inf, list);
+	inf->busy--;
+	maybe_free(inf);
+	return r;
+}
+
+int informer_apply_event(struct informer *inf, const char *type, json_t *obj)
+{
+	inf->busy++;
+	int r = apply_locked(inf, type, obj);
+	inf->busy--;
+	maybe_free(inf);
+	return r;
+}
+
+static char *dup_or_null(const char *s)
+{
+	return s && *s ? xstrdup(s) : NULL;
+}
+
+struct informer *informer_new(uv_loop_t *loop, struct kube *k, const struct informer_opts *o,
+			      const struct informer_callbacks *cb)
+{
+	if (!o || !o->api_version || !*o->api_version || !o->kind || !*o->kind)
+		return NULL;
+	struct informer *inf = xcalloc(1, sizeof(*inf));
+	inf->loop = loop;
+	inf->kube = k;
+	if (cb)
+		inf->cb = *cb;
+	inf->api_version = xstrdup(o->api_version);
+	inf->kind = xstrdup(o->kind);
+	inf->namespace = dup_or_null(o->namespace);
+	inf->label_selector = dup_or_null(o->label_selector);
+	inf->field_selector = dup_or_null(o->field_selector);
+	inf->page_size = o->page_size > 0 ? o->page_size : DEFAULT_PAGE_SIZE;
+	inf->timeout_min_s = o->watch_timeout_min_s > 0 ? o->watch_timeout_min_s
+							 : DEFAULT_TIMEOUT_MIN_S;
+	inf->timeout_max_s = o->watch_timeout_max_s > 0 ? o->watch_timeout_max_s
+							 : DEFAULT_TIMEOUT_MAX_S;
+	inf->silence_margin_ms = o->silence_margin_ms > 0 ? o->silence_margin_ms
+							  : DEFAULT_SILENCE_MARGIN_MS;
+	inf->healthy_ms = o->healthy_ms > 0 ? o->healthy_ms : DEFAULT_HEALTHY_MS;
+	inf->keep_managed_fields = o->keep_managed_fields;
+	uint64_t seed = o->seed ? o->seed : backoff_seed();
+	backoff_init(&inf->backoff, o->backoff_base_ms > 0 ? (uint64_t)o->backoff_base_ms : 0,
+		     o->backoff_max_ms > 0 ? (uint64_t)o->backoff_max_ms : 0, -1, seed);
+	inf->rng = seed ^ 0x5851f42d4c957f2dULL;
+	inf->hash_seed = seed * 0x9e3779b97f4a7c15ULL;
+	inf->desc = xasprintf("%s %s in %s%s%s%s", inf->kind, inf->api_version,
+			      inf->namespace ? inf->namespace : "all namespaces",
+			      inf->label_selector ? " [" : "",
+			      inf->label_selector ? inf->label_selector : "",
+			      inf->label_selector ? "]" : "");
+	return inf;
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+	struct informer *inf = h->data;
+	inf->open_handles--;
+	maybe_free(inf);
+}
+
+static void cancel_call(struct informer *inf, enum cancel_reason reason)
+{
+	if (!inf->call)
+		return;
+	if (reason == CANCEL_STOP || inf->cancel_reason == CANCEL_NONE)
+		inf->cancel_reason = reason;
+	if (!inf->call_cancelled) {
+		inf->call_cancelled = true;
+		kube_cancel(inf->call);
+	}
+}
+
+void informer_stop(struct informer *inf)
+{
+	if (!inf)
+		return;
+	inf->running = false;
+	inf->epoch++;
+	cancel_call(inf, CANCEL_STOP);
+	if (inf->timers_init) {
+		uv_timer_stop(&inf->retry_timer);
+		uv_timer_stop(&inf->watchdog);
+	}
+}
+
+void informer_free(struct informer *inf)
+{
+	if (!inf || inf->freeing)
+		return;
+	informer_stop(inf);
+	inf->freeing = true;
+	if (inf->timers_init) {
+		inf->open_handles += 2;
+		uv_close((uv_handle_t *)&inf->retry_timer, on_timer_closed);
+		uv_close((uv_handle_t *)&inf->watchdog, on_timer_closed);
+	}
+	maybe_free(inf);
+}
+
+/* ------------------------------------------------------- list and watch -- */
+
+static void run_step(struct informer *inf, enum step s);
+
+static void on_retry(uv_timer_t *t)
+{
+	struct informer *inf = t->data;
+	if (inf->freeing || !inf->running || inf->call)
+		return; /* a cancelled call still completing re-schedules us */
+	run_step(inf, inf->next_step);
+}
+
+static void schedule(struct informer *inf, enum step s, uint64_t delay_ms)
+{
+	inf->next_step = s;
+	uv_timer_start(&inf->retry_timer, on_retry, delay_ms, 0);
+}
+
+static uint64_t next_delay(struct informer *inf, bool healthy)
+{
+	if (healthy)
+		backoff_reset(&inf->backoff);
+	inf->stats.last_delay_ms = backoff_next(&inf->backoff);
+	return inf->stats.last_delay_ms;
+}
+
+/* After a call we cancelled on informer_stop completed: a start may have
+ * happened since. */
+static void resume_if_started(struct informer *inf)
+{
+	if (inf->running && !uv_is_active((uv_handle_t *)&inf->retry_timer))
+		schedule(inf, STEP_BEGIN, 0);
+}
+
+/* A page of the list in progress: its items (trimmed right away, so that
+ * the bulky parts of a page are freed with it) wait for the last page. */
+static bool on_list_page(json_t *page, void *data)
+{
+	struct informer *inf = data;
+	if (inf->freeing || inf->call_cancelled)
+		return true; /* the cancellation ends the call */
+	json_t *items = json_object_get(page, "items");
+	size_t i;
+	json_t *it;
+	json_array_foreach(items, i, it) {
+		trim(inf, it);
+		json_array_append(inf->pending, it);
+	}
+	return true;
+}
+
+static void on_list_done(const struct kube_result *res, void *data)
+{
+	struct informer *inf = data;
+	enum cancel_reason reason = inf->cancel_reason;
+	json_t *items = inf->pending;
+	inf->pending = NULL;
+	inf->call = NULL;
+	inf->call_kind = CALL_NONE;
+	inf->call_cancelled = false;
+	inf->cancel_reason = CANCEL_NONE;
+	if (maybe_free(inf) || inf->freeing) {
+		json_decref(items);
+		return;
+	}
+	if (reason == CANCEL_STOP) {
+		json_decref(items);
+		resume_if_started(inf);
+		return;
+	}
+	if (!inf->running) {
+		json_decref(items);
+		return;
+	}
+	if (res->error == -ECANCELED) {
+		json_decref(items);
+		log_info("informer %s: list cancelled (client closing)", inf->desc);
+		return;
+	}
+	if (res->error) {
+		json_decref(items);
+		inf->stats.list_failures++;
+		uint64_t d = next_delay(inf, false);
+		log_warn("informer %s: list failed: %s; retrying in %.1f s", inf->desc,
+			 res->message ? res->message : strerror(-res->error), (double)d / 1000);
+		schedule(inf, STEP_LIST, d);
+		return;
+	}
+	/* the last page carries the resourceVersion of the whole list */
+	json_t *list = json_pack("{s:{s:O*}, s:o}", "metadata", "resourceVersion",
+				 json_object_get(json_object_get(res->body, "metadata"),
+						 "resourceVersion"),
+				 "items", items ? items : json_array());
+	unsigned epoch = inf->epoch;
+	inf->busy++;
+	int r = replace_locked(inf, list);
+	inf->busy--;
+	json_decref(list);
+	if (maybe_free(inf) || inf->freeing)
+		return;
+	if (inf->epoch != epoch) { /* stopped (and maybe started) by a callback */
+		resume_if_started(inf);
+		return;
+	}
+	if (r < 0) {
+		inf->stats.list_failures++;
+		schedule(inf, STEP_LIST, next_delay(inf, false));
+		return;
+	}
+	log_debug("informer %s: listed %zu object(s) at resourceVersion %s", inf->desc,
+		  inf->count, inf->rv);
+	run_step(inf, STEP_WATCH);
+}
+
+static void on_watch_event(const char *type, json_t *obj, void *data)
+{
+	struct informer *inf = data;
+	if (inf->freeing || inf->call_cancelled || inf->call_kind != CALL_WATCH)
+		return;
+	inf->last_activity_ms = uv_now(inf->loop);
+	inf->busy++;
+	int r = apply_locked(inf, type, obj);
+	inf->busy--;
+	if (inf->freeing || inf->call_cancelled)
+		return; /* stopped by a callback; the call is still pending */
+	if (r == 0) {
+		inf->watch_events++;
+		return;
+	}
+	if (r == -ESTALE)
+		inf->ev_expired = true;
+	else if (r == -EREMOTEIO)
+		inf->ev_errored = true;
+	else
+		inf->ev_broken = true;
+	cancel_call(inf, CANCEL_EVENT);
+}
+
+static void on_watch_done(const struct kube_result *res, void *data)
+{
+	struct informer *inf = data;
+	enum cancel_reason reason = inf->cancel_reason;
+	struct informer_watch_end end = {
+		.error = res->error,
+		.status = res->status,
+		.expired = inf->ev_expired,
+		.errored = inf->ev_errored,
+		.broken = inf->ev_broken,
+		.silenced = reason == CANCEL_SILENT,
+	};
+	inf->call = NULL;
+	inf->call_kind = CALL_NONE;
+	inf->call_cancelled = false;
+	inf->cancel_reason = CANCEL_NONE;
+	inf->ev_expired = inf->ev_errored = inf->ev_broken = false;
+	if (maybe_free(inf) || inf->freeing)
+		return;
+	uv_timer_stop(&inf->watchdog);
+	if (reason == CANCEL_STOP) {
+		resume_if_started(inf);
+		return;
+	}
+	if (!inf->running)
+		return;
+	uint64_t now = uv_now(inf->loop);
+	end.healthy = informer_watch_healthy(inf->watch_started_ms, now, inf->watch_events,
+					     inf->healthy_ms);
+	if (end.error == -EREMOTEIO && end.status == 410)
+		inf->stats.expired++;
+	enum informer_action a = informer_watch_next(&end);
+	if (a != INFORMER_REWATCH && a != INFORMER_HALT)
+		inf->stats.watch_failures++;
+	uint64_t d;
+	switch (a) {
+	case INFORMER_HALT:
+		log_info("informer %s: watch cancelled (client closing)", inf->desc);
+		return;
+	case INFORMER_REWATCH:
+		if (end.healthy)
+			backoff_reset(&inf->backoff);
+		log_debug("informer %s: watch ended after %.1f s, %lu event(s)", inf->desc,
+			  (double)(now - inf->watch_started_ms) / 1000, inf->watch_events);
+		run_step(inf, STEP_WATCH);
+		return;
+	case INFORMER_REWATCH_BACKOFF:
+		d = next_delay(inf, end.healthy);
+		if (!end.silenced) /* the watchdog logged already */
+			log_warn("informer %s: watch ended: %s; again in %.1f s", inf->desc,
+				 end.errored ? "error event"
+				 : res->message ? res->message
+				 : end.error ? strerror(-end.error) : "closed without events",
+				 (double)d / 1000);
+		schedule(inf, STEP_WATCH, d);
+		return;
+	case INFORMER_RELIST:
+		d = next_delay(inf, end.healthy);
+		if (!end.expired && !(end.error == -EREMOTEIO && end.status == 410))
+			log_warn("informer %s: watch stream unusable (%s): re-listing in %.1f s",
+				 inf->desc, res->message ? res->message : "malformed event",
+				 (double)d / 1000);
+		schedule(inf, STEP_LIST, d);
+		return;
+	}
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+	struct informer *inf = t->data;
+	if (inf->freeing || !inf->call || inf->call_kind != CALL_WATCH || inf->call_cancelled)
+		return;
+	uint64_t now = uv_now(inf->loop);
+	uint64_t deadline = informer_silence_deadline(inf->last_activity_ms, inf->watch_timeout_s,
+						      inf->silence_margin_ms);
+	if (now < deadline) {
+		uv_timer_start(&inf->watchdog, on_watchdog, deadline - now, 0);
+		return;
+	}
+	inf->stats.silent++;
+	log_warn("informer %s: watch silent for %.1f s (timeoutSeconds %d): reconnecting",
+		 inf->desc, (double)(now - inf->last_activity_ms) / 1000, inf->watch_timeout_s);
+	cancel_call(inf, CANCEL_SILENT);
+}
+
+static void start_list(struct informer *inf)
+{
+	struct kube_ref ref = { .api_version = inf->api_version, .kind = inf->kind,
+				.namespace = inf->namespace };
+	struct kube_list_opts lo = {
+		.label_selector = inf->label_selector,
+		.field_selector = inf->field_selector,
+		.limit = inf->page_size,
+		.on_page = on_list_page,
+	};
+	inf->stats.lists++;
+	inf->call_kind = CALL_LIST;
+	json_decref(inf->pending);
+	inf->pending = json_array();
+	inf->call = kube_list(inf->kube, &ref, &lo, on_list_done, inf);
+	if (!inf->call) {
+		json_decref(inf->pending);
+		inf->pending = NULL;
+		inf->call_kind = CALL_NONE;
+		log_info("informer %s: client closing, not listing", inf->desc);
+	}
+}
+
+static void start_watch(struct informer *inf)
+{
+	struct kube_ref ref = { .api_version = inf->api_version, .kind = inf->kind,
+				.namespace = inf->namespace };
+	inf->watch_timeout_s = informer_watch_timeout(&inf->rng, inf->timeout_min_s,
+						      inf->timeout_max_s);
+	struct kube_watch_opts wo = {
+		.label_selector = inf->label_selector,
+		.field_selector = inf->field_selector,
+		.resource_version = inf->rv,
+		.timeout_seconds = inf->watch_timeout_s,
+	};
+	inf->stats.watches++;
+	inf->stats.last_timeout_s = inf->watch_timeout_s;
+	inf->watch_started_ms = inf->last_activity_ms = uv_now(inf->loop);
+	inf->watch_events = 0;
+	inf->call_kind = CALL_WATCH;
+	inf->call = kube_watch(inf->kube, &ref, &wo, on_watch_event, on_watch_done, inf);
+	if (!inf->call) {
+		inf->call_kind = CALL_NONE;
+		log_info("informer %s: client closing, not watching", inf->desc);
+		return;
+	}
+	uv_timer_start(&inf->watchdog, on_watchdog,
+		       informer_silence_deadline(0, inf->watch_timeout_s, inf->silence_margin_ms), 0);
+}
+
+static void run_step(struct informer *inf, enum step s)
+{
+	if (s == STEP_BEGIN)
+		s = inf->synced && inf->rv ? STEP_WATCH : STEP_LIST;
+	if (s == STEP_WATCH && !inf->rv)
+		s = STEP_LIST;
+	if (s == STEP_LIST)
+		start_list(inf);
+	else
+		start_watch(inf);
+}
+
+int informer_start(struct informer *inf)
+{
+	if (!inf || !inf->loop || !inf->kube || inf->freeing)
+		return -EINVAL;
+	if (inf->running)
+		return 0;
+	if (!inf->timers_init) {
+		uv_timer_init(inf->loop, &inf->retry_timer);
+		uv_timer_init(inf->loop, &inf->watchdog);
+		inf->retry_timer.data = inf->watchdog.data = inf;
+		inf->timers_init = true;
+	}
+	inf->running = true;
+	inf->epoch++;
+	/* from the loop, never from inside the caller (which may be a callback) */
+	schedule(inf, STEP_BEGIN, 0);
+	return 0;
+}
+
+/* --------------------------------------------------------------- reads -- */
+
+bool informer_synced(const struct informer *inf)
+{
+	return inf->synced;
+}
+
+json_t *informer_get_ns(const struct informer *inf, const char *ns, const char *name)
+{
+	char key[KEY_MAX];
+	if (!ns)
+		ns = "";
+	if (!name || !valid_name(name, MAX_NAME) || !valid_name(ns, MAX_NAMESPACE))
+		return NULL;
+	snprintf(key, sizeof(key), "%s/%s", ns, name);
+	struct entry *e = cache_find(inf, key, key_hash(inf, key));
+	return e ? e->obj : NULL;
+}
+
+json_t *informer_get(const struct informer *inf, const char *name)
+{
+	return informer_get_ns(inf, inf->namespace, name);
+}
+
+size_t informer_count(const struct informer *inf)
+{
+	return inf->count;
+}
+
+json_t *informer_iter_next(const struct informer *inf, struct informer_iter *it)
+{
+	const struct entry *e = it->entry;
+	if (e && e->next) {
+		it->entry = e->next;
+		return e->next->obj;
+	}
+	if (e)
+		it->bucket++;
+	for (; it->bucket < inf->nbuckets; it->bucket++) {
+		if (inf->buckets[it->bucket]) {
+			it->entry = inf->buckets[it->bucket];
+			return inf->buckets[it->bucket]->obj;
+		}
+	}
+	it->entry = NULL;
+	return NULL;
+}
+
+const char *informer_resource_version(const struct informer *inf)
+{
+	return inf->rv;
+}
+
+struct informer_stats informer_stats(const struct informer *inf)
+{
+	return inf->stats;
+}

@@ -1,0 +1,729 @@
+/* The kube client: pure helpers (token bucket, Retry-After, Status messages,
+ * line framing, paths), then loop tests against a scripted HTTP stub for the
+ * client's own logic (discovery cache, pagination, retries, watch framing,
+ * cancellation, close, 401 with an exec plugin). Real API server behaviour
+ * is covered by test_kube_live. */
+#include "kube.h"
+#include "kubeconfig.h"
+#include "util.h"
+#include "unit.h"
+#include "http_stub.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- pure ---- */
+
+static void test_bucket(void)
+{
+	struct kube_bucket b;
+	kube_bucket_init(&b, 10, 3, 1000);
+	/* a burst of 3, then one every 100 ms */
+	CHECK_INT(kube_bucket_take(&b, 1000), 0);
+	CHECK_INT(kube_bucket_take(&b, 1000), 0);
+	CHECK_INT(kube_bucket_take(&b, 1000), 0);
+	CHECK_INT(kube_bucket_take(&b, 1000), 100);
+	CHECK_INT(kube_bucket_take(&b, 1040), 60);
+	CHECK_INT(kube_bucket_take(&b, 1100), 0);
+	CHECK_INT(kube_bucket_take(&b, 1100), 100);
+	/* idle time refills up to the burst only */
+	CHECK_INT(kube_bucket_take(&b, 60000), 0);
+	CHECK_INT(kube_bucket_take(&b, 60000), 0);
+	CHECK_INT(kube_bucket_take(&b, 60000), 0);
+	CHECK_INT(kube_bucket_take(&b, 60000), 100);
+	/* fractional rates round up, never 0 while waiting */
+	kube_bucket_init(&b, 3, 1, 0);
+	CHECK_INT(kube_bucket_take(&b, 0), 0);
+	CHECK_INT(kube_bucket_take(&b, 0), 334);
+	CHECK_INT(kube_bucket_take(&b, 333), 1);
+	CHECK_INT(kube_bucket_take(&b, 334), 0);
+	/* unlimited */
+	kube_bucket_init(&b, -1, 1, 0);
+	for (int i = 0; i < 1000; i++)
+		CHECK_INT(kube_bucket_take(&b, 0), 0);
+	/* burst < 1 is one */
+	kube_bucket_init(&b, 1, 0, 0);
+	CHECK_INT(kube_bucket_take(&b, 0), 0);
+	CHECK_INT(kube_bucket_take(&b, 0), 1000);
+}
+
+static void test_retry_after(void)
+{
+	CHECK_INT(kube_parse_retry_after("1"), 1);
+	CHECK_INT(kube_parse_retry_after(" 30 "), 30);
+	CHECK_INT(kube_parse_retry_after("0"), 0);
+	CHECK_INT(kube_parse_retry_after(NULL), -1);
+	CHECK_INT(kube_parse_retry_after(""), -1);
+	CHECK_INT(kube_parse_retry_after("-1"), -1);
+	CHECK_INT(kube_parse_retry_after("1.5"), -1);
+	CHECK_INT(kube_parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), -1);
+	CHECK_INT(kube_parse_retry_after("99999999999999999999"), -1);
+}
+
+static char *status_msg(int status, const char *raw, char **reason)
+{
+	json_t *body = json_loads(raw, 0, NULL);
+	char *m = kube_status_message(status, body, raw, strlen(raw), reason);
+	json_decref(body);
+	return m;
+}
+
+static void test_status_message(void)
+{
+	char *reason = NULL;
+	char *m = status_msg(403,
+			     "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"status\":\"Failure\","
+			     "\"message\":\"deployments.apps \\\"b123-odoo\\\" is forbidden: User "
+			     "\\\"limited\\\" cannot get resource \\\"deployments\\\" in API group "
+			     "\\\"apps\\\" in the namespace \\\"default\\\"\",\"reason\":\"Forbidden\","
+			     "\"details\":{\"name\":\"b123-odoo\",\"group\":\"apps\",\"kind\":"
+			     "\"deployments\"},\"code\":403}",
+			     &reason);
+	CHECK_STR(m, "deployments.apps \"b123-odoo\" is forbidden: User \"limited\" cannot get "
+		     "resource \"deployments\" in API group \"apps\" in the namespace \"default\"");
+	CHECK_STR(reason, "Forbidden");
+	free(m);
+	free(reason);
+
+	/* causes already in the message are not repeated; others are added */
+	m = status_msg(422,
+		       "{\"kind\":\"Status\",\"message\":\"Deployment.apps \\\"x\\\" is invalid: "
+		       "spec.replicas: Invalid value: -1: must be >= 0\",\"reason\":\"Invalid\","
+		       "\"details\":{\"causes\":[{\"reason\":\"FieldValueInvalid\",\"message\":"
+		       "\"Invalid value: -1: must be >= 0\",\"field\":\"spec.replicas\"},"
+		       "{\"message\":\"other problem\",\"field\":\"spec.x\"},{\"message\":"
+		       "\"no field\"}]}}",
+		       &reason);
+	CHECK_STR(m, "Deployment.apps \"x\" is invalid: spec.replicas: Invalid value: -1: must be "
+		     ">= 0; spec.x: other problem; no field");
+	CHECK_STR(reason, "Invalid");
+	free(m);
+	free(reason);
+
+	/* not a Status */
+	m = status_msg(502, "<html>\nBad\tGateway</html>", &reason);
+	CHECK_STR(m, "HTTP 502: <html> Bad Gateway</html>");
+	CHECK_STR(reason, "");
+	free(m);
+	free(reason);
+	m = kube_status_message(500, NULL, NULL, 0, NULL);
+	CHECK_STR(m, "HTTP 500 with an empty body");
+	free(m);
+	m = status_msg(409, "{\"kind\":\"Status\",\"reason\":\"Conflict\"}", NULL);
+	CHECK_STR(m, "HTTP 409: Conflict");
+	free(m);
+
+	/* hostile: control characters replaced, length bounded */
+	struct buf big = {0};
+	buf_append_str(&big, "{\"message\":\"a\\u001b[31mb");
+	for (int i = 0; i < 5000; i++)
+		buf_append_str(&big, "\xc3\xa9");
+	buf_append_str(&big, "\"}");
+	m = status_msg(400, big.data, NULL);
+	CHECK(strncmp(m, "a [31mb\xc3\xa9", 9) == 0);
+	CHECK(strlen(m) <= 2048 + 3);
+	CHECK(str_ends_with(m, "\xc3\xa9...")); /* not cut inside a character */
+	free(m);
+	buf_free(&big);
+}
+
+struct lines_seen {
+	int n;
+	char got[8][64];
+	int stop_at;
+};
+
+static int on_test_line(char *line, size_t len, void *data)
+{
+	struct lines_seen *s = data;
+	CHECK_INT(strlen(line), len);
+	if (s->n < 8)
+		snprintf(s->got[s->n], sizeof(s->got[0]), "%s", line);
+	s->n++;
+	return s->stop_at && s->n == s->stop_at ? 42 : 0;
+}
+
+static void test_lines(void)
+{
+	struct kube_lines l = {0};
+	struct lines_seen s = {0};
+	CHECK_INT(kube_lines_feed(&l, "ab", 2, on_test_line, &s), 0);
+	CHECK_INT(s.n, 0);
+	CHECK_INT(kube_lines_feed(&l, "c\r\n\n{x}\nde", 10, on_test_line, &s), 0);
+	CHECK_INT(s.n, 2);
+	CHECK_STR(s.got[0], "abc");
+	CHECK_STR(s.got[1], "{x}");
+	CHECK_INT(kube_lines_feed(&l, "f\n", 2, on_test_line, &s), 0);
+	CHECK_INT(s.n, 3);
+	CHECK_STR(s.got[2], "def");
+	CHECK_INT(l.len, 0);
+	/* the callback stops the feeding */
+	s.stop_at = 4;
+	CHECK_INT(kube_lines_feed(&l, "1\n2\n", 4, on_test_line, &s), 42);
+	CHECK_INT(s.n, 4);
+	kube_lines_free(&l);
+
+	/* a line longer than the limit, complete or not */
+	struct kube_lines m = {.max_line = 4};
+	struct lines_seen t = {0};
+	CHECK_INT(kube_lines_feed(&m, "1234\n", 5, on_test_line, &t), 0);
+	CHECK_INT(kube_lines_feed(&m, "12345\n", 6, on_test_line, &t), -EMSGSIZE);
+	kube_lines_free(&m);
+	m = (struct kube_lines){.max_line = 4};
+	CHECK_INT(kube_lines_feed(&m, "123", 3, on_test_line, &t), 0);
+	CHECK_INT(kube_lines_feed(&m, "45", 2, on_test_line, &t), -EMSGSIZE);
+	kube_lines_free(&m);
+}
+
+static void test_paths(void)
+{
+	struct kube_resource dep = {.group = "apps", .version = "v1", .plural = "deployments",
+				    .namespaced = true};
+	struct kube_resource ns = {.group = "", .version = "v1", .plural = "namespaces"};
+	char *p = kube_resource_path(&dep, "builds", "b1-odoo", "scale");
+	CHECK_STR(p, "/apis/apps/v1/namespaces/builds/deployments/b1-odoo/scale");
+	free(p);
+	p = kube_resource_path(&dep, NULL, NULL, NULL);
+	CHECK_STR(p, "/apis/apps/v1/deployments");
+	free(p);
+	p = kube_resource_path(&ns, "ignored", "a b/c", NULL);
+	CHECK_STR(p, "/api/v1/namespaces/a%20b%2Fc");
+	free(p);
+
+	json_t *obj = json_pack("{s:s, s:s, s:{s:s, s:s}}", "apiVersion", "apps/v1", "kind",
+				"Deployment", "metadata", "name", "x", "namespace", "ns");
+	struct kube_ref ref;
+	CHECK_INT(kube_ref_from_object(obj, &ref), 0);
+	CHECK_STR(ref.api_version, "apps/v1");
+	CHECK_STR(ref.kind, "Deployment");
+	CHECK_STR(ref.name, "x");
+	CHECK_STR(ref.namespace, "ns");
+	json_object_del(obj, "kind");
+	CHECK_INT(kube_ref_from_object(obj, &ref), -EINVAL);
+	json_decref(obj);
+}
+
+/* ---- loop tests against the stub ---- */
+
+struct result {
+	int done;
+	int error;
+	int status;
+	char reason[64];
+	char message[512];
+	json_t *body;
+	char plural[64];
+	int events;
+	char types[256];
+	struct kube_call *cancel_on_event;
+};
+
+static void on_done(const struct kube_result *r, void *data)
+{
+	struct result *x = data;
+	x->done++;
+	x->error = r->error;
+	x->status = r->status;
+	snprintf(x->reason, sizeof(x->reason), "%s", r->reason);
+	snprintf(x->message, sizeof(x->message), "%s", r->message ? r->message : "(null)");
+	json_decref(x->body);
+	x->body = r->body ? json_incref(r->body) : NULL;
+	snprintf(x->plural, sizeof(x->plural), "%s", r->resource ? r->resource->plural : "");
+}
+
+static void on_event(const char *type, json_t *object, void *data)
+{
+	struct result *x = data;
+	x->events++;
+	const char *name = json_string_value(json_object_get(json_object_get(object, "metadata"), "name"));
+	size_t n = strlen(x->types);
+	snprintf(x->types + n, sizeof(x->types) - n, "%s%s:%s", n ? "," : "", type,
+		 name ? name : "?");
+	if (x->cancel_on_event)
+		kube_cancel(x->cancel_on_event);
+}
+
+static void run_until(uv_loop_t *loop, int *counter, int target)
+{
+	loop_run_until(loop, counter, target);
+}
+
+struct script {
+	int apps_discovery;
+	int core_discovery;
+	int retries_429;
+	int n503;
+	struct stub_conn *hanging;
+	char seen[16][1100];
+	int nseen;
+};
+
+static const char *APPS_V1 =
+	"{\"kind\":\"APIResourceList\",\"groupVersion\":\"apps/v1\",\"resources\":["
+	"{\"name\":\"deployments\",\"singularName\":\"deployment\",\"namespaced\":true,\"kind\":\"Deployment\"},"
+	"{\"name\":\"deployments/scale\",\"namespaced\":true,\"kind\":\"Scale\"},"
+	"{\"name\":\"controllerrevisions\",\"namespaced\":true,\"kind\":\"ControllerRevision\"}]}";
+static const char *CORE_V1 =
+	"{\"kind\":\"APIResourceList\",\"groupVersion\":\"v1\",\"resources\":["
+	"{\"name\":\"configmaps\",\"namespaced\":true,\"kind\":\"ConfigMap\"},"
+	"{\"name\":\"namespaces\",\"namespaced\":false,\"kind\":\"Namespace\"}]}";
+
+static void handler(struct stub_conn *c, const struct stub_request *rq, void *data)
+{
+	struct script *s = data;
+	const char *t = rq->target;
+	if (s->nseen < 16)
+		snprintf(s->seen[s->nseen++], sizeof(s->seen[0]), "%s %s", rq->method, t);
+	if (strcmp(t, "/apis/apps/v1") == 0) {
+		s->apps_discovery++;
+		stub_respond(c, 200, "", APPS_V1);
+	} else if (strcmp(t, "/api/v1") == 0) {
+		s->core_discovery++;
+		stub_respond(c, 200, "", CORE_V1);
+	} else if (strcmp(t, "/apis/example.com/v1") == 0) {
+		stub_respond(c, 404, "", "{\"kind\":\"Status\",\"reason\":\"NotFound\",\"message\":\"the server could not find the requested resource\"}");
+	} else if (strcmp(t, "/apis/apps/v1/namespaces/ns/deployments/d") == 0) {
+		stub_respond(c, 200, "", "{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{\"name\":\"d\"}}");
+	} else if (strcmp(t, "/apis/apps/v1/namespaces/ns/deployments/missing") == 0) {
+		stub_respond(c, 404, "", "{\"kind\":\"Status\",\"status\":\"Failure\",\"message\":\"deployments.apps \\\"missing\\\" not found\",\"reason\":\"NotFound\",\"code\":404}");
+	} else if (strcmp(t, "/api/v1/namespaces/ns/configmaps/busy") == 0) {
+		if (s->retries_429++ < 2)
+			stub_respond(c, 429, "Retry-After: 0\r\n", "{\"kind\":\"Status\",\"reason\":\"TooManyRequests\"}");
+		else
+			stub_respond(c, 200, "", "{\"kind\":\"ConfigMap\"}");
+	} else if (strcmp(t, "/api/v1/namespaces/ns/configmaps/down") == 0) {
+		s->n503++;
+		stub_respond(c, 503, "", "upstream down");
+	} else if (strcmp(t, "/api/v1/namespaces/ns/configmaps?labelSelector=a%3Db&limit=2") == 0) {
+		stub_respond(c, 200, "", "{\"kind\":\"ConfigMapList\",\"apiVersion\":\"v1\",\"metadata\":{\"resourceVersion\":\"10\",\"continue\":\"tok/1\",\"remainingItemCount\":2},\"items\":[{\"metadata\":{\"name\":\"c1\"}},{\"metadata\":{\"name\":\"c2\"}}]}");
+	} else if (strcmp(t, "/api/v1/namespaces/ns/configmaps?labelSelector=a%3Db&limit=2&continue=tok%2F1") == 0) {
+		stub_respond(c, 200, "", "{\"kind\":\"ConfigMapList\",\"apiVersion\":\"v1\",\"metadata\":{\"resourceVersion\":\"11\"},\"items\":[{\"metadata\":{\"name\":\"c3\"}},{\"kind\":\"X\",\"metadata\":{\"name\":\"c4\"}}]}");
+	} else if (str_starts_with(t, "/api/v1/namespaces/ns/configmaps?watch=1")) {
+		stub_stream_start(c, 200);
+		stub_send(c, "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"w1\"}}}\n{\"type\":\"MODI");
+		stub_send(c, "FIED\",\"object\":{\"metadata\":{\"name\":\"w1\"}}}\r\n\n");
+		if (strstr(t, "fieldSelector=metadata.name%3Dbad"))
+			stub_send(c, "not json\n");
+		else if (strstr(t, "timeoutSeconds=")) /* stays open */
+			stub_send(c, "{\"type\":\"BOOKMARK\",\"object\":{\"metadata\":{}}}\n");
+		else
+			stub_send(c, "{\"type\":\"DELETED\",\"object\":{\"metadata\":{\"name\":\"w1\"}}}\n");
+		if (!strstr(t, "timeoutSeconds="))
+			stub_end(c);
+	} else if (strstr(t, "/hang") || strcmp(t, "/apis/batch/v1") == 0) {
+		s->hanging = c; /* never answers */
+	} else if (strcmp(rq->method, "PATCH") == 0 || strcmp(rq->method, "DELETE") == 0 ||
+		   strcmp(rq->method, "POST") == 0) {
+		stub_respond(c, 200, "", "{\"kind\":\"Whatever\"}");
+	} else {
+		stub_respond(c, 500, "", "{\"kind\":\"Status\",\"message\":\"unexpected request\"}");
+	}
+}
+
+static struct kubeconfig *stub_config(int port)
+{
+	struct kubeconfig *kc = xcalloc(1, sizeof(*kc));
+	kc->server = xasprintf("http://127.0.0.1:%d", port);
+	kc->token = xstrdup("tok");
+	kc->namespace = xstrdup("ns");
+	return kc;
+}
+
+struct env {
+	uv_loop_t loop;
+	struct stub stub;
+	struct script script;
+	struct kube *k;
+};
+
+static void env_start(struct env *e, const struct kube_options *o)
+{
+	memset(e, 0, sizeof(*e));
+	uv_loop_init(&e->loop);
+	CHECK_INT(stub_start(&e->loop, &e->stub, handler, &e->script), 0);
+	struct kube_options def = {.qps = -1};
+	e->k = kube_new(&e->loop, stub_config(e->stub.port), o ? o : &def);
+}
+
+static void env_stop(struct env *e)
+{
+	kube_close(e->k);
+	stub_stop(&e->stub);
+	uv_run(&e->loop, UV_RUN_DEFAULT);
+	CHECK_INT(uv_loop_close(&e->loop), 0);
+}
+
+static void test_get_and_discovery(void)
+{
+	struct env e;
+	env_start(&e, NULL);
+	CHECK_STR(kube_default_namespace(e.k), "ns");
+	struct result a = {0}, b = {0}, nf = {0}, unk = {0}, nogv = {0}, nons = {0};
+	struct kube_ref ref = {.api_version = "apps/v1", .kind = "Deployment", .namespace = "ns",
+			       .name = "d"};
+	CHECK(kube_get(e.k, &ref, on_done, &a) != NULL);
+	CHECK(kube_get(e.k, &ref, on_done, &b) != NULL);
+	CHECK_INT(a.done, 0); /* never from inside the call */
+	run_until(&e.loop, &b.done, 1);
+	run_until(&e.loop, &a.done, 1);
+	CHECK_INT(a.error, 0);
+	CHECK_INT(a.status, 200);
+	CHECK_STR(a.message, "(null)");
+	CHECK_STR(json_string_value(json_object_get(a.body, "kind")), "Deployment");
+	CHECK_STR(a.plural, "deployments");
+	CHECK_INT(b.error, 0);
+	CHECK_INT(e.script.apps_discovery, 1); /* both waited on one discovery */
+	CHECK_STR(e.stub.last.auth, "Bearer tok");
+	const struct kube_resource *r = kube_resource_cached(e.k, "apps/v1", "Deployment");
+	CHECK(r && r->namespaced && strcmp(r->group, "apps") == 0);
+	CHECK(kube_resource_cached(e.k, "apps/v1", "Scale") == NULL); /* a subresource */
+
+	ref.name = "missing";
+	kube_get(e.k, &ref, on_done, &nf);
+	run_until(&e.loop, &nf.done, 1);
+	CHECK_INT(nf.error, -EREMOTEIO);
+	CHECK_INT(nf.status, 404);
+	CHECK_STR(nf.reason, "NotFound");
+	CHECK_STR(nf.message, "deployments.apps \"missing\" not found");
+	CHECK_INT(e.script.apps_discovery, 1); /* cached */
+
+	/* an unknown kind re-reads its group/version once, then fails */
+	struct kube_ref uref = {.api_version = "apps/v1", .kind = "Gadget", .namespace = "ns",
+				.name = "g"};
+	kube_get(e.k, &uref, on_done, &unk);
+	run_until(&e.loop, &unk.done, 1);
+	CHECK_INT(unk.error, -ENOENT);
+	CHECK_STR(unk.message, "kind \"Gadget\" is not served in apiVersion \"apps/v1\"");
+	CHECK_INT(e.script.apps_discovery, 2);
+
+	struct kube_ref gref = {.api_version = "example.com/v1", .kind = "Thing", .name = "t"};
+	kube_get(e.k, &gref, on_done, &nogv);
+	run_until(&e.loop, &nogv.done, 1);
+	CHECK_INT(nogv.error, -ENOENT);
+	CHECK_STR(nogv.message, "apiVersion \"example.com/v1\" is not served by the API server (kind \"Thing\")");
+
+	/* a namespaced kind without a namespace */
+	struct kube_ref nref = {.api_version = "apps/v1", .kind = "Deployment", .name = "d"};
+	kube_get(e.k, &nref, on_done, &nons);
+	run_until(&e.loop, &nons.done, 1);
+	CHECK_INT(nons.error, -EINVAL);
+	CHECK_STR(nons.message, "Deployment d: a namespace is required");
+
+	json_decref(a.body);
+	json_decref(b.body);
+	json_decref(nf.body);
+	env_stop(&e);
+}
+
+static void test_retries(void)
+{
+	struct env e;
+	env_start(&e, NULL);
+	struct result busy = {0}, down = {0};
+	/* the core group is discovered first */
+	struct kube_ref ref = {.api_version = "v1", .kind = "ConfigMap", .namespace = "ns",
+			       .name = "busy"};
+	kube_get(e.k, &ref, on_done, &busy);
+	ref.name = "down";
+	kube_get(e.k, &ref, on_done, &down);
+	run_until(&e.loop, &busy.done, 1);
+	run_until(&e.loop, &down.done, 1);
+	CHECK_INT(busy.error, 0);
+	CHECK_INT(busy.status, 200);
+	CHECK_INT(e.script.retries_429, 3);
+	/* a 503 without Retry-After is not retried */
+	CHECK_INT(down.error, -EREMOTEIO);
+	CHECK_INT(down.status, 503);
+	CHECK_INT(e.script.n503, 1);
+	CHECK_STR(down.message, "HTTP 503: upstream down");
+	json_decref(busy.body);
+	json_decref(down.body);
+	env_stop(&e);
+
+	/* max_retries bounds the attempts */
+	struct kube_options o = {.qps = -1, .max_retries = 1};
+	env_start(&e, &o);
+	struct result busy2 = {0};
+	ref.name = "busy";
+	kube_get(e.k, &ref, on_done, &busy2);
+	run_until(&e.loop, &busy2.done, 1);
+	CHECK_INT(busy2.status, 429);
+	CHECK_INT(e.script.retries_429, 2);
+	json_decref(busy2.body);
+	env_stop(&e);
+}
+
+static int pages_seen;
+static bool on_page(json_t *page, void *data)
+{
+	UNUSED(data);
+	pages_seen++;
+	json_t *items = json_object_get(page, "items");
+	CHECK_INT(json_array_size(items), 2);
+	CHECK_STR(json_string_value(json_object_get(json_array_get(items, 0), "kind")), "ConfigMap");
+	return pages_seen < 1; /* stop after the first */
+}
+
+static void test_list_pages(void)
+{
+	struct env e;
+	env_start(&e, NULL);
+	struct result all = {0}, first = {0};
+	struct kube_ref ref = {.api_version = "v1", .kind = "ConfigMap", .namespace = "ns"};
+	struct kube_list_opts lo = {.label_selector = "a=b", .limit = 2};
+	kube_list(e.k, &ref, &lo, on_done, &all);
+	run_until(&e.loop, &all.done, 1);
+	CHECK_INT(all.error, 0);
+	json_t *items = json_object_get(all.body, "items");
+	CHECK_INT(json_array_size(items), 4);
+	CHECK_STR(json_string_value(json_object_get(json_object_get(json_array_get(items, 3), "metadata"), "name")), "c4");
+	CHECK_STR(json_string_value(json_object_get(json_array_get(items, 0), "kind")), "ConfigMap");
+	CHECK_STR(json_string_value(json_object_get(json_array_get(items, 0), "apiVersion")), "v1");
+	CHECK_STR(json_string_value(json_object_get(json_array_get(items, 3), "kind")), "X"); /* kept */
+	json_t *md = json_object_get(all.body, "metadata");
+	CHECK_STR(json_string_value(json_object_get(md, "resourceVersion")), "11");
+	CHECK(json_object_get(md, "continue") == NULL);
+	CHECK(json_object_get(md, "remainingItemCount") == NULL);
+
+	lo.on_page = on_page;
+	int before = e.stub.requests;
+	kube_list(e.k, &ref, &lo, on_done, &first);
+	run_until(&e.loop, &first.done, 1);
+	CHECK_INT(first.error, 0);
+	CHECK_INT(pages_seen, 1);
+	CHECK_INT(e.stub.requests - before, 1);
+	json_decref(all.body);
+	json_decref(first.body);
+	env_stop(&e);
+}
+
+static void test_writes(void)
+{
+	struct env e;
+	env_start(&e, NULL);
+	struct result r = {0};
+	json_t *obj = json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s}}", "apiVersion", "v1", "kind",
+				"ConfigMap", "metadata", "name", "cm", "namespace", "ns", "data",
+				"k", "v");
+	struct kube_write_opts wo = {.field_manager = "runboat-kubefiles", .force = true,
+				     .dry_run = true};
+	kube_apply(e.k, obj, &wo, on_done, &r);
+	run_until(&e.loop, &r.done, 1);
+	CHECK_INT(r.error, 0);
+	CHECK_STR(e.stub.last.method, "PATCH");
+	CHECK_STR(e.stub.last.target, "/api/v1/namespaces/ns/configmaps/cm?fieldManager=runboat-kubefiles&force=true&dryRun=All");
+	CHECK_STR(e.stub.last.content_type, "application/apply-patch+yaml");
+	json_t *sent = json_loads(e.stub.last_body, 0, NULL);
+	CHECK(json_equal(sent, obj));
+	json_decref(sent);
+
+	kube_create(e.k, obj, NULL, on_done, &r);
+	run_until(&e.loop, &r.done, 2);
+	CHECK_STR(e.stub.last.method, "POST");
+	CHECK_STR(e.stub.last.target, "/api/v1/namespaces/ns/configmaps");
+	CHECK_STR(e.stub.last.content_type, "application/json");
+
+	json_t *patch = json_pack("[{s:s, s:s, s:s}]", "op", "replace", "path", "/data/k", "value", "w");
+	struct kube_ref ref = {.api_version = "v1", .kind = "ConfigMap", .namespace = "ns", .name = "cm"};
+	kube_patch(e.k, &ref, KUBE_PATCH_JSON, patch, NULL, on_done, &r);
+	run_until(&e.loop, &r.done, 3);
+	CHECK_STR(e.stub.last.content_type, "application/json-patch+json");
+	CHECK_STR(e.stub.last_body, "[{\"op\":\"replace\",\"path\":\"/data/k\",\"value\":\"w\"}]");
+	json_decref(patch);
+
+	struct kube_delete_opts dopt = KUBE_DELETE_OPTS_INIT;
+	dopt.propagation = "Foreground";
+	dopt.uid = "u-1";
+	dopt.resource_version = "42";
+	kube_delete(e.k, &ref, &dopt, on_done, &r);
+	run_until(&e.loop, &r.done, 4);
+	CHECK_STR(e.stub.last.method, "DELETE");
+	CHECK_STR(e.stub.last.target, "/api/v1/namespaces/ns/configmaps/cm");
+	json_t *d = json_loads(e.stub.last_body, 0, NULL);
+	json_t *want = json_pack("{s:s, s:s, s:s, s:{s:s, s:s}}", "apiVersion", "v1", "kind",
+				 "DeleteOptions", "propagationPolicy", "Foreground",
+				 "preconditions", "uid", "u-1", "resourceVersion", "42");
+	CHECK(json_equal(d, want));
+	json_decref(d);
+	json_decref(want);
+
+	ref.name = NULL;
+	struct kube_list_opts sel = {.label_selector = "runboat/build=b1"};
+	kube_delete_collection(e.k, &ref, &sel, NULL, on_done, &r);
+	run_until(&e.loop, &r.done, 5);
+	CHECK_STR(e.stub.last.target, "/api/v1/namespaces/ns/configmaps?labelSelector=runboat%2Fbuild%3Db1");
+
+	/* an object without a kind fails without a request */
+	int before = e.stub.requests;
+	json_object_del(obj, "kind");
+	kube_apply(e.k, obj, NULL, on_done, &r);
+	run_until(&e.loop, &r.done, 6);
+	CHECK_INT(r.error, -EINVAL);
+	CHECK_INT(e.stub.requests, before);
+	json_decref(obj);
+	json_decref(r.body);
+	env_stop(&e);
+}
+
+static void test_watch(void)
+{
+	struct env e;
+	env_start(&e, NULL);
+	struct result w = {0}, bad = {0}, cancelled = {0};
+	struct kube_ref ref = {.api_version = "v1", .kind = "ConfigMap", .namespace = "ns"};
+	struct kube_watch_opts wo = {.resource_version = "10", .label_selector = "x"};
+	kube_watch(e.k, &ref, &wo, on_event, on_done, &w);
+	run_until(&e.loop, &w.done, 1);
+	CHECK_INT(w.error, 0);
+	CHECK_INT(w.events, 3);
+	CHECK_STR(w.types, "ADDED:w1,MODIFIED:w1,DELETED:w1");
+	CHECK_STR(e.script.seen[e.script.nseen - 1],
+		  "GET /api/v1/namespaces/ns/configmaps?watch=1&labelSelector=x&resourceVersion=10&allowWatchBookmarks=true");
+
+	ref.name = "bad";
+	kube_watch(e.k, &ref, NULL, on_event, on_done, &bad);
+	run_until(&e.loop, &bad.done, 1);
+	CHECK_INT(bad.error, -EPROTO);
+	CHECK_INT(bad.events, 2);
+	CHECK(strstr(bad.message, "malformed event") != NULL);
+
+	/* cancelled from its own event callback: no further event */
+	ref.name = NULL;
+	wo.timeout_seconds = 60;
+	cancelled.cancel_on_event = kube_watch(e.k, &ref, &wo, on_event, on_done, &cancelled);
+	run_until(&e.loop, &cancelled.done, 1);
+	CHECK_INT(cancelled.error, -ECANCELED);
+	CHECK_INT(cancelled.events, 1);
+	env_stop(&e);
+}
+
+static void test_cancel_timeout_close(void)
+{
+	struct kube_options o = {.qps = -1, .timeout_ms = 300};
+	struct env e;
+	env_start(&e, &o);
+	struct result early = {0}, hang = {0}, slow = {0}, p1 = {0}, p2 = {0}, p3 = {0};
+	struct kube_call *c = kube_request(e.k, "GET", "/hang/1", NULL, NULL, 0, on_done, &early);
+	kube_cancel(c);
+	CHECK_INT(early.done, 0);
+	run_until(&e.loop, &early.done, 1);
+	CHECK_INT(early.error, -ECANCELED);
+	CHECK_INT(e.stub.requests, 0);
+
+	c = kube_request(e.k, "GET", "/hang/2", NULL, NULL, 0, on_done, &hang);
+	run_until(&e.loop, &e.stub.requests, 1);
+	kube_cancel(c);
+	run_until(&e.loop, &hang.done, 1);
+	CHECK_INT(hang.error, -ECANCELED);
+
+	kube_request(e.k, "GET", "/hang/3", NULL, NULL, 0, on_done, &slow);
+	run_until(&e.loop, &slow.done, 1);
+	CHECK_INT(slow.error, -ETIMEDOUT);
+	CHECK(strstr(slow.message, "GET /hang/3: ") == slow.message);
+
+	CHECK(kube_request(e.k, "get", "/x", NULL, NULL, 0, on_done, &p3) != NULL);
+	run_until(&e.loop, &p3.done, 1);
+	CHECK_INT(p3.error, -EINVAL);
+
+	/* close with calls in every state: all complete, before close returns */
+	struct kube_ref ref = {.api_version = "batch/v1", .kind = "Job", .namespace = "ns", .name = "j"};
+	kube_get(e.k, &ref, on_done, &p1); /* waits on discovery (hangs: 500) */
+	kube_request(e.k, "GET", "/hang/4", NULL, NULL, 0, on_done, &p2);
+	run_until(&e.loop, &e.stub.requests, 4);
+	kube_close(e.k);
+	CHECK_INT(p1.done + p2.done, 2);
+	CHECK_INT(p1.error, -ECANCELED);
+	CHECK_INT(p2.error, -ECANCELED);
+	struct result late = {0};
+	CHECK(kube_request(e.k, "GET", "/x", NULL, NULL, 0, on_done, &late) == NULL);
+	stub_stop(&e.stub);
+	uv_run(&e.loop, UV_RUN_DEFAULT);
+	CHECK_INT(uv_loop_close(&e.loop), 0);
+}
+
+/* ---- 401: the exec plugin runs again ---- */
+
+static void auth_handler(struct stub_conn *c, const struct stub_request *rq, void *data)
+{
+	UNUSED(data);
+	if (strcmp(rq->auth, "Bearer good-2") == 0)
+		stub_respond(c, 200, "", "{\"ok\":true}");
+	else
+		stub_respond(c, 401, "", "{\"kind\":\"Status\",\"reason\":\"Unauthorized\",\"message\":\"Unauthorized\"}");
+}
+
+static void test_exec_refresh_on_401(void)
+{
+	char dir[] = "/tmp/runboat-kube-XXXXXX";
+	CHECK(mkdtemp(dir) != NULL);
+	char *script = xasprintf("%s/plugin.sh", dir);
+	char *counter = xasprintf("%s/count", dir);
+	FILE *f = fopen(script, "w");
+	fprintf(f, "#!/bin/sh\n"
+		   "n=$(cat \"$COUNTER\" 2>/dev/null || echo 0); n=$((n+1)); echo $n > \"$COUNTER\"\n"
+		   "printf '{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":"
+		   "\"ExecCredential\",\"status\":{\"token\":\"good-%%s\"}}' $n\n");
+	fclose(f);
+	chmod(script, 0755);
+
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct stub stub;
+	CHECK_INT(stub_start(&loop, &stub, auth_handler, NULL), 0);
+	struct kubeconfig *kc = xcalloc(1, sizeof(*kc));
+	kc->server = xasprintf("http://127.0.0.1:%d", stub.port);
+	kc->exec = xcalloc(1, sizeof(*kc->exec));
+	kc->exec->api_version = xstrdup("client.authentication.k8s.io/v1");
+	kc->exec->command = xstrdup(script);
+	kc->exec->args = xcalloc(1, sizeof(char *));
+	kc->exec->env = xcalloc(2, sizeof(char *));
+	kc->exec->env[0] = xasprintf("COUNTER=%s", counter);
+	struct kube_options o = {.qps = -1};
+	struct kube *k = kube_new(&loop, kc, &o);
+	struct result r = {0}, r2 = {0};
+	kube_request(k, "GET", "/whoami", NULL, NULL, 0, on_done, &r);
+	run_until(&loop, &r.done, 1);
+	CHECK_INT(r.error, 0);
+	CHECK_INT(r.status, 200);
+	CHECK_INT(stub.requests, 2); /* good-1 refused, good-2 accepted */
+	CHECK_STR(stub.last.auth, "Bearer good-2");
+	/* cached: no third run */
+	kube_request(k, "GET", "/whoami", NULL, NULL, 0, on_done, &r2);
+	run_until(&loop, &r2.done, 1);
+	CHECK_INT(r2.status, 200);
+	char *n = NULL;
+	size_t len;
+	CHECK_INT(kubeconfig_read_file(counter, 100, &n, &len), 0);
+	CHECK_STR(n, "2\n");
+	free(n);
+	json_decref(r.body);
+	json_decref(r2.body);
+	kube_close(k);
+	stub_stop(&stub);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	CHECK_INT(uv_loop_close(&loop), 0);
+	unlink(script);
+	unlink(counter);
+	rmdir(dir);
+	free(script);
+	free(counter);
+}
+
+int main(void)
+{
+	RUN(test_bucket);
+	RUN(test_retry_after);
+	RUN(test_status_message);
+	RUN(test_lines);
+	RUN(test_paths);
+	RUN(test_get_and_discovery);
+	RUN(test_retries);
+	RUN(test_list_pages);
+	RUN(test_writes);
+	RUN(test_watch);
+	RUN(test_cancel_timeout_close);
+	RUN(test_exec_refresh_on_401);
+	return UNIT_DONE();
+}
