@@ -6,8 +6,17 @@
 #include <stdbool.h>
 #include <uv.h>
 
+#include "build.h"
+
 struct config;
+struct controller;
+struct curl_uv;
+struct github_client;
 struct http_server;
+struct hub;
+struct index;
+struct kube;
+struct kubefiles_cache;
 struct router;
 
 struct app {
@@ -15,11 +24,17 @@ struct app {
 	struct config *cfg; /* owned */
 	struct router *router;
 	struct http_server *http;
+	struct curl_uv *curl;         /* for the GitHub client */
+	struct kube *kube;            /* NULL when Kubernetes is not configured */
+	char kube_error[512];         /* why kube is NULL */
+	struct github_client *github; /* NULL if it could not be set up */
+	struct kubefiles_cache *kubefiles;
+	struct index *index;
+	struct controller *controller;
+	struct hub *hub;
+	struct build_links links;
+	char *base_origin; /* scheme://host[:port] of base_url, for Origin checks */
 	uint64_t started_ms;
-	/* Readiness: false until the informers have synced; ready_reason says
-	 * what is missing, for /readyz. */
-	bool ready;
-	const char *ready_reason;
 	bool stopping;
 };
 

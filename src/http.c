@@ -24,6 +24,7 @@ enum conn_state {
 	CS_BODY,     /* reading its body */
 	CS_HANDLING, /* a handler owns the request */
 	CS_LINGER,   /* response sent, draining input before the close */
+	CS_UPGRADED, /* handed over to another protocol (http_upgrade) */
 };
 
 struct http_server {
@@ -86,6 +87,10 @@ struct http_conn {
 	bool detached;
 	int open_handles;
 	size_t linger_bytes;
+	/* upgraded connections */
+	struct http_upgrade_cbs up;
+	void *up_data;
+	bool up_paused;
 };
 
 struct write_req {
@@ -719,6 +724,11 @@ static void conn_close(struct http_conn *c)
 		c->req.on_abort = NULL;
 		cb(&c->req, c->req.abort_data);
 	}
+	if (c->up.on_close) {
+		void (*cb)(void *) = c->up.on_close;
+		c->up.on_close = NULL;
+		cb(c->up_data);
+	}
 	req_clear(c);
 	if (c->prev)
 		c->prev->next = c->next;
@@ -777,8 +787,10 @@ static void read_control(struct http_conn *c)
 		return;
 	/* while a handler holds a request, buffer a bounded amount of what
 	 * follows (pipelining), then stop reading */
-	bool want = c->state != CS_HANDLING ||
-		    c->in.len < c->srv->lim.max_header_bytes + c->srv->lim.max_request_line_bytes;
+	bool want = c->state == CS_UPGRADED ? !c->up_paused
+					     : c->state != CS_HANDLING ||
+						       c->in.len < c->srv->lim.max_header_bytes +
+									   c->srv->lim.max_request_line_bytes;
 	if (want && !c->reading) {
 		if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
 			c->reading = true;
@@ -829,6 +841,13 @@ static void conn_process(struct http_conn *c)
 		break;
 	}
 	c->processing = false;
+	if (!c->closing && c->state == CS_UPGRADED && c->in.len) {
+		/* what the client sent right after the upgrade request */
+		struct buf early = c->in;
+		memset(&c->in, 0, sizeof c->in);
+		c->up.on_data(c->up_data, early.data, early.len);
+		buf_free(&early);
+	}
 	if (!c->closing && c->state == CS_LINGER && c->detached)
 		return;
 	read_control(c);
@@ -859,6 +878,10 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		c->linger_bytes += (size_t)n;
 		if (c->linger_bytes > LINGER_MAX_BYTES)
 			conn_close(c);
+		return;
+	}
+	if (c->state == CS_UPGRADED) {
+		c->up.on_data(c->up_data, buf->base, (size_t)n);
 		return;
 	}
 	buf_append(&c->in, buf->base, (size_t)n);
@@ -942,6 +965,65 @@ static void on_connection(uv_stream_t *server, int status)
 	uv_tcp_nodelay(&c->tcp, 1);
 	timer_set(c, srv->lim.keepalive_timeout_ms);
 	read_control(c);
+}
+
+/* ---- upgraded connections ---- */
+
+struct http_upgraded *http_upgrade(struct http_req *req, const char *head, size_t head_len,
+				   const struct http_upgrade_cbs *cbs, void *data)
+{
+	struct http_conn *c = req->conn;
+	c->responded = true;
+	c->status = 101;
+	conn_write(c, head, head_len, NULL, 0);
+	log_access(req->method, req->target ? req->target : "-", 101, c->bytes_out,
+		   (double)(uv_hrtime() / 1000 - req->start_ms) / 1000.0);
+	req_clear(c);
+	c->state = CS_UPGRADED;
+	c->up = *cbs;
+	c->up_data = data;
+	timer_set(c, 0);
+	/* early bytes are delivered by conn_process once the handler returns */
+	return (struct http_upgraded *)c;
+}
+
+int http_upgraded_write(struct http_upgraded *u, const void *bytes, size_t len)
+{
+	struct http_conn *c = (struct http_conn *)u;
+	if (c->closing || c->state != CS_UPGRADED)
+		return -EPIPE;
+	conn_write(c, bytes, len, NULL, 0);
+	return c->closing ? -EPIPE : 0;
+}
+
+size_t http_upgraded_pending(const struct http_upgraded *u)
+{
+	return ((const struct http_conn *)u)->write_pending;
+}
+
+void http_upgraded_pause(struct http_upgraded *u, bool paused)
+{
+	struct http_conn *c = (struct http_conn *)u;
+	c->up_paused = paused;
+	read_control(c);
+}
+
+void http_upgraded_close(struct http_upgraded *u)
+{
+	struct http_conn *c = (struct http_conn *)u;
+	if (c->closing || c->state != CS_UPGRADED)
+		return;
+	c->state = CS_LINGER;
+	c->linger_bytes = 0;
+	c->up_paused = false;
+	timer_set(c, LINGER_MS);
+	read_control(c);
+	conn_linger(c);
+}
+
+void http_upgraded_abort(struct http_upgraded *u)
+{
+	conn_close((struct http_conn *)u);
 }
 
 /* ---- server ---- */
@@ -1069,6 +1151,11 @@ void http_server_shutdown(struct http_server *srv, void (*on_done)(void *data), 
 			c->close_after = true;
 			if (c->req.on_shutdown)
 				c->req.on_shutdown(&c->req, c->req.abort_data);
+		} else if (c->state == CS_UPGRADED) {
+			if (c->up.on_shutdown)
+				c->up.on_shutdown(c->up_data);
+			else
+				conn_close(c);
 		} else if (c->state != CS_LINGER || !c->write_pending) {
 			conn_close(c);
 		}
@@ -1100,6 +1187,10 @@ void http_conn_feed(struct http_conn *c, const char *data, size_t len)
 {
 	if (c->closing || c->state == CS_LINGER)
 		return;
+	if (c->state == CS_UPGRADED) {
+		c->up.on_data(c->up_data, data, len);
+		return;
+	}
 	buf_append(&c->in, data, len);
 	if (!c->processing)
 		conn_process(c);

@@ -114,6 +114,38 @@ size_t http_stream_pending(const struct http_req *req);
 /* Ends the stream; the request is finished. */
 void http_stream_end(struct http_req *req);
 
+/* Upgraded connections (WebSocket): after http_upgrade, the connection's
+ * bytes go to on_data and writes are raw. */
+struct http_upgrade_cbs {
+	/* Bytes from the client, borrowed for the call. */
+	void (*on_data)(void *data, const char *bytes, size_t len);
+	/* The connection is gone (peer closed, error, shutdown deadline, or
+	 * after http_upgraded_close); the handle must not be used any more. */
+	void (*on_close)(void *data);
+	/* The server is shutting down: say goodbye and http_upgraded_close. */
+	void (*on_shutdown)(void *data);
+};
+
+struct http_upgraded;
+
+/* Takes over req's connection: head (the 101 response, copied) is written,
+ * the request is finished, and every later byte, starting with those the
+ * client sent right after the request, goes to cbs (copied) with data.
+ * on_data is first called after the handler has returned. */
+struct http_upgraded *http_upgrade(struct http_req *req, const char *head, size_t head_len,
+				   const struct http_upgrade_cbs *cbs, void *data);
+/* Queues raw bytes (copied). Returns 0 or -EPIPE when the connection is
+ * closing. */
+int http_upgraded_write(struct http_upgraded *u, const void *bytes, size_t len);
+/* Bytes queued and not yet written. */
+size_t http_upgraded_pending(const struct http_upgraded *u);
+/* Stops or resumes reading from the client (backpressure). */
+void http_upgraded_pause(struct http_upgraded *u, bool paused);
+/* Sends what is queued, then closes; on_close follows. */
+void http_upgraded_close(struct http_upgraded *u);
+/* Closes at once, dropping what is queued; on_close follows. */
+void http_upgraded_abort(struct http_upgraded *u);
+
 /* The reason phrase of a status code. */
 const char *http_status_text(int status);
 

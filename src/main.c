@@ -13,10 +13,20 @@
 #include "api.h"
 #include "app.h"
 #include "config.h"
+#include "controller.h"
+#include "curl_uv.h"
+#include "github_client.h"
 #include "http.h"
+#include "hub.h"
+#include "index.h"
+#include "kube.h"
+#include "kubeconfig.h"
+#include "kubefiles.h"
 #include "log.h"
+#include "render_cmd.h"
 #include "router.h"
 #include "util.h"
+#include "ws.h"
 
 #define EXIT_CONFIG 2
 
@@ -25,6 +35,9 @@ static void usage(FILE *out)
 	fprintf(out,
 		"usage: runboat [--config FILE]\n"
 		"       runboat --check-config FILE\n"
+		"       runboat render --config FILE --mode MODE --repo OWNER/REPO --target-branch B\n"
+		"                      [--pr N] --sha SHA [--build-name NAME] [--format json|yaml|raw]\n"
+		"                      (renders a build's kubefiles; runboat render --help)\n"
 		"       runboat --version | --help\n"
 		"\n"
 		"Runs the runboat operator: an HTTP API, a dashboard and a controller that\n"
@@ -57,9 +70,22 @@ static void on_closed_nothing(uv_handle_t *h)
 	UNUSED(h);
 }
 
+/* Every connection is closed: stop the rest, in dependency order. */
 static void on_http_done(void *data)
 {
 	struct signals *s = data;
+	struct app *app = s->app;
+	controller_free(app->controller);
+	app->controller = NULL;
+	hub_free(app->hub);
+	app->hub = NULL;
+	github_client_close(app->github);
+	app->github = NULL;
+	if (app->kube)
+		kube_close(app->kube);
+	app->kube = NULL;
+	curl_uv_close(app->curl);
+	app->curl = NULL;
 	log_info("shutdown complete");
 	uv_close((uv_handle_t *)&s->sigint, on_closed_nothing);
 	uv_close((uv_handle_t *)&s->sigterm, on_closed_nothing);
@@ -93,6 +119,40 @@ static void limits_from_config(const struct config *cfg, struct http_limits *lim
 	lim->shutdown_timeout_ms = (uint64_t)(cfg->server.shutdown_timeout * 1000);
 }
 
+/* The Kubernetes client, or NULL with the reason in app->kube_error:
+ * runboat then serves anyway (the UI, /healthz, webhooks queue). */
+static void kube_setup(struct app *app)
+{
+	const struct config *cfg = app->cfg;
+	char err[400];
+	struct kubeconfig *kc = kubeconfig_resolve(cfg->kubernetes.kubeconfig,
+						   cfg->kubernetes.context, err, sizeof err);
+	if (!kc) {
+		snprintf(app->kube_error, sizeof app->kube_error, "Kubernetes: %s", err);
+		log_error("%s", app->kube_error);
+		return;
+	}
+	log_info("Kubernetes API server %s (%s), namespace %s", kc->server,
+		 kc->path ? kc->path : "in-cluster", cfg->kubernetes.namespace);
+	struct kube_options ko = {
+		.qps = cfg->kubernetes.qps,
+		.burst = cfg->kubernetes.burst,
+		.timeout_ms = (long)(cfg->kubernetes.request_timeout * 1000),
+	};
+	app->kube = kube_new(app->loop, kc, &ko);
+}
+
+static void github_setup(struct app *app)
+{
+	const struct config_github *g = &app->cfg->github;
+	struct github_client_opts go = {
+		.api_url = g->api_url,
+		.token = g->token,
+		.statuses = g->statuses,
+	};
+	app->github = github_client_new(app->loop, app->curl, &go);
+}
+
 static int run(struct config *cfg)
 {
 	uv_loop_t loop;
@@ -104,8 +164,27 @@ static int run(struct config *cfg)
 	app.loop = &loop;
 	app.cfg = cfg;
 	app.started_ms = now_ms();
-	app.ready = false;
-	app.ready_reason = "the Kubernetes informers are not synced";
+	app.links.base_url = cfg->server.base_url;
+	app.links.build_domain = cfg->build.domain;
+	app.links.github_url = "https://github.com";
+	app.base_origin = ws_origin_of(cfg->server.base_url);
+	app.index = index_new();
+	app.kubefiles = kubefiles_cache_new();
+	app.curl = curl_uv_new(&loop);
+	kube_setup(&app);
+	github_setup(&app);
+	app.hub = hub_new(&loop, app.index, &app.links, NULL);
+	struct controller_deps deps = {
+		.loop = &loop,
+		.cfg = cfg,
+		.idx = app.index,
+		.kube = app.kube,
+		.kube_error = app.kube_error[0] ? app.kube_error : NULL,
+		.github = app.github,
+		.kubefiles = app.kubefiles,
+		.links = &app.links,
+	};
+	app.controller = controller_new(&deps, NULL);
 
 	app.router = router_new();
 	api_register(app.router, &app);
@@ -131,16 +210,27 @@ static int run(struct config *cfg)
 	uv_prepare_start(&sig.flush, on_flush);
 	uv_unref((uv_handle_t *)&sig.flush);
 
+	controller_start(app.controller);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	rc = 0;
 out:
 	if (rc) {
 		/* nothing to drain: close what was opened */
+		sig.app = &app;
 		http_server_shutdown(app.http, NULL, NULL);
+		controller_free(app.controller);
+		hub_free(app.hub);
+		github_client_close(app.github);
+		if (app.kube)
+			kube_close(app.kube);
+		curl_uv_close(app.curl);
 		uv_run(&loop, UV_RUN_DEFAULT);
 	}
 	http_server_free(app.http);
 	router_free(app.router);
+	index_free(app.index);
+	kubefiles_cache_free(app.kubefiles);
+	free(app.base_origin);
 	if (uv_loop_close(&loop) != 0)
 		log_warn("the loop still had handles at exit");
 	log_flush();
@@ -159,6 +249,8 @@ int main(int argc, char **argv)
 	const char *config_path = NULL;
 	const char *check_path = NULL;
 	int ch;
+	if (argc > 1 && strcmp(argv[1], "render") == 0)
+		return render_cmd_main(argc - 1, argv + 1);
 	while ((ch = getopt_long(argc, argv, "c:Vh", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':

@@ -177,9 +177,16 @@ int parse_rfc3339(const char *s, int64_t *out)
 	if (*p == 'Z' || *p == 'z') {
 		p++;
 	} else if (*p == '+' || *p == '-') {
+		/* exactly "+HH:MM" */
 		int sign = *p == '-' ? -1 : 1;
-		int hh, mm;
-		if (sscanf(p + 1, "%2d:%2d", &hh, &mm) != 2)
+		for (int i = 1; i <= 5; i++) {
+			bool want_colon = i == 3;
+			if (want_colon ? p[i] != ':' : (p[i] < '0' || p[i] > '9'))
+				return -EINVAL;
+		}
+		int hh = (p[1] - '0') * 10 + (p[2] - '0');
+		int mm = (p[4] - '0') * 10 + (p[5] - '0');
+		if (hh > 23 || mm > 59)
 			return -EINVAL;
 		offset = sign * (hh * 3600L + mm * 60L);
 		p += 6;

@@ -33,7 +33,7 @@ log_level = "info"
 {server_extra}
 
 [kubernetes]
-namespace = "runboat-e2e"
+namespace = "{namespace}"
 {kube_extra}
 
 [build]
@@ -47,7 +47,8 @@ kubefiles = "{kubefiles}"
 class Runboat:
     """A running runboat process and what a test needs to talk to it."""
 
-    def __init__(self, tmp_path, server_extra="", kube_extra="", extra="", env=None):
+    def __init__(self, tmp_path, server_extra="", kube_extra="", extra="", env=None,
+                 namespace="runboat-e2e"):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.config = tmp_path / "runboat.toml"
@@ -58,11 +59,16 @@ class Runboat:
                 kube_extra=kube_extra,
                 extra=extra,
                 kubefiles=ROOT / "kubefiles",
+                namespace=namespace,
             )
         )
         self.log_path = tmp_path / "runboat.log"
         self.log = open(self.log_path, "wb")
         full_env = dict(os.environ)
+        if not kube_extra:
+            # no cluster for this test: never pick up the developer's one
+            full_env["KUBECONFIG"] = str(tmp_path / "no-kubeconfig")
+            full_env["HOME"] = str(tmp_path)
         full_env.update(env or {})
         full_env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1")
         self.proc = subprocess.Popen(
@@ -88,7 +94,8 @@ class Runboat:
         return Conn(self.port)
 
     def logs(self):
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         return self.log_path.read_text(errors="replace")
 
     def stop(self, sig=signal.SIGTERM, timeout=30):
@@ -100,7 +107,8 @@ class Runboat:
                 self.proc.kill()
                 self.proc.wait()
                 raise
-        self.log.close()
+        if not self.log.closed:
+            self.log.close()
         return self.proc.returncode
 
 
@@ -109,7 +117,9 @@ def make_runboat(tmp_path):
     started = []
 
     def make(**kw):
-        rb = Runboat(tmp_path, **kw)
+        d = tmp_path / f"rb{len(started)}"
+        d.mkdir()
+        rb = Runboat(d, **kw)
         started.append(rb)
         return rb
 
@@ -117,7 +127,8 @@ def make_runboat(tmp_path):
     for rb in started:
         rc = rb.stop()
         # a sanitizer report or a crash at exit fails the test
-        assert rc == 0, f"runboat exited {rc}:\n{rb.logs()}"
+        expected = getattr(rb, "expected_rc", 0)
+        assert rc == expected, f"runboat exited {rc}:\n{rb.logs()}"
 
 
 @pytest.fixture

@@ -6,7 +6,12 @@
 
 #include "api.h"
 #include "app.h"
+#include "config.h"
+#include "controller.h"
 #include "http.h"
+#include "hub.h"
+#include "index.h"
+#include "kubefiles.h"
 #include "log.h"
 #include "router.h"
 
@@ -19,6 +24,18 @@ static void setup(void)
 	uv_loop_init(&loop);
 	log_set_level(LOG_OFF);
 	app.loop = &loop;
+	char err[256];
+	app.cfg = config_default("fuzz", "fuzz.test", err, sizeof err);
+	app.links.base_url = app.cfg->server.base_url;
+	app.links.build_domain = app.cfg->build.domain;
+	app.links.github_url = "https://github.com";
+	app.index = index_new();
+	app.kubefiles = kubefiles_cache_new();
+	app.hub = hub_new(&loop, app.index, &app.links, NULL);
+	/* no Kubernetes: the API answers 503, the webhook queues */
+	struct controller_deps deps = {.loop = &loop, .cfg = app.cfg, .idx = app.index,
+				       .kubefiles = app.kubefiles, .links = &app.links};
+	app.controller = controller_new(&deps, NULL);
 	app.router = router_new();
 	api_register(app.router, &app);
 	struct http_limits lim;

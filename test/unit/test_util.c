@@ -61,6 +61,10 @@ static void test_time(void)
 	CHECK_INT(parse_rfc3339("yesterday", &t), -EINVAL);
 	CHECK_INT(parse_rfc3339("2021-11-28T10:20:30", &t), -EINVAL);
 	CHECK_INT(parse_rfc3339("2021-11-28T10:20:30Zjunk", &t), -EINVAL);
+	/* regression: a short offset was read past the end of the string */
+	CHECK_INT(parse_rfc3339("2021-11-28T10:20:30+1:2", &t), -EINVAL);
+	CHECK_INT(parse_rfc3339("2021-11-28T10:20:30+01", &t), -EINVAL);
+	CHECK_INT(parse_rfc3339("2021-11-28T10:20:30+01:00x", &t), -EINVAL);
 }
 
 static void test_secure_equal(void)

@@ -1,0 +1,800 @@
+/* The GitHub API client. Every request is a `job`; a job is in exactly one
+ * of three lists: `queue` (statuses waiting, oldest first), `retry` (lookups
+ * waiting for their next attempt) or `inflight`. One timer wakes the client
+ * when the queue may resume (backoff, rate limit) or a lookup is due.
+ *
+ * Lifetimes: a job in flight is owned by its curl_uv request and is freed in
+ * on_done, after its callback. github_client_close cancels requests, and the
+ * client is freed by whichever comes last: the timer's close callback or the
+ * last on_done. */
+#include "github_client.h"
+
+#include "backoff.h"
+#include "build.h"
+#include "curl_uv.h"
+#include "github.h"
+#include "log.h"
+#include "util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#ifndef RUNBOAT_VERSION
+#define RUNBOAT_VERSION "dev"
+#endif
+
+#define DEFAULT_TIMEOUT_MS 30000L
+#define DEFAULT_MAX_QUEUE 10000
+#define DEFAULT_MAX_IN_FLIGHT 4
+#define DEFAULT_MAX_ATTEMPTS 12
+#define DEFAULT_LOOKUP_ATTEMPTS 3
+#define DEFAULT_RETRY_BASE_MS 1000
+#define DEFAULT_RETRY_MAX_MS 300000
+#define DEFAULT_MAX_PAUSE_MS 3600000
+/* A rate limit without any hint of its length (GitHub: "wait at least one
+ * minute"). */
+#define DEFAULT_RATE_PAUSE_MS 60000
+#define MAX_TARGET_URL 2048
+#define MAX_LOOKUP_RESPONSE (8u << 20)
+#define MAX_STATUS_RESPONSE (1u << 20)
+
+enum job_kind { JOB_BRANCH, JOB_PR, JOB_STATUS };
+
+struct job {
+	struct github_client *gc;
+	enum job_kind kind;
+	char repo[GITHUB_REPO_MAX + 1];
+	char sha[GITHUB_SHA_MAX + 1];    /* JOB_STATUS */
+	char state[8];                   /* JOB_STATUS, for logs */
+	char *branch;                    /* JOB_BRANCH */
+	long pr;                         /* JOB_PR */
+	char *path;                      /* API path, for the URL and logs */
+	char *body;                      /* JOB_STATUS: JSON to post */
+	github_head_cb cb;               /* lookups */
+	void *data;
+	unsigned attempts;               /* failed attempts (rate limits not counted) */
+	uint64_t due;                    /* in `retry`: loop time of the next attempt */
+	struct curl_uv_request *req;     /* in `inflight` */
+	struct job *prev, *next;
+};
+
+struct job_list {
+	struct job *head, *tail;
+	size_t n;
+};
+
+struct github_client {
+	uv_loop_t *loop;
+	struct curl_uv *cu;
+	uv_timer_t timer;
+	char *api_url;
+	char *auth_header; /* "Authorization: Bearer ..." or NULL */
+	char *user_agent;
+	bool statuses;
+	long timeout_ms;
+	size_t max_queue;
+	unsigned max_in_flight;
+	unsigned max_attempts;
+	unsigned lookup_attempts;
+	uint64_t max_pause_ms;
+	struct backoff backoff;        /* the status queue's, reset on success */
+	struct backoff lookup_backoff; /* nominal delays only */
+	uint64_t resume_at;            /* loop time before which no status is sent */
+	struct job_list queue, retry, inflight;
+	size_t status_in_flight;
+	struct github_client_stats stats;
+	bool closing;
+	bool timer_closed;
+};
+
+/* ---- lists ---- */
+
+static void list_push(struct job_list *l, struct job *j)
+{
+	j->next = NULL;
+	j->prev = l->tail;
+	if (l->tail)
+		l->tail->next = j;
+	else
+		l->head = j;
+	l->tail = j;
+	l->n++;
+}
+
+static void list_push_front(struct job_list *l, struct job *j)
+{
+	j->prev = NULL;
+	j->next = l->head;
+	if (l->head)
+		l->head->prev = j;
+	else
+		l->tail = j;
+	l->head = j;
+	l->n++;
+}
+
+static void list_remove(struct job_list *l, struct job *j)
+{
+	if (j->prev)
+		j->prev->next = j->next;
+	else
+		l->head = j->next;
+	if (j->next)
+		j->next->prev = j->prev;
+	else
+		l->tail = j->prev;
+	j->prev = j->next = NULL;
+	l->n--;
+}
+
+static void job_free(struct job *j)
+{
+	free(j->branch);
+	free(j->path);
+	free(j->body);
+	free(j);
+}
+
+static bool same_commit(const struct job *a, const struct job *b)
+{
+	return strcmp(a->repo, b->repo) == 0 && strcmp(a->sha, b->sha) == 0;
+}
+
+/* The queued status of the same commit as j, if any. */
+static struct job *queued_for(struct github_client *gc, const struct job *j)
+{
+	for (struct job *q = gc->queue.head; q; q = q->next)
+		if (q != j && same_commit(q, j))
+			return q;
+	return NULL;
+}
+
+static bool in_flight_for(struct github_client *gc, const struct job *j)
+{
+	for (struct job *q = gc->inflight.head; q; q = q->next)
+		if (q->kind == JOB_STATUS && same_commit(q, j))
+			return true;
+	return false;
+}
+
+/* ---- lifetime ---- */
+
+static void maybe_free(struct github_client *gc)
+{
+	if (!gc->closing || !gc->timer_closed || gc->inflight.n)
+		return;
+	free(gc->api_url);
+	free(gc->auth_header);
+	free(gc->user_agent);
+	free(gc);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+	struct github_client *gc = h->data;
+	gc->timer_closed = true;
+	maybe_free(gc);
+}
+
+/* ---- requests ---- */
+
+static void on_done(struct curl_uv_request *req, const struct curl_uv_response *res, void *data);
+
+/* Sends j and moves it to `inflight`. Returns false when curl_uv refuses
+ * (it is closing); j is then in no list. */
+static bool job_start(struct github_client *gc, struct job *j)
+{
+	const char *headers[6];
+	size_t n = 0;
+	headers[n++] = "Accept: application/vnd.github+json";
+	headers[n++] = "X-GitHub-Api-Version: " GITHUB_API_VERSION;
+	if (gc->auth_header)
+		headers[n++] = gc->auth_header;
+	if (j->kind == JOB_STATUS)
+		headers[n++] = "Content-Type: application/json";
+	headers[n] = NULL;
+
+	char *url = xasprintf("%s%s", gc->api_url, j->path);
+	struct curl_uv_request_opts o = {
+		.method = j->kind == JOB_STATUS ? "POST" : "GET",
+		.url = url,
+		.headers = headers,
+		.body = j->body,
+		.body_len = j->body ? strlen(j->body) : 0,
+		.timeout_ms = gc->timeout_ms,
+		.max_response = j->kind == JOB_STATUS ? MAX_STATUS_RESPONSE : MAX_LOOKUP_RESPONSE,
+		.user_agent = gc->user_agent,
+		.on_done = on_done,
+		.data = j,
+	};
+	j->req = curl_uv_start(gc->cu, &o);
+	free(url);
+	if (!j->req)
+		return false;
+	list_push(&gc->inflight, j);
+	if (j->kind == JOB_STATUS)
+		gc->status_in_flight++;
+	return true;
+}
+
+static void on_timer(uv_timer_t *t);
+
+/* Arms the timer for the earliest of: the queue's resume time (when statuses
+ * wait) and the lookups' retries. */
+static void arm_timer(struct github_client *gc)
+{
+	if (gc->closing)
+		return;
+	uint64_t now = uv_now(gc->loop), due = UINT64_MAX;
+	if (gc->queue.n && gc->resume_at > now)
+		due = gc->resume_at;
+	for (struct job *j = gc->retry.head; j; j = j->next)
+		if (j->due < due)
+			due = j->due;
+	if (due == UINT64_MAX)
+		uv_timer_stop(&gc->timer);
+	else
+		uv_timer_start(&gc->timer, on_timer, due > now ? due - now : 0, 0);
+}
+
+/* Sends queued statuses while the queue is not paused and there is room. */
+static void pump(struct github_client *gc)
+{
+	if (gc->closing)
+		return;
+	uint64_t now = uv_now(gc->loop);
+	struct job *j = gc->queue.head;
+	while (j && now >= gc->resume_at && gc->status_in_flight < gc->max_in_flight) {
+		struct job *next = j->next;
+		if (!in_flight_for(gc, j)) {
+			list_remove(&gc->queue, j);
+			if (!job_start(gc, j)) {
+				log_warn("github: commit status %s for %s@%.12s dropped: the HTTP client is closed",
+					 j->state, j->repo, j->sha);
+				gc->stats.failed++;
+				job_free(j);
+			}
+		}
+		j = next;
+	}
+	arm_timer(gc);
+}
+
+static void lookup_fail(struct job *j, int error, const char *message)
+{
+	j->cb(error, message, NULL, j->data);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+	struct github_client *gc = t->data;
+	if (gc->closing)
+		return;
+	uint64_t now = uv_now(gc->loop);
+	struct job *j = gc->retry.head;
+	while (j) {
+		struct job *next = j->next;
+		if (j->due <= now) {
+			list_remove(&gc->retry, j);
+			if (!job_start(gc, j)) {
+				lookup_fail(j, -ECANCELED, "the HTTP client is closed");
+				job_free(j);
+			}
+		}
+		j = next;
+	}
+	pump(gc);
+}
+
+/* ---- answers ---- */
+
+/* GitHub's "message" of an error answer, cleaned for a log line, into out. */
+static void api_message(const struct curl_uv_response *res, char *out, size_t outlen)
+{
+	out[0] = '\0';
+	json_t *root = json_loadb(res->body, res->body_len, 0, NULL);
+	json_t *m = root ? json_object_get(root, "message") : NULL;
+	const char *s = json_is_string(m) ? json_string_value(m) : "";
+	size_t i = 0;
+	for (; *s && i + 1 < outlen; s++)
+		out[i++] = (*s >= 0x20 && *s < 0x7f) ? *s : '?';
+	out[i] = '\0';
+	json_decref(root);
+}
+
+/* Whether the answer is a rate limit, and for how long to pause (ms).
+ * See GitHub's "Rate limits for the REST API": Retry-After first, then
+ * X-RateLimit-Remaining: 0 with X-RateLimit-Reset (epoch seconds), then at
+ * least a minute. */
+static bool rate_limited(struct github_client *gc, struct curl_uv_request *req,
+			 const struct curl_uv_response *res, uint64_t *pause_ms)
+{
+	if (res->status != 403 && res->status != 429)
+		return false;
+	const char *retry_after = curl_uv_response_header(req, "Retry-After");
+	const char *remaining = curl_uv_response_header(req, "X-RateLimit-Remaining");
+	const char *reset = curl_uv_response_header(req, "X-RateLimit-Reset");
+	char *end;
+	uint64_t pause;
+	if (retry_after && isdigit((unsigned char)*retry_after)) {
+		unsigned long long s = strtoull(retry_after, &end, 10);
+		pause = s > gc->max_pause_ms / 1000 ? gc->max_pause_ms : (uint64_t)s * 1000;
+	} else if (remaining && strcmp(remaining, "0") == 0 && reset &&
+		   isdigit((unsigned char)*reset)) {
+		long long at = strtoll(reset, &end, 10);
+		long long wait = at - (long long)time(NULL);
+		if (wait < 1)
+			wait = 1;
+		pause = (uint64_t)wait > gc->max_pause_ms / 1000 ? gc->max_pause_ms
+							      : (uint64_t)wait * 1000;
+	} else if (res->status == 429 || (remaining && strcmp(remaining, "0") == 0)) {
+		pause = DEFAULT_RATE_PAUSE_MS;
+	} else {
+		/* a secondary rate limit may come as a bare 403 */
+		char msg[256];
+		api_message(res, msg, sizeof(msg));
+		if (!strcasestr(msg, "rate limit"))
+			return false;
+		pause = DEFAULT_RATE_PAUSE_MS;
+	}
+	if (pause > gc->max_pause_ms)
+		pause = gc->max_pause_ms;
+	*pause_ms = pause ? pause : 1;
+	return true;
+}
+
+/* Pauses the status queue for at least pause_ms. */
+static void pause_queue(struct github_client *gc, uint64_t pause_ms)
+{
+	uint64_t until = uv_now(gc->loop) + pause_ms;
+	if (until > gc->resume_at)
+		gc->resume_at = until;
+	gc->stats.rate_limited++;
+}
+
+static bool retryable(const struct curl_uv_response *res)
+{
+	return (res->error && res->error != -ECANCELED && res->error != -EMSGSIZE) ||
+	       (!res->error && res->status >= 500);
+}
+
+/* A status answered: done, retried later, or given up. */
+static void status_done(struct github_client *gc, struct job *j, struct curl_uv_request *req,
+			const struct curl_uv_response *res)
+{
+	char msg[256];
+	uint64_t pause;
+	if (!res->error && res->status >= 200 && res->status < 300) {
+		gc->stats.sent++;
+		backoff_reset(&gc->backoff);
+		log_debug("github: commit status %s posted for %s@%.12s", j->state, j->repo, j->sha);
+		job_free(j);
+		return;
+	}
+	if (!res->error && rate_limited(gc, req, res, &pause)) {
+		pause_queue(gc, pause);
+		log_warn("github: rate limited (HTTP %ld), commit statuses paused for %llu s",
+			 res->status, (unsigned long long)(pause + 999) / 1000);
+	} else if (retryable(res)) {
+		j->attempts++;
+		if (res->error)
+			snprintf(msg, sizeof(msg), "%s", res->error_message);
+		else
+			snprintf(msg, sizeof(msg), "HTTP %ld", res->status);
+		if (j->attempts >= gc->max_attempts) {
+			log_warn("github: commit status %s for %s@%.12s given up after %u attempts: %s",
+				 j->state, j->repo, j->sha, j->attempts, msg);
+			gc->stats.failed++;
+			job_free(j);
+			return;
+		}
+		gc->stats.retried++;
+		uint64_t delay = backoff_next(&gc->backoff);
+		uint64_t until = uv_now(gc->loop) + delay;
+		if (until > gc->resume_at)
+			gc->resume_at = until;
+		log_info("github: commit status for %s@%.12s failed (%s), retrying in %llu ms",
+			 j->repo, j->sha, msg, (unsigned long long)delay);
+	} else if (res->error) {
+		/* cancelled (the HTTP client closed under us) or an oversize answer */
+		log_warn("github: commit status %s for %s@%.12s dropped: %s", j->state, j->repo,
+			 j->sha, res->error_message);
+		gc->stats.failed++;
+		job_free(j);
+		return;
+	} else {
+		api_message(res, msg, sizeof(msg));
+		log_warn("github: commit status %s for %s@%.12s refused: HTTP %ld %s", j->state,
+			 j->repo, j->sha, res->status, msg);
+		gc->stats.failed++;
+		job_free(j);
+		return;
+	}
+	/* retry, unless a newer status of the same commit is already queued */
+	if (queued_for(gc, j)) {
+		gc->stats.coalesced++;
+		job_free(j);
+		return;
+	}
+	list_push_front(&gc->queue, j);
+}
+
+/* Parses a successful lookup answer into a head and calls back. */
+static void lookup_answer(struct job *j, const struct curl_uv_response *res)
+{
+	char msg[512];
+	json_error_t jerr;
+	json_t *root = json_loadb(res->body, res->body_len, 0, &jerr);
+	json_t *sha, *base = NULL, *state = NULL;
+	char lower[GITHUB_SHA_MAX + 1];
+	if (j->kind == JOB_BRANCH) {
+		sha = json_object_get(json_object_get(root, "commit"), "sha");
+	} else {
+		sha = json_object_get(json_object_get(root, "head"), "sha");
+		base = json_object_get(json_object_get(root, "base"), "ref");
+		state = json_object_get(root, "state");
+	}
+	if (!json_is_object(root)) {
+		snprintf(msg, sizeof(msg), "GET %s: answer is not a JSON object", j->path);
+	} else if (!json_is_string(sha) || !github_sha_normalize(json_string_value(sha), lower)) {
+		snprintf(msg, sizeof(msg), "GET %s: answer has no valid %s", j->path,
+			 j->kind == JOB_BRANCH ? "commit.sha" : "head.sha");
+	} else if (j->kind == JOB_PR &&
+		   (!json_is_string(base) || !build_valid_branch(json_string_value(base)))) {
+		snprintf(msg, sizeof(msg), "GET %s: answer has no valid base.ref", j->path);
+	} else {
+		struct github_head head = {
+			.repo = j->repo,
+			.sha = lower,
+			.target_branch = j->kind == JOB_BRANCH ? j->branch : json_string_value(base),
+			.pr = j->kind == JOB_PR ? j->pr : 0,
+			.open = j->kind == JOB_BRANCH ||
+				(json_is_string(state) && strcmp(json_string_value(state), "open") == 0),
+		};
+		j->cb(0, "", &head, j->data);
+		json_decref(root);
+		return;
+	}
+	json_decref(root);
+	lookup_fail(j, -EPROTO, msg);
+}
+
+/* A lookup answered: called back, or retried later. */
+static void lookup_done(struct github_client *gc, struct job *j, struct curl_uv_request *req,
+			const struct curl_uv_response *res)
+{
+	char msg[512], api[256];
+	uint64_t pause;
+	if (res->error == -ECANCELED || gc->closing) {
+		lookup_fail(j, -ECANCELED, "cancelled");
+		job_free(j);
+		return;
+	}
+	if (!res->error && res->status >= 200 && res->status < 300) {
+		lookup_answer(j, res);
+		job_free(j);
+		return;
+	}
+	if (retryable(res) && ++j->attempts < gc->lookup_attempts) {
+		j->due = uv_now(gc->loop) + backoff_nominal(&gc->lookup_backoff, j->attempts - 1);
+		if (res->error)
+			log_info("github: GET %s failed (%s), retrying", j->path, res->error_message);
+		else
+			log_info("github: GET %s failed (HTTP %ld), retrying", j->path, res->status);
+		list_push(&gc->retry, j);
+		arm_timer(gc);
+		return;
+	}
+	int error;
+	if (res->error) {
+		error = res->error == -EMSGSIZE ? -EPROTO : res->error;
+		snprintf(msg, sizeof(msg), "GET %s: %s", j->path, res->error_message);
+	} else {
+		api_message(res, api, sizeof(api));
+		if (rate_limited(gc, req, res, &pause)) {
+			pause_queue(gc, pause);
+			error = -EAGAIN;
+			snprintf(msg, sizeof(msg), "GET %s: rate limited by GitHub for %llu s (%s)",
+				 j->path, (unsigned long long)(pause + 999) / 1000, api);
+		} else {
+			if (res->status == 404)
+				error = -ENOENT;
+			else if (res->status == 401 || res->status == 403)
+				error = -EACCES;
+			else if (res->status >= 500)
+				error = -EIO;
+			else
+				error = -EPROTO;
+			snprintf(msg, sizeof(msg), "GET %s: %ld %s", j->path, res->status,
+				 api[0] ? api : "(no message)");
+		}
+	}
+	lookup_fail(j, error, msg);
+	job_free(j);
+}
+
+static void on_done(struct curl_uv_request *req, const struct curl_uv_response *res, void *data)
+{
+	struct job *j = data;
+	struct github_client *gc = j->gc;
+	list_remove(&gc->inflight, j);
+	j->req = NULL;
+	if (j->kind == JOB_STATUS) {
+		gc->status_in_flight--;
+		if (gc->closing)
+			job_free(j);
+		else
+			status_done(gc, j, req, res);
+	} else {
+		lookup_done(gc, j, req, res);
+	}
+	if (gc->closing)
+		maybe_free(gc);
+	else
+		pump(gc);
+}
+
+/* ---- public ---- */
+
+static bool header_safe(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f)
+			return false;
+	return true;
+}
+
+struct github_client *github_client_new(uv_loop_t *loop, struct curl_uv *cu,
+					const struct github_client_opts *o)
+{
+	const char *url = o->api_url;
+	if (!url || !(str_starts_with(url, "http://") || str_starts_with(url, "https://")) ||
+	    !header_safe(url) || strchr(url, ' ')) {
+		log_error("github: api_url must be an http(s) URL");
+		return NULL;
+	}
+	if (o->token && (!header_safe(o->token) || strchr(o->token, ' '))) {
+		log_error("github: the token holds characters that cannot go in a header");
+		return NULL;
+	}
+	if (o->user_agent && !header_safe(o->user_agent)) {
+		log_error("github: the user agent holds characters that cannot go in a header");
+		return NULL;
+	}
+	struct github_client *gc = xcalloc(1, sizeof(*gc));
+	gc->loop = loop;
+	gc->cu = cu;
+	gc->api_url = xstrdup(url);
+	size_t n = strlen(gc->api_url);
+	while (n > 0 && gc->api_url[n - 1] == '/')
+		gc->api_url[--n] = '\0';
+	if (o->token && *o->token)
+		gc->auth_header = xasprintf("Authorization: Bearer %s", o->token);
+	gc->user_agent = xstrdup(o->user_agent ? o->user_agent : "runboat/" RUNBOAT_VERSION);
+	gc->statuses = o->statuses;
+	gc->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
+	gc->max_queue = o->max_queue ? o->max_queue : DEFAULT_MAX_QUEUE;
+	gc->max_in_flight = o->max_in_flight ? o->max_in_flight : DEFAULT_MAX_IN_FLIGHT;
+	gc->max_attempts = o->max_attempts ? o->max_attempts : DEFAULT_MAX_ATTEMPTS;
+	gc->lookup_attempts = o->lookup_attempts ? o->lookup_attempts : DEFAULT_LOOKUP_ATTEMPTS;
+	gc->max_pause_ms = o->max_pause_ms ? o->max_pause_ms : DEFAULT_MAX_PAUSE_MS;
+	uint64_t base = o->retry_base_ms ? o->retry_base_ms : DEFAULT_RETRY_BASE_MS;
+	uint64_t max = o->retry_max_ms ? o->retry_max_ms : DEFAULT_RETRY_MAX_MS;
+	backoff_init(&gc->backoff, base, max, 0.2, backoff_seed());
+	backoff_init(&gc->lookup_backoff, base, max, 0, 0);
+	uv_timer_init(loop, &gc->timer);
+	gc->timer.data = gc;
+	return gc;
+}
+
+void github_client_close(struct github_client *gc)
+{
+	if (!gc || gc->closing)
+		return;
+	gc->closing = true;
+	if (gc->queue.n)
+		log_warn("github: %zu unsent commit statuses dropped at shutdown", gc->queue.n);
+	struct job *j;
+	while ((j = gc->queue.head)) {
+		list_remove(&gc->queue, j);
+		job_free(j);
+	}
+	while ((j = gc->retry.head)) {
+		list_remove(&gc->retry, j);
+		lookup_fail(j, -ECANCELED, "cancelled");
+		job_free(j);
+	}
+	for (j = gc->inflight.head; j; j = j->next)
+		curl_uv_cancel(j->req);
+	uv_close((uv_handle_t *)&gc->timer, on_timer_closed);
+}
+
+static struct job *job_new(struct github_client *gc, enum job_kind kind, const char *repo)
+{
+	struct job *j = xcalloc(1, sizeof(*j));
+	j->gc = gc;
+	j->kind = kind;
+	size_t i;
+	for (i = 0; repo[i]; i++)
+		j->repo[i] = (char)tolower((unsigned char)repo[i]);
+	j->repo[i] = '\0';
+	return j;
+}
+
+static int lookup_start(struct github_client *gc, struct job *j)
+{
+	if (!job_start(gc, j)) {
+		job_free(j);
+		return -ECANCELED;
+	}
+	log_debug("github: GET %s", j->path);
+	return 0;
+}
+
+int github_client_branch_head(struct github_client *gc, const char *repo, const char *branch,
+			      github_head_cb cb, void *data)
+{
+	if (!cb || !build_valid_repo(repo) || !build_valid_branch(branch))
+		return -EINVAL;
+	if (gc->closing)
+		return -ECANCELED;
+	struct job *j = job_new(gc, JOB_BRANCH, repo);
+	j->branch = xstrdup(branch);
+	j->cb = cb;
+	j->data = data;
+	struct buf path = {0};
+	buf_printf(&path, "/repos/%s/branches/", j->repo);
+	buf_append_url_encoded(&path, branch);
+	j->path = buf_steal(&path);
+	return lookup_start(gc, j);
+}
+
+int github_client_pr_head(struct github_client *gc, const char *repo, long pr, github_head_cb cb,
+			  void *data)
+{
+	if (!cb || !build_valid_repo(repo) || pr < 1 || pr > GITHUB_PR_MAX)
+		return -EINVAL;
+	if (gc->closing)
+		return -ECANCELED;
+	struct job *j = job_new(gc, JOB_PR, repo);
+	j->pr = pr;
+	j->cb = cb;
+	j->data = data;
+	j->path = xasprintf("/repos/%s/pulls/%ld", j->repo, pr);
+	return lookup_start(gc, j);
+}
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0. */
+static size_t utf8_len(const unsigned char *s)
+{
+	unsigned char c = s[0];
+	if (c < 0x80)
+		return 1;
+#define CONT(x) ((x) >= 0x80 && (x) <= 0xbf)
+	if (c >= 0xc2 && c <= 0xdf)
+		return CONT(s[1]) ? 2 : 0;
+	if (c >= 0xe0 && c <= 0xef) {
+		unsigned char lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+		return s[1] >= lo && s[1] <= hi && CONT(s[2]) ? 3 : 0;
+	}
+	if (c >= 0xf0 && c <= 0xf4) {
+		unsigned char lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+		return s[1] >= lo && s[1] <= hi && CONT(s[2]) && CONT(s[3]) ? 4 : 0;
+	}
+	return 0;
+#undef CONT
+}
+
+/* description cleaned (valid UTF-8, no control characters) and cut to
+ * GITHUB_STATUS_DESCRIPTION_MAX characters, ending with an ellipsis when
+ * cut. Owned by the caller. */
+static char *clean_description(const char *in)
+{
+	struct buf out = {0};
+	size_t cut = 0, chars = 0;
+	const unsigned char *s = (const unsigned char *)in;
+	while (*s) {
+		size_t n = utf8_len(s);
+		if (chars == GITHUB_STATUS_DESCRIPTION_MAX - 1)
+			cut = out.len;
+		if (chars == GITHUB_STATUS_DESCRIPTION_MAX) {
+			out.len = cut;
+			out.data[cut] = '\0';
+			buf_append_str(&out, "\xe2\x80\xa6"); /* U+2026 */
+			break;
+		}
+		if (n == 0) {
+			buf_append(&out, "?", 1);
+			n = 1;
+		} else if (n == 1 && (*s < 0x20 || *s == 0x7f)) {
+			buf_append(&out, " ", 1);
+		} else {
+			buf_append(&out, s, n);
+		}
+		s += n;
+		chars++;
+	}
+	return buf_steal(&out);
+}
+
+static bool valid_target_url(const char *u)
+{
+	return strlen(u) <= MAX_TARGET_URL &&
+	       (str_starts_with(u, "http://") || str_starts_with(u, "https://")) &&
+	       header_safe(u) && !strchr(u, ' ');
+}
+
+int github_client_post_status(struct github_client *gc, const char *repo, const char *sha,
+			      const char *state, const char *description, const char *target_url)
+{
+	char lower_sha[GITHUB_SHA_MAX + 1];
+	if (!build_valid_repo(repo) || !sha || !github_sha_normalize(sha, lower_sha) || !state)
+		return -EINVAL;
+	if (strcmp(state, "pending") != 0 && strcmp(state, "success") != 0 &&
+	    strcmp(state, "failure") != 0 && strcmp(state, "error") != 0)
+		return -EINVAL;
+	if (target_url && *target_url && !valid_target_url(target_url))
+		return -EINVAL;
+	if (gc->closing)
+		return -ECANCELED;
+	if (!gc->statuses)
+		return 0;
+
+	struct job *j = job_new(gc, JOB_STATUS, repo);
+	memcpy(j->sha, lower_sha, sizeof(j->sha));
+	snprintf(j->state, sizeof(j->state), "%s", state);
+	j->path = xasprintf("/repos/%s/statuses/%s", j->repo, j->sha);
+	json_t *body = json_pack("{s:s, s:s}", "state", state, "context", GITHUB_STATUS_CONTEXT);
+	if (description) {
+		char *d = clean_description(description);
+		json_object_set_new(body, "description", json_string(d));
+		free(d);
+	}
+	if (target_url && *target_url)
+		json_object_set_new(body, "target_url", json_string(target_url));
+	j->body = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	if (!j->body)
+		abort(); /* out of memory */
+
+	/* a newer status replaces the queued one, keeping its place in line */
+	struct job *old = queued_for(gc, j);
+	if (old) {
+		free(old->body);
+		old->body = j->body;
+		j->body = NULL;
+		memcpy(old->state, j->state, sizeof(old->state));
+		old->attempts = 0;
+		gc->stats.coalesced++;
+		job_free(j);
+		pump(gc);
+		return 0;
+	}
+	list_push(&gc->queue, j);
+	if (gc->queue.n > gc->max_queue) {
+		struct job *oldest = gc->queue.head;
+		list_remove(&gc->queue, oldest);
+		gc->stats.dropped++;
+		if (gc->stats.dropped == 1 || gc->stats.dropped % 1000 == 0)
+			log_warn("github: commit status queue full (%zu): dropped the oldest "
+				 "(%s for %s@%.12s), %llu dropped so far",
+				 gc->max_queue, oldest->state, oldest->repo, oldest->sha,
+				 (unsigned long long)gc->stats.dropped);
+		job_free(oldest);
+	}
+	pump(gc);
+	return 0;
+}
+
+void github_client_get_stats(const struct github_client *gc, struct github_client_stats *out)
+{
+	*out = gc->stats;
+	out->queued = gc->queue.n;
+	out->in_flight = gc->status_in_flight;
+	out->lookups = gc->inflight.n - gc->status_in_flight + gc->retry.n;
+	out->lookups_retrying = gc->retry.n;
+}

@@ -1,0 +1,126 @@
+/* The GitHub REST API client, on the loop through curl_uv: resolves the head
+ * of a branch or a pull request, and posts commit statuses.
+ *
+ * Lookups are asked by the controller and answered through a callback; they
+ * are not queued (they go out at once, even while statuses are paused) and
+ * are retried a few times on network errors and 5xx only.
+ * Commit statuses are fire-and-forget: github_client_post_status queues and
+ * returns at once, so a build transition never waits for GitHub. The queue
+ * is bounded (the oldest is dropped, with a warning, beyond max_queue),
+ * coalesced (a newer status for a (repo, sha) replaces one still queued, and
+ * statuses of one (repo, sha) are never in flight together, so they arrive
+ * in order), and retried: exponential backoff on network errors and 5xx, a
+ * pause of the whole queue when GitHub rate-limits (403/429 with
+ * Retry-After, or X-RateLimit-Remaining: 0 with X-RateLimit-Reset). Other
+ * 4xx answers are final (logged, dropped). */
+#ifndef RUNBOAT_GITHUB_CLIENT_H
+#define RUNBOAT_GITHUB_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct curl_uv;
+struct github_client;
+
+/* The "context" of every commit status runboat posts. */
+#define GITHUB_STATUS_CONTEXT "runboat/build"
+/* The REST API version asked for (X-GitHub-Api-Version). */
+#define GITHUB_API_VERSION "2022-11-28"
+
+/* Settings; strings are copied. Zero means the default given. */
+struct github_client_opts {
+	const char *api_url;      /* required: http(s)://host[/prefix], a trailing '/' is ignored */
+	const char *token;        /* NULL or "": anonymous requests */
+	bool statuses;            /* false: github_client_post_status does nothing */
+	const char *user_agent;   /* NULL: "runboat/<version>" */
+	long timeout_ms;          /* per request: 30000 */
+	size_t max_queue;         /* queued statuses: 10000 */
+	unsigned max_in_flight;   /* concurrent status posts: 4 */
+	unsigned max_attempts;    /* per status, rate limits not counted: 12 */
+	unsigned lookup_attempts; /* per lookup, on network errors and 5xx: 3 */
+	uint64_t retry_base_ms;   /* first backoff delay: 1000 */
+	uint64_t retry_max_ms;    /* cap of the backoff: 300000 */
+	uint64_t max_pause_ms;    /* cap of a rate-limit pause: 3600000 */
+};
+
+/* The head of a branch or a pull request. Borrowed: valid during the
+ * callback only. */
+struct github_head {
+	const char *repo;          /* lowercase "owner/repo", as asked */
+	const char *sha;           /* lowercase hex, validated */
+	const char *target_branch; /* the branch asked, or the PR's base.ref (validated) */
+	long pr;                   /* the PR asked, 0 for a branch */
+	bool open;                 /* the PR's state is "open" (true for a branch) */
+};
+
+/* Called exactly once per accepted lookup, never from inside the call that
+ * started it. error is 0 (head set) or negative, with message saying what
+ * failed ("GET /repos/o/r/branches/x: 404 Branch not found"), head NULL:
+ *   -ENOENT   404: no such repository, branch or pull request
+ *   -EACCES   401, or 403 that is not a rate limit (token, permissions)
+ *   -EAGAIN   rate limited by GitHub (the message says for how long)
+ *   -EPROTO   an answer that is not what GitHub sends (bad JSON, invalid sha
+ *             or branch, unexpected status)
+ *   -EIO      5xx after lookup_attempts attempts
+ *   -ECANCELED the client is closing
+ *   or curl_uv's network errors (-ECONNREFUSED, -ETIMEDOUT, ...) after
+ *   lookup_attempts attempts. */
+typedef void (*github_head_cb)(int error, const char *message, const struct github_head *head,
+			       void *data);
+
+/* Counters, for tests and metrics. */
+struct github_client_stats {
+	size_t queued;         /* statuses waiting to be sent */
+	size_t in_flight;      /* status posts in flight */
+	size_t lookups;        /* lookups started and not yet called back */
+	size_t lookups_retrying; /* of which waiting for their next attempt */
+	uint64_t sent;         /* statuses GitHub accepted */
+	uint64_t coalesced;    /* statuses replaced by a newer one of the same commit */
+	uint64_t dropped;      /* statuses dropped because the queue was full */
+	uint64_t failed;       /* statuses given up (final 4xx, too many attempts) */
+	uint64_t retried;      /* failed status attempts scheduled again */
+	uint64_t rate_limited; /* rate-limited answers (statuses and lookups) */
+};
+
+/* Creates the client on loop, sending through cu (borrowed; it must outlive
+ * the client: close the client first). Returns NULL, with a log line, when
+ * api_url is not an http(s) URL or the token or user agent holds characters
+ * that cannot go in a header. */
+struct github_client *github_client_new(uv_loop_t *loop, struct curl_uv *cu,
+					const struct github_client_opts *o);
+
+/* Cancels everything: queued statuses are dropped (logged), pending lookups
+ * complete with -ECANCELED (some callbacks may run after this returns). The
+ * client frees itself once its last request has completed and its timer is
+ * closed. NULL is allowed. Nothing may be called on gc afterwards. */
+void github_client_close(struct github_client *gc);
+
+/* Resolves the head commit of a branch (GET /repos/{repo}/branches/{branch},
+ * the branch percent-encoded, '/' included). Returns 0 when cb will be
+ * called, -EINVAL for an invalid repo or branch (build_valid_repo/branch),
+ * -ECANCELED when closing; cb is not called then. */
+int github_client_branch_head(struct github_client *gc, const char *repo, const char *branch,
+			      github_head_cb cb, void *data);
+
+/* Resolves the head commit and base branch of a pull request
+ * (GET /repos/{repo}/pulls/{pr}). Same returns; pr must be 1..2^31-1. */
+int github_client_pr_head(struct github_client *gc, const char *repo, long pr,
+			  github_head_cb cb, void *data);
+
+/* Queues a commit status for sha of repo, with context
+ * GITHUB_STATUS_CONTEXT. state is "pending", "success", "failure" or
+ * "error"; description (NULL: none) is cleaned up (invalid UTF-8 and control
+ * characters replaced) and cut to GitHub's 140 characters; target_url (NULL
+ * or "": none) must be an http(s) URL of printable ASCII, at most 2048
+ * bytes. Returns 0 when queued, or when statuses are turned off; -EINVAL for
+ * an invalid argument, -ECANCELED when closing. Never blocks, never calls
+ * back. */
+int github_client_post_status(struct github_client *gc, const char *repo, const char *sha,
+			      const char *state, const char *description, const char *target_url);
+
+/* Current counters. */
+void github_client_get_stats(const struct github_client *gc, struct github_client_stats *out);
+
+#endif

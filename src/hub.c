@@ -1,0 +1,369 @@
+#include "hub.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "util.h"
+
+/* A build waiting to be sent to one subscriber. An update is serialized
+ * from the index's current state when it is sent (so a backlog costs a name
+ * per build, not a document); a deletion keeps its last JSON. */
+struct pending {
+	struct pending *prev, *next; /* arrival order */
+	struct pending *chain;       /* hash bucket */
+	char *del_json;              /* NULL for an update */
+	size_t del_len;
+	char name[];
+};
+
+struct hub_sub {
+	struct hub *hub;
+	struct hub_sub *prev, *next;
+	struct index_filter filter;
+	char *strings[4]; /* owned copies behind filter's pointers */
+	struct hub_sink sink;
+	void *conn;
+	/* backlog */
+	struct pending *head, *tail;
+	struct pending **buckets;
+	size_t n_buckets, n_pending;
+	uint64_t last_progress_ms;
+	size_t last_pending_bytes;
+	bool kicked;
+};
+
+struct hub {
+	uv_loop_t *loop;
+	struct index *idx;
+	const struct build_links *links;
+	struct hub_limits lim;
+	struct hub_sub *subs;
+	size_t n_subs;
+	uv_timer_t timer;
+	bool timer_running;
+	unsigned long conflated, kicked;
+};
+
+char *hub_event_json(bool deleted, const struct build *b, const struct build_links *links)
+{
+	json_t *ev = json_pack("{s:s,s:o}", "event", deleted ? "del" : "upd", "build",
+			       build_to_json(b, links));
+	char *s = json_dumps(ev, JSON_COMPACT);
+	json_decref(ev);
+	return s ? s : xstrdup("{}");
+}
+
+/* ---- the backlog: FIFO + hash by build name ---- */
+
+static size_t hash_name(const char *s)
+{
+	size_t h = 1469598103934665603ULL;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h;
+}
+
+static struct pending **bucket_of(struct hub_sub *sub, const char *name)
+{
+	return &sub->buckets[hash_name(name) & (sub->n_buckets - 1)];
+}
+
+static struct pending *backlog_find(struct hub_sub *sub, const char *name)
+{
+	if (!sub->n_buckets)
+		return NULL;
+	for (struct pending *p = *bucket_of(sub, name); p; p = p->chain)
+		if (strcmp(p->name, name) == 0)
+			return p;
+	return NULL;
+}
+
+static void backlog_grow(struct hub_sub *sub)
+{
+	size_t n = sub->n_buckets ? sub->n_buckets * 2 : 64;
+	free(sub->buckets);
+	sub->buckets = xcalloc(n, sizeof *sub->buckets);
+	sub->n_buckets = n;
+	for (struct pending *p = sub->head; p; p = p->next) {
+		struct pending **b = bucket_of(sub, p->name);
+		p->chain = *b;
+		*b = p;
+	}
+}
+
+static void backlog_put(struct hub_sub *sub, const char *name, const char *del_json, size_t del_len)
+{
+	struct pending *p = backlog_find(sub, name);
+	if (p) {
+		/* conflate: only the latest state of a build is kept */
+		free(p->del_json);
+		p->del_json = del_json ? xstrndup(del_json, del_len) : NULL;
+		p->del_len = del_len;
+		sub->hub->conflated++;
+		return;
+	}
+	if (sub->n_pending + 1 > sub->n_buckets)
+		backlog_grow(sub);
+	size_t nl = strlen(name);
+	p = xcalloc(1, sizeof *p + nl + 1);
+	memcpy(p->name, name, nl + 1);
+	p->del_json = del_json ? xstrndup(del_json, del_len) : NULL;
+	p->del_len = del_len;
+	p->prev = sub->tail;
+	if (sub->tail)
+		sub->tail->next = p;
+	else
+		sub->head = p;
+	sub->tail = p;
+	struct pending **b = bucket_of(sub, name);
+	p->chain = *b;
+	*b = p;
+	sub->n_pending++;
+}
+
+static void backlog_pop(struct hub_sub *sub, struct pending *p)
+{
+	struct pending **b = bucket_of(sub, p->name);
+	while (*b != p)
+		b = &(*b)->chain;
+	*b = p->chain;
+	if (p->prev)
+		p->prev->next = p->next;
+	else
+		sub->head = p->next;
+	if (p->next)
+		p->next->prev = p->prev;
+	else
+		sub->tail = p->prev;
+	sub->n_pending--;
+	free(p->del_json);
+	free(p);
+}
+
+static void backlog_clear(struct hub_sub *sub)
+{
+	while (sub->head)
+		backlog_pop(sub, sub->head);
+	free(sub->buckets);
+	sub->buckets = NULL;
+	sub->n_buckets = 0;
+}
+
+/* ---- delivery ---- */
+
+static void ensure_timer(struct hub *hub);
+
+/* Sends as much of the backlog as the connection takes. */
+static void drain(struct hub_sub *sub)
+{
+	struct hub *hub = sub->hub;
+	while (sub->head && !sub->kicked && sub->sink.pending(sub->conn) < hub->lim.high_water) {
+		struct pending *p = sub->head;
+		if (p->del_json) {
+			sub->sink.send(sub->conn, p->del_json, p->del_len);
+		} else {
+			const struct build *b = index_find(hub->idx, p->name);
+			if (b) {
+				char *s = hub_event_json(false, b, hub->links);
+				sub->sink.send(sub->conn, s, strlen(s));
+				free(s);
+			}
+		}
+		backlog_pop(sub, p);
+		sub->last_progress_ms = now_ms();
+	}
+}
+
+static void deliver(struct hub_sub *sub, const struct build *b, const char *json, size_t len,
+		    bool deleted)
+{
+	struct hub *hub = sub->hub;
+	if (sub->kicked)
+		return;
+	if (!sub->head && sub->sink.pending(sub->conn) < hub->lim.high_water) {
+		sub->sink.send(sub->conn, json, len);
+		return;
+	}
+	if (!sub->head) {
+		sub->last_progress_ms = now_ms();
+		sub->last_pending_bytes = sub->sink.pending(sub->conn);
+	}
+	backlog_put(sub, b->name, deleted ? json : NULL, len);
+	ensure_timer(hub);
+}
+
+static void on_index_event(enum index_event ev, const struct build *b, void *data)
+{
+	struct hub *hub = data;
+	if (ev == INDEX_JOB || !b)
+		return;
+	bool deleted = ev == INDEX_DEL;
+	char *json = NULL;
+	size_t len = 0;
+	for (struct hub_sub *sub = hub->subs; sub; sub = sub->next) {
+		if (!index_filter_match(&sub->filter, b))
+			continue;
+		if (!json) {
+			json = hub_event_json(deleted, b, hub->links);
+			len = strlen(json);
+		}
+		deliver(sub, b, json, len, deleted);
+	}
+	free(json);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+	struct hub *hub = t->data;
+	bool busy = false;
+	uint64_t now = now_ms();
+	struct hub_sub *sub = hub->subs;
+	while (sub) {
+		struct hub_sub *next = sub->next;
+		if (sub->head && !sub->kicked) {
+			size_t pend = sub->sink.pending(sub->conn);
+			if (pend < sub->last_pending_bytes)
+				sub->last_progress_ms = now;
+			sub->last_pending_bytes = pend;
+			drain(sub);
+			if (sub->head && now - sub->last_progress_ms > hub->lim.stuck_ms) {
+				log_warn("hub: a subscriber has read nothing for %llums with %zu builds "
+					 "pending, closing it",
+					 (unsigned long long)(now - sub->last_progress_ms),
+					 sub->n_pending);
+				sub->kicked = true;
+				hub->kicked++;
+				backlog_clear(sub);
+				sub->sink.kick(sub->conn, "too slow");
+			}
+			busy = busy || sub->head;
+		}
+		sub = next;
+	}
+	if (!busy) {
+		uv_timer_stop(&hub->timer);
+		hub->timer_running = false;
+	}
+}
+
+static void ensure_timer(struct hub *hub)
+{
+	if (hub->timer_running)
+		return;
+	hub->timer_running = true;
+	uv_timer_start(&hub->timer, on_tick, hub->lim.flush_ms, hub->lim.flush_ms);
+}
+
+/* ---- public ---- */
+
+struct hub *hub_new(uv_loop_t *loop, struct index *idx, const struct build_links *links,
+		    const struct hub_limits *lim)
+{
+	struct hub *hub = xcalloc(1, sizeof *hub);
+	hub->loop = loop;
+	hub->idx = idx;
+	hub->links = links;
+	if (lim)
+		hub->lim = *lim;
+	if (!hub->lim.high_water)
+		hub->lim.high_water = 256 * 1024;
+	if (!hub->lim.stuck_ms)
+		hub->lim.stuck_ms = 60000;
+	if (!hub->lim.flush_ms)
+		hub->lim.flush_ms = 100;
+	uv_timer_init(loop, &hub->timer);
+	hub->timer.data = hub;
+	uv_unref((uv_handle_t *)&hub->timer);
+	index_listen(idx, on_index_event, hub);
+	return hub;
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+void hub_free(struct hub *hub)
+{
+	if (!hub)
+		return;
+	index_unlisten(hub->idx, on_index_event, hub);
+	while (hub->subs)
+		hub_unsubscribe(hub->subs);
+	uv_close((uv_handle_t *)&hub->timer, on_timer_closed);
+}
+
+static const char *keep(struct hub_sub *sub, int i, const char *s)
+{
+	if (!s || !*s)
+		return NULL;
+	sub->strings[i] = xstrdup(s);
+	return sub->strings[i];
+}
+
+struct hub_sub *hub_subscribe(struct hub *hub, const struct index_filter *f,
+			      const struct hub_sink *sink, void *conn)
+{
+	struct hub_sub *sub = xcalloc(1, sizeof *sub);
+	sub->hub = hub;
+	sub->filter = *f;
+	sub->filter.repo = keep(sub, 0, f->repo);
+	sub->filter.target_branch = keep(sub, 1, f->target_branch);
+	sub->filter.branch = keep(sub, 2, f->branch);
+	sub->filter.name = keep(sub, 3, f->name);
+	sub->sink = *sink;
+	sub->conn = conn;
+	sub->next = hub->subs;
+	if (hub->subs)
+		hub->subs->prev = sub;
+	hub->subs = sub;
+	hub->n_subs++;
+
+	const struct build **list = NULL;
+	size_t n = index_list(hub->idx, &sub->filter, INDEX_SORT_ASC, &list);
+	for (size_t i = 0; i < n; i++) {
+		char *s = hub_event_json(false, list[i], hub->links);
+		deliver(sub, list[i], s, strlen(s), false);
+		free(s);
+	}
+	free(list);
+	return sub;
+}
+
+void hub_unsubscribe(struct hub_sub *sub)
+{
+	struct hub *hub = sub->hub;
+	backlog_clear(sub);
+	if (sub->prev)
+		sub->prev->next = sub->next;
+	else
+		hub->subs = sub->next;
+	if (sub->next)
+		sub->next->prev = sub->prev;
+	hub->n_subs--;
+	for (size_t i = 0; i < ARRAY_SIZE(sub->strings); i++)
+		free(sub->strings[i]);
+	free(sub);
+}
+
+void hub_flush(struct hub_sub *sub)
+{
+	drain(sub);
+}
+
+size_t hub_subscribers(const struct hub *hub)
+{
+	return hub->n_subs;
+}
+
+unsigned long hub_conflated(const struct hub *hub)
+{
+	return hub->conflated;
+}
+
+unsigned long hub_kicked(const struct hub *hub)
+{
+	return hub->kicked;
+}

@@ -1,0 +1,69 @@
+/* The event hub: pushes build events ({"event": "upd"|"del", "build": ...})
+ * to stream subscribers (WebSocket and SSE), each with a filter.
+ *
+ * A subscriber that stops reading neither grows memory without bound nor
+ * slows the others: while its connection has more than a high-water mark of
+ * unsent bytes, its events are conflated (only the latest state of each
+ * build is kept, in arrival order) and sent once it drains; one that stays
+ * stuck past a deadline is closed. */
+#ifndef RUNBOAT_HUB_H
+#define RUNBOAT_HUB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "build.h"
+#include "index.h"
+
+struct hub;
+struct hub_sub;
+
+/* How the hub reaches one subscriber's connection. */
+struct hub_sink {
+	/* Sends one event (JSON text, borrowed); returns 0 or -EPIPE. */
+	int (*send)(void *conn, const char *json, size_t len);
+	/* Bytes queued on the connection and not yet written. */
+	size_t (*pending)(void *conn);
+	/* The hub gives up on this subscriber (stuck): close the connection.
+	 * The owner must still call hub_unsubscribe (e.g. from its close
+	 * callback). */
+	void (*kick)(void *conn, const char *reason);
+};
+
+struct hub_limits {
+	size_t high_water;   /* unsent bytes beyond which events are conflated; 0: 256 KiB */
+	uint64_t stuck_ms;   /* conflating for longer than this kicks; 0: 60000 */
+	uint64_t flush_ms;   /* how often backlogs are retried; 0: 100 */
+};
+
+/* A hub over idx (borrowed; the hub listens to it until hub_free). links
+ * (borrowed, must outlive the hub) shape the builds' JSON. */
+struct hub *hub_new(uv_loop_t *loop, struct index *idx, const struct build_links *links,
+		    const struct hub_limits *lim);
+/* Stops listening and frees the hub; subscribers must be gone (or are
+ * forgotten without a kick). */
+void hub_free(struct hub *hub);
+
+/* Adds a subscriber: queues an "upd" for every build matching f (copied) in
+ * ascending order, then follows changes. conn is borrowed until
+ * hub_unsubscribe. */
+struct hub_sub *hub_subscribe(struct hub *hub, const struct index_filter *f,
+			      const struct hub_sink *sink, void *conn);
+void hub_unsubscribe(struct hub_sub *sub);
+
+/* Tries to send a subscriber's backlog now (e.g. when its connection
+ * drained). */
+void hub_flush(struct hub_sub *sub);
+
+size_t hub_subscribers(const struct hub *hub);
+/* Events conflated (replaced before being sent) since the start, and
+ * subscribers kicked: for tests and metrics. */
+unsigned long hub_conflated(const struct hub *hub);
+unsigned long hub_kicked(const struct hub *hub);
+
+/* The JSON text of one event (owned by the caller). */
+char *hub_event_json(bool deleted, const struct build *b, const struct build_links *links);
+
+#endif

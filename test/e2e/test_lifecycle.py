@@ -1,0 +1,240 @@
+"""Builds end to end on the real control plane: GitHub's example webhooks
+(re-signed) drive runboat, the real kube-controller-manager computes
+Deployment and Job status, the pod simulator plays the kubelet, and a fake
+GitHub records commit statuses."""
+
+import time
+
+import requests
+
+from lifecycle_helpers import (  # noqa: F401 - fixtures
+    ADMIN,
+    REPO,
+    github,
+    make_env,
+    pr_payload,
+    push_payload,
+    sha,
+    wait_for,
+)
+
+
+def test_full_lifecycle(make_env, github):
+    env = make_env()
+    r = env.webhook("push", push_payload("16.0", sha(1)))
+    assert r.status_code == 202, r.text
+    b = env.wait_build(lambda b: b["commit_info"]["git_commit"] == sha(1), 20, "the build")
+    name = b["name"]
+    assert b["commit_info"] == {"repo": REPO, "target_branch": "16.0", "pr": None,
+                                "git_commit": sha(1)}
+    assert b["deploy_link"].startswith("http://acme-addons-16-0-")
+    # initialized by the job, then started at once (start_after_init)
+    env.wait_status(name, "started", 60)
+    dep = env.deployment(name)
+    ann = dep["metadata"]["annotations"]
+    assert ann["runboat/init-status"] == "succeeded"
+    assert ann["runboat/repo"] == REPO and ann["runboat/git-commit"] == sha(1)
+    assert "runboat/cleanup" in dep["metadata"]["finalizers"]
+    # stop, start
+    r = env.post(f"/api/v1/builds/{name}/stop")
+    assert r.status_code == 200, r.text
+    env.wait_status(name, "stopped", 30)
+    assert env.deployment(name)["spec"]["replicas"] == 0
+    r = env.post(f"/api/v1/builds/{name}/start")
+    assert r.status_code == 200, r.text
+    env.wait_status(name, "started", 30)
+    # commit statuses: pending at deploy and init, success at the end
+    wait_for(lambda: any(s["state"] == "success" for s in github.statuses()), 15, "success status")
+    states = [s["state"] for s in github.statuses() if s["sha"] == sha(1)]
+    assert states[0] == "pending" and "success" in states
+    st = github.statuses()[-1]
+    assert st["context"] == "runboat/build"
+    assert st["target_url"].endswith("/builds/" + name)
+    # undeploy: cleanup job, then every object gone
+    assert env.delete(f"/api/v1/builds/{name}", auth=None).status_code == 401
+    r = env.delete(f"/api/v1/builds/{name}")
+    assert r.status_code == 200, r.text
+    wait_for(lambda: env.build(name) is None, 60, "the build to go")
+    wait_for(lambda: env.objects_of(name) == [], 30, f"objects of {name} to go: {env.objects_of(name)}")
+
+
+def test_init_failure(make_env, github):
+    env = make_env()
+    env.podsim(fail=".*-initialize-.*")
+    env.webhook("push", push_payload("16.0", sha(2)))
+    b = env.wait_build(lambda b: True, 20)
+    env.wait_status(b["name"], "failed", 60)
+    wait_for(lambda: any(s["state"] == "failure" and s["sha"] == sha(2) for s in github.statuses()),
+             15, "failure status")
+    # a failed build cannot be started (409), reset makes it try again
+    assert env.post(f"/api/v1/builds/{b['name']}/start").status_code == 409
+    env.podsim(fail="^$")
+    assert env.post(f"/api/v1/builds/{b['name']}/reset").status_code == 200
+    env.wait_status(b["name"], "started", 60)
+
+
+def test_limits(make_env):
+    env = make_env(limits="max_initializing = 1\nmax_started = 1\nmax_deployed = 3")
+    env.podsim(delay_ms=1500)
+    seen_initializing = []
+    # four branches, and three commits on one of them
+    for i, branch in enumerate(["a", "b", "c", "d"]):
+        env.webhook("push", push_payload(branch, sha(100 + i)))
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        st = env.status()
+        seen_initializing.append(st["initializing"])
+        builds = env.builds()
+        if len(builds) == 4 and all(b["status"] in ("started", "stopped") for b in builds):
+            break
+        time.sleep(0.2)
+    assert max(seen_initializing) <= 1
+    builds = env.builds()
+    assert sorted(b["status"] for b in builds) == ["started", "stopped", "stopped", "stopped"]
+    # every build is the newest of its branch: none is undeployed even
+    # beyond max_deployed
+    assert len(builds) == 4
+    # newer commits on branch a: the older ones go, down to max_deployed
+    env.webhook("push", push_payload("a", sha(200)))
+    env.webhook("push", push_payload("a", sha(201)))
+    wait_for(lambda: any(b["commit_info"]["git_commit"] == sha(201) and b["status"] == "started"
+                         for b in env.builds()), 90, "the newest commit of a started")
+    wait_for(lambda: len([b for b in env.builds() if b["status"] != "undeploying"]) <= 4, 60,
+             "the undeployer")
+    commits_a = [b["commit_info"]["git_commit"] for b in env.builds(branch="a")
+                 if b["status"] != "undeploying"]
+    assert sha(201) in commits_a and sha(100) not in commits_a
+    st = env.status()
+    assert st["started"] <= 1
+
+
+def test_pr_lifecycle_and_close(make_env, github):
+    env = make_env()
+    assert env.webhook("pull_request", pr_payload("opened", 7, sha(7))).status_code == 202
+    b = env.wait_build(lambda b: b["commit_info"]["pr"] == 7, 20)
+    assert b["repo_pr_link"].endswith("/pull/7")
+    assert env.webhook("pull_request", pr_payload("synchronize", 7, sha(8))).status_code == 202
+    env.wait_build(lambda b: b["commit_info"]["git_commit"] == sha(8), 20)
+    # a redelivery does no harm
+    assert env.webhook("pull_request", pr_payload("synchronize", 7, sha(8))).status_code == 202
+    time.sleep(1)
+    assert len([b for b in env.builds(pr=7) if b["commit_info"]["git_commit"] == sha(8)]) == 1
+    assert env.webhook("pull_request", pr_payload("closed", 7, sha(8))).status_code == 202
+    wait_for(lambda: env.builds(pr=7) == [], 90, "the PR's builds to go")
+
+
+def test_branch_deleted(make_env):
+    env = make_env()
+    env.webhook("push", push_payload("feature/x", sha(30)))
+    b = env.wait_build(lambda b: True, 20)
+    assert b["commit_info"]["target_branch"] == "feature/x"
+    r = env.webhook("push", push_payload("feature/x", None, deleted=True))
+    assert r.status_code == 202, r.text
+    wait_for(lambda: env.builds() == [], 90, "the branch's builds to go")
+
+
+def test_tags_and_unsupported_repos_are_ignored(make_env):
+    env = make_env()
+    p = push_payload("16.0", sha(40))
+    p["ref"] = "refs/tags/v1"
+    assert env.webhook("push", p).status_code == 200
+    assert env.webhook("push", push_payload("16.0", sha(41), repo="other/repo")).status_code == 200
+    assert env.webhook("ping", {"zen": "hi", "hook_id": 1}).status_code == 200
+    time.sleep(1)
+    assert env.builds() == []
+
+
+def test_bad_signatures(make_env):
+    env = make_env()
+    p = push_payload("16.0", sha(50))
+    assert env.webhook("push", p, secret="wrong").status_code == 401
+    assert env.webhook("push", p, secret=None).status_code == 401
+    r = env.webhook("push", p, headers={"X-Hub-Signature-256": "sha256=zz"})
+    assert r.status_code == 401
+    time.sleep(1)
+    assert env.builds() == []
+
+
+def test_hostile_branch_names_cannot_inject(make_env):
+    env = make_env()
+    # valid git branch names full of YAML syntax
+    for i, branch in enumerate(['x"y', "a#b", "k=v>w", "{{x}}", "x --- y", "it's", "a,b&c|d",
+                                "x\u2028y\u0085z"]):
+        branch = branch.replace(" ", "-")
+        r = env.webhook("push", push_payload(branch, sha(60 + i)))
+        assert r.status_code == 202, (branch, r.text)
+    wait_for(lambda: len(env.builds()) == 8, 30, "8 builds")
+    for b in env.builds():
+        dep = env.deployment(b["name"])
+        assert dep["metadata"]["annotations"]["runboat/target-branch"] == b["commit_info"]["target_branch"]
+    # what git refuses is refused
+    for branch in ["a\nb", "a b", "a..b", "a:b", "-x", "x.lock"]:
+        r = env.webhook("push", push_payload(branch, sha(70)))
+        assert r.status_code == 400, (branch, r.text)
+
+
+def test_api_errors(make_env, github):
+    env = make_env()
+    assert requests.get(env.rb.url("/api/v1/builds/bnope")).status_code == 404
+    assert env.post("/api/v1/builds/bnope/start").status_code == 404
+    assert requests.get(env.rb.url("/api/v1/builds"), params={"pr": "x"}).status_code == 400
+    assert requests.get(env.rb.url("/api/v1/builds"), params={"status": "x"}).status_code == 400
+    # cross-origin state changes are refused
+    env.webhook("push", push_payload("16.0", sha(80)))
+    b = env.wait_build(lambda b: True, 20)
+    r = env.post(f"/api/v1/builds/{b['name']}/stop", headers={"Origin": "http://evil.example"})
+    assert r.status_code == 403
+    # admin routes
+    r = env.post("/api/v1/builds/trigger/branch", params={"repo": REPO, "branch": "16.0"})
+    assert r.status_code == 401
+    github.set_branch(REPO, "16.0", sha(81))
+    r = env.post("/api/v1/builds/trigger/branch", params={"repo": REPO, "branch": "16.0"}, auth=ADMIN)
+    assert r.status_code == 200, r.text
+    env.wait_build(lambda b: b["commit_info"]["git_commit"] == sha(81), 20)
+    github.set_pull(REPO, 9, sha(82), "16.0")
+    r = env.post("/api/v1/builds/trigger/pr", params={"repo": REPO, "pr": "9"}, auth=ADMIN)
+    assert r.status_code == 200, r.text
+    env.wait_build(lambda b: b["commit_info"]["pr"] == 9, 20)
+    r = env.post("/api/v1/builds/trigger/pr", params={"repo": REPO, "pr": "404"}, auth=ADMIN)
+    assert r.status_code == 404
+    # logs
+    r = requests.get(env.rb.url(f"/api/v1/builds/{b['name']}/init-log"))
+    assert r.status_code in (200, 404), r.text
+    assert requests.get(env.rb.url("/api/v1/builds/bnope/log")).status_code == 404
+
+
+def test_sigkill_and_restart_converge(make_env):
+    env = make_env(limits="max_initializing = 2")
+    env.podsim(delay_ms=1000)
+    for i in range(4):
+        env.webhook("push", push_payload(f"k{i}", sha(90 + i)))
+    time.sleep(0.4)  # somewhere in the middle of deploys and initializations
+    env.kill()
+    env.start()
+    # a webhook answered but not yet turned into a Deployment dies with the
+    # process: GitHub's redelivery brings it back, and does no harm to the
+    # builds that made it
+    for i in range(4):
+        assert env.webhook("push", push_payload(f"k{i}", sha(90 + i))).status_code == 202
+    wait_for(lambda: len(env.builds()) == 4 and all(b["status"] in ("started", "stopped")
+                                                     for b in env.builds()), 120, "convergence")
+    # one build per commit, one init job per build
+    commits = sorted(b["commit_info"]["git_commit"] for b in env.builds())
+    assert commits == sorted(sha(90 + i) for i in range(4))
+    r = env.kube.request("GET", f"/apis/batch/v1/namespaces/{env.namespace}/jobs",
+                         params={"labelSelector": "runboat/job-kind=initialize"})
+    per_build = {}
+    for j in r.json()["items"]:
+        n = j["metadata"]["labels"]["runboat/build"]
+        per_build[n] = per_build.get(n, 0) + 1
+    assert all(v == 1 for v in per_build.values()), per_build
+    # kill again in the middle of undeploys: no orphan once converged
+    names = [b["name"] for b in env.builds()]
+    for n in names:
+        env.delete(f"/api/v1/builds/{n}")
+    time.sleep(0.3)
+    env.kill()
+    env.start()
+    wait_for(lambda: env.builds() == [], 120, "the undeploys to finish")
+    wait_for(lambda: env.labelled_build_names() == set(), 30,
+             f"no object left: {env.labelled_build_names()}")

@@ -1,0 +1,212 @@
+"""The live streams: WebSocket (/api/v1/ws) with a real client library and
+raw sockets, and Server-Sent Events (/api/v1/build-events), on runboat
+synced with the test control plane."""
+
+import base64
+import json
+import os
+import socket
+import struct
+import threading
+import time
+
+import pytest
+import requests
+from websockets.sync.client import connect as ws_connect
+
+from lifecycle_helpers import github, make_env, push_payload, sha, wait_for  # noqa: F401
+
+
+def ws_url(env, query=""):
+    return f"ws://127.0.0.1:{env.rb.port}/api/v1/ws{query}"
+
+
+class RawWS:
+    """A hand-made WebSocket client, to send what a library would not."""
+
+    def __init__(self, port, path="/api/v1/ws", headers=None, rcvbuf=None):
+        self.sock = socket.socket()
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.connect(("127.0.0.1", port))
+        self.sock.settimeout(10)
+        key = base64.b64encode(os.urandom(16)).decode()
+        h = {"Host": "127.0.0.1", "Upgrade": "websocket", "Connection": "Upgrade",
+             "Sec-WebSocket-Key": key, "Sec-WebSocket-Version": "13"}
+        h.update(headers or {})
+        req = f"GET {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h.items() if v is not None)
+        self.sock.sendall((req + "\r\n").encode())
+        self.buf = b""
+        while b"\r\n\r\n" not in self.buf:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                break
+            self.buf += chunk
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        self.status = int(head.split(b" ")[1]) if head else 0
+        self.head = head.decode("latin-1")
+
+    def send_frame(self, opcode, payload, fin=True, mask=True):
+        b0 = (0x80 if fin else 0) | opcode
+        n = len(payload)
+        if n < 126:
+            hdr = struct.pack("!BB", b0, (0x80 if mask else 0) | n)
+        elif n < 65536:
+            hdr = struct.pack("!BBH", b0, (0x80 if mask else 0) | 126, n)
+        else:
+            hdr = struct.pack("!BBQ", b0, (0x80 if mask else 0) | 127, n)
+        if mask:
+            m = os.urandom(4)
+            payload = bytes(c ^ m[i % 4] for i, c in enumerate(payload))
+            hdr += m
+        self.sock.sendall(hdr + payload)
+
+    def recv_frame(self, timeout=10):
+        self.sock.settimeout(timeout)
+
+        def need(n):
+            while len(self.buf) < n:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise EOFError
+                self.buf += chunk
+
+        need(2)
+        b0, b1 = self.buf[0], self.buf[1]
+        n = b1 & 0x7F
+        off = 2
+        if n == 126:
+            need(4)
+            n = struct.unpack("!H", self.buf[2:4])[0]
+            off = 4
+        elif n == 127:
+            need(10)
+            n = struct.unpack("!Q", self.buf[2:10])[0]
+            off = 10
+        assert not (b1 & 0x80), "the server must not mask"
+        need(off + n)
+        payload = self.buf[off:off + n]
+        self.buf = self.buf[off + n:]
+        return b0 & 0x0F, payload
+
+    def close_code(self, timeout=10):
+        """Reads until a close frame; returns its code."""
+        while True:
+            op, payload = self.recv_frame(timeout)
+            if op == 8:
+                return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
+
+    def eof_within(self, timeout=5):
+        self.sock.settimeout(timeout)
+        try:
+            while self.sock.recv(65536):
+                pass
+            return True
+        except (ConnectionResetError, OSError):
+            return True
+        except socket.timeout:
+            return False
+
+
+@pytest.fixture
+def env(make_env):
+    return make_env()
+
+
+def test_handshake_errors(env):
+    port = env.rb.port
+    assert RawWS(port, headers={"Sec-WebSocket-Version": "12"}).status == 426
+    assert RawWS(port, headers={"Sec-WebSocket-Key": "short"}).status == 400
+    assert RawWS(port, headers={"Upgrade": None, "Connection": None}).status == 426
+    assert RawWS(port, headers={"Origin": "http://evil.example"}).status == 403
+    ok = RawWS(port, headers={"Origin": env.rb.base})
+    assert ok.status == 101
+    assert "Sec-WebSocket-Accept" in ok.head
+    assert RawWS(port, path="/api/v1/ws?pr=x").status == 400
+
+
+def test_snapshot_then_live_updates(env):
+    env.webhook("push", push_payload("16.0", sha(1)))
+    first = env.wait_build(lambda b: True, 20)
+    with ws_connect(ws_url(env)) as ws:
+        snap = json.loads(ws.recv(timeout=10))
+        assert snap["event"] == "upd" and snap["build"]["name"] == first["name"]
+        env.webhook("push", push_payload("17.0", sha(2)))
+        seen = set()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "started" not in seen:
+            ev = json.loads(ws.recv(timeout=30))
+            if ev["build"]["commit_info"]["target_branch"] == "17.0":
+                seen.add(ev["build"]["status"])
+        assert {"initializing", "started"} <= seen
+    # filters: another repo's stream sees nothing of these builds
+    with ws_connect(ws_url(env, "?repo=acme/other")) as ws:
+        env.post(f"/api/v1/builds/{first['name']}/stop")
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=2)
+
+
+def test_build_events_sse(env):
+    env.webhook("push", push_payload("16.0", sha(3)))
+    b = env.wait_build(lambda b: True, 20)
+    with requests.get(env.rb.url("/api/v1/build-events"), params={"build_name": b["name"]},
+                      stream=True, timeout=30) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        lines = r.iter_lines(decode_unicode=True)
+        for line in lines:
+            if line.startswith("data: "):
+                ev = json.loads(line[6:])
+                assert ev["event"] == "upd" and ev["build"]["name"] == b["name"]
+                break
+        env.wait_status(b["name"], "started", 60)
+        env.post(f"/api/v1/builds/{b['name']}/stop")
+        for line in lines:
+            if line.startswith("data: ") and json.loads(line[6:])["build"]["status"] == "stopped":
+                break
+
+
+def test_ping_fragments_and_close(env):
+    ws = RawWS(env.rb.port)
+    assert ws.status == 101
+    ws.send_frame(0x9, b"hello")  # ping
+    op, payload = ws.recv_frame()
+    assert op == 0xA and payload == b"hello"
+    # a fragmented text message is reassembled (and ignored)
+    ws.send_frame(0x1, b"frag", fin=False)
+    ws.send_frame(0x9, b"mid")  # control frames may interleave
+    assert ws.recv_frame() == (0xA, b"mid")
+    ws.send_frame(0x0, b"ment", fin=True)
+    # close handshake: the server answers with the same code and closes
+    ws.send_frame(0x8, struct.pack("!H", 1000) + b"bye")
+    assert ws.close_code() == 1000
+    assert ws.eof_within(5)
+
+
+def test_protocol_violations_close(env):
+    ws = RawWS(env.rb.port)
+    ws.send_frame(0x1, b"unmasked", mask=False)
+    assert ws.close_code() == 1002
+    ws = RawWS(env.rb.port)
+    ws.send_frame(0x1, b"x" * 10000)  # over the 4 KiB limit
+    assert ws.close_code() == 1009
+    ws = RawWS(env.rb.port)
+    ws.send_frame(0x3, b"reserved opcode")
+    assert ws.close_code() == 1002
+    ws = RawWS(env.rb.port)
+    ws.send_frame(0x0, b"continuation without start")
+    assert ws.close_code() == 1002
+    # the server is fine
+    assert requests.get(env.rb.url("/healthz")).status_code == 200
+
+
+def test_shutdown_closes_streams(env):
+    ws = RawWS(env.rb.port)
+    assert ws.status == 101
+    sse = requests.get(env.rb.url("/api/v1/build-events"), stream=True, timeout=30)
+    t0 = time.monotonic()
+    env.rb.proc.terminate()
+    assert env.rb.proc.wait(15) == 0
+    assert time.monotonic() - t0 < 5
+    assert ws.close_code() == 1001
+    sse.close()
