@@ -1,0 +1,1074 @@
+// runboat dashboard: one ES module, no framework, no build step, no network
+// resource other than runboat's own API.
+//
+// Safety: builds carry hostile strings (branch names, repos). Every piece of
+// data reaches the DOM through textContent or setAttribute; links are checked
+// to be http(s) (safeUrl) before they become an href. No innerHTML anywhere.
+//
+// Live updates and resynchronization
+// ----------------------------------
+// The WebSocket /api/v1/ws?repo=... sends {"event": "upd"|"del", "build"}: first
+// an "upd" for every matching build (the snapshot), then changes. There is no
+// end-of-snapshot marker, so the page does not try to detect one. Instead:
+//   1. Events are applied as they come (upd replaces or adds, del removes), and
+//      every name an event mentions after the socket opened is remembered in
+//      `seen` (name -> "upd" | "del").
+//   2. Once the socket is open (so the server has registered the subscription),
+//      the page fetches GET /api/v1/builds with the same filters. That list is
+//      at least as new as the subscription, so a build that is neither in it
+//      nor announced by an "upd" since the socket opened no longer exists: it
+//      is removed (this is what drops builds deleted while disconnected). A
+//      build in the list that no event mentioned yet is taken from the list;
+//      one the stream already mentioned keeps the stream's version (the stream
+//      is ordered, and any newer change will arrive on it); one the stream
+//      deleted stays deleted.
+// The same happens on the first connection and on every reconnection, so a
+// reconnect converges to the server's state without a page reload.
+//
+// Reconnection: exponential backoff 1 s, 2 s, 4 s ... capped at 30 s, with
+// "equal jitter" (a delay d is drawn in [d/2, d]). The attempt counter resets
+// once a connection has stayed open for 5 s, and a reconnect happens at once
+// when the browser goes offline or back online or the tab becomes visible
+// again. The indicator says "live" (socket open), "reconnecting" (waiting for
+// the next attempt) or "offline" (the same, while navigator.onLine is false).
+// While the socket is down, /api/v1/builds is polled every 30 s (and at once
+// if nothing was loaded yet), so the page never stays empty or very stale
+// behind a proxy that refuses WebSockets; the poll replaces the state only
+// while no socket exists, so it never races the resynchronization above.
+//
+// Counters: /api/v1/status is fetched at start, at most once a second after
+// events (throttled), after each (re)synchronization and every 30 s.
+
+const API = "/api/v1";
+const BACKOFF_MIN_MS = 1000;
+const BACKOFF_MAX_MS = 30000;
+const STABLE_MS = 5000;
+const POLL_MS = 30000;
+const STATUS_THROTTLE_MS = 1000;
+const AGE_TICK_MS = 15000;
+const PENDING_TIMEOUT_MS = 20000;
+
+const STATUS_WORDS = {
+  initializing: "Initializing",
+  failed: "Failed",
+  stopped: "Stopped",
+  stopping: "Stopping",
+  starting: "Starting",
+  started: "Started",
+  undeploying: "Undeploying",
+};
+const ACTION_WORDS = { start: "start", stop: "stop", reset: "reset", undeploy: "undeploy" };
+
+// ---------------------------------------------------------------- helpers
+
+const $ = (id) => document.getElementById(id);
+
+// Creates an element. attrs: "class", "text" (textContent) or attributes
+// (null/false skipped, true -> ""). Children are nodes or strings (as text).
+function h(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === "class") e.className = v;
+    else if (k === "text") e.textContent = v;
+    else e.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children) if (c !== null && c !== undefined) e.append(c);
+  return e;
+}
+
+// The URL if it is http(s) (absolute or relative to this page), else null.
+function safeUrl(u) {
+  if (typeof u !== "string" || u === "") return null;
+  try {
+    const p = new URL(u, location.href);
+    return p.protocol === "http:" || p.protocol === "https:" ? p.href : null;
+  } catch {
+    return null;
+  }
+}
+
+// Sets or removes an <a>'s href; an <a> without href is not a link (not
+// focusable, styled as plain text).
+function setHref(a, url) {
+  const u = safeUrl(url);
+  if (u) a.setAttribute("href", u);
+  else a.removeAttribute("href");
+  return !!u;
+}
+
+function str(v) {
+  return typeof v === "string" ? v : v === null || v === undefined ? "" : String(v);
+}
+
+function shortSha(sha) {
+  return str(sha).slice(0, 7);
+}
+
+function parseTime(s) {
+  if (typeof s !== "string") return NaN;
+  return Date.parse(s);
+}
+
+// "just now", "5 min ago", "3 h ago", "2 days ago".
+function age(ms, now = Date.now()) {
+  if (!Number.isFinite(ms)) return "";
+  const s = Math.max(0, Math.round((now - ms) / 1000));
+  if (s < 45) return "just now";
+  const m = Math.round(s / 60);
+  if (m < 60) return `${m} min ago`;
+  const hrs = Math.round(m / 60);
+  if (hrs < 24) return `${hrs} h ago`;
+  const d = Math.round(hrs / 24);
+  return d === 1 ? "1 day ago" : `${d} days ago`;
+}
+
+// A build as received, checked enough that rendering cannot throw.
+function validBuild(b) {
+  return b && typeof b === "object" && typeof b.name === "string" && b.name !== "" &&
+    b.commit_info && typeof b.commit_info === "object";
+}
+
+function prOf(b) {
+  const pr = b.commit_info.pr;
+  if (pr === null || pr === undefined || pr === "") return null;
+  const n = Number(pr);
+  return Number.isInteger(n) ? n : null;
+}
+
+function buildLabel(b) {
+  const ci = b.commit_info;
+  const pr = prOf(b);
+  const where = pr !== null ? `PR #${pr}` : str(ci.target_branch);
+  return `${shortSha(ci.git_commit) || b.name} of ${where}`;
+}
+
+function b64utf8(s) {
+  const bytes = new TextEncoder().encode(s);
+  let bin = "";
+  for (const x of bytes) bin += String.fromCharCode(x);
+  return btoa(bin);
+}
+
+// ------------------------------------------------------------------ state
+
+const state = {
+  buildName: null,   // the /builds/{name} page, else null
+  live: false,       // ?live: go to the instance once it is started
+  liveDone: false,
+  focusMissing: false,
+  repo: "",          // "" = all repositories (scope of the subscription)
+  text: "",          // client-side filter on target branch / PR
+  status: "",        // client-side filter on status
+  repos: [],         // [{name, link}]
+  builds: new Map(), // name -> build
+  loaded: false,     // a first list was received for the current scope
+  loadError: "",     // why the first list could not be loaded
+  counts: null,
+  pending: new Map(),   // name -> {action, timer}
+  watched: new Set(),   // names whose status changes are announced
+};
+
+// ---------------------------------------------------------------- messages
+
+// Shows a message in the assertive live region. kind: "error" | "info".
+function showMessage(text, kind = "error") {
+  const box = $("messages");
+  const close = h("button", { type: "button", class: "msg-close", "aria-label": "Dismiss message" }, "×");
+  const item = h("div", { class: `msg msg-${kind}` }, h("span", { class: "msg-text", text }), close);
+  close.addEventListener("click", () => item.remove());
+  box.append(item);
+  while (box.children.length > 4) box.firstElementChild.remove();
+  if (kind !== "error") setTimeout(() => item.remove(), 8000);
+}
+
+// Polite announcement for screen readers (status changes).
+function announce(text) {
+  const a = $("announcer");
+  a.textContent = "";
+  // a separate task so that repeating the same text is announced again
+  setTimeout(() => { a.textContent = text; }, 50);
+}
+
+// -------------------------------------------------------------------- api
+
+class ApiError extends Error {
+  constructor(status, detail) {
+    super(detail);
+    this.status = status;
+  }
+}
+
+// fetch + JSON with {"detail"} errors turned into ApiError. With auth (the
+// base64 "user:password" of the login form), the request is sent with
+// credentials "omit": the Authorization header is ours, and per the Fetch
+// standard the browser then never opens its own login prompt on a 401 with
+// "WWW-Authenticate: Basic" (which would also hang a headless browser).
+async function api(method, path, { auth = null } = {}) {
+  const headers = { Accept: "application/json" };
+  if (auth) headers.Authorization = `Basic ${auth}`;
+  let res;
+  try {
+    res = await fetch(API + path, {
+      method, headers, cache: "no-store", credentials: auth ? "omit" : "same-origin",
+    });
+  } catch (e) {
+    throw new ApiError(0, "the server cannot be reached");
+  }
+  let body = null;
+  const text = await res.text().catch(() => "");
+  if (text) {
+    try { body = JSON.parse(text); } catch { body = null; }
+  }
+  if (!res.ok) {
+    const detail = body && typeof body.detail === "string" ? body.detail
+      : `${res.status} ${res.statusText || "error"}`;
+    throw new ApiError(res.status, detail);
+  }
+  return body;
+}
+
+function scopeQuery() {
+  const q = new URLSearchParams();
+  if (state.repo) q.set("repo", state.repo);
+  const s = q.toString();
+  return s ? `?${s}` : "";
+}
+
+// ------------------------------------------------------------- counters
+
+let statusTimer = null;
+
+function scheduleStatus() {
+  if (statusTimer) return;
+  statusTimer = setTimeout(() => { statusTimer = null; fetchStatus(); }, STATUS_THROTTLE_MS);
+}
+
+async function fetchStatus() {
+  try {
+    const s = await api("GET", "/status");
+    if (s && typeof s === "object") state.counts = s;
+    $("counters").classList.remove("stale");
+  } catch {
+    $("counters").classList.add("stale");
+  }
+  renderCounters();
+}
+
+function renderCounters() {
+  const c = state.counts;
+  const num = (v) => (Number.isFinite(Number(v)) && v !== null ? Number(v) : null);
+  const set = (key, value, max, extra) => {
+    const li = document.querySelector(`.counter[data-counter="${key}"]`);
+    if (!li) return;
+    const v = num(value);
+    const m = num(max);
+    let text = v === null ? "–" : m !== null ? `${v} / ${m}` : `${v}`;
+    if (extra) text += ` ${extra}`;
+    li.querySelector(".counter-value").textContent = text;
+    const bar = li.querySelector(".bar > span");
+    if (bar) bar.style.width = v !== null && m ? `${Math.min(100, (100 * v) / m)}%` : "0%";
+    li.classList.toggle("full", v !== null && m !== null && m > 0 && v >= m);
+  };
+  if (!c) return;
+  const queued = num(c.to_initialize);
+  set("started", c.started, c.max_started);
+  set("initializing", c.initializing, c.max_initializing, queued ? `+${queued} queued` : "");
+  set("deployed", c.deployed, c.max_deployed);
+  set("failed", c.failed, null);
+  document.querySelector('.counter[data-counter="failed"]').classList.toggle("bad", num(c.failed) > 0);
+}
+
+// ------------------------------------------------------------------ repos
+
+let reposLoading = false;
+let reposFailed = false; // retried after the next successful load of builds
+
+async function fetchRepos() {
+  if (reposLoading) return;
+  reposLoading = true;
+  try {
+    const r = await api("GET", "/repos");
+    if (Array.isArray(r)) state.repos = r.filter((x) => x && typeof x.name === "string");
+    reposFailed = false;
+  } catch {
+    reposFailed = true; // the summary line already says why nothing loads
+  } finally {
+    reposLoading = false;
+  }
+  renderRepos();
+}
+
+function renderRepos() {
+  const sel = $("repo-select");
+  const names = state.repos.map((r) => r.name).sort((a, b) => a.localeCompare(b));
+  if (state.repo && !names.includes(state.repo)) names.push(state.repo);
+  const want = ["", ...names];
+  const have = Array.from(sel.options, (o) => o.value);
+  if (want.join("\n") !== have.join("\n")) {
+    sel.replaceChildren(h("option", { value: "", text: "All repositories" }),
+      ...names.map((n) => h("option", { value: n, text: n })));
+  }
+  sel.value = state.repo;
+  const link = $("repo-link");
+  const repo = state.repos.find((r) => r.name === state.repo);
+  link.hidden = !(repo && setHref(link, repo.link));
+}
+
+// ------------------------------------------------------------------ stream
+
+let ws = null;          // the current WebSocket, or null
+let wsGen = 0;          // bumps on every connect(): stale callbacks are ignored
+let attempt = 0;        // consecutive failed attempts, for the backoff
+let retryTimer = null;
+let stableTimer = null;
+let seen = null;        // name -> "upd" | "del" since the socket opened
+let lastPoll = 0;
+
+function setConn(s, detail = "") {
+  const el = $("conn");
+  const words = { connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting…", offline: "Offline" };
+  el.dataset.state = s;
+  el.querySelector(".conn-text").textContent = words[s] || s;
+  el.title = detail || (s === "live" ? "Receiving live updates" : "");
+}
+
+// (Re)opens the stream for the current scope.
+function connect() {
+  clearTimeout(retryTimer);
+  clearTimeout(stableTimer);
+  retryTimer = null;
+  const gen = ++wsGen;
+  if (ws) {
+    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+    try { ws.close(); } catch { /* already closed */ }
+    ws = null;
+  }
+  seen = null;
+  // navigator.onLine === false is only a hint (a local runboat may still be
+  // reachable): try anyway, but say "offline" until a socket opens
+  if (navigator.onLine === false) setConn("offline", "The browser is offline");
+  else setConn(attempt === 0 && !state.loaded ? "connecting" : "reconnecting");
+  const proto = location.protocol === "https:" ? "wss:" : "ws:";
+  let sock;
+  try {
+    sock = new WebSocket(`${proto}//${location.host}${API}/ws${scopeQuery()}`);
+  } catch {
+    scheduleReconnect();
+    return;
+  }
+  ws = sock;
+  sock.onopen = () => {
+    if (gen !== wsGen) return;
+    seen = new Map();
+    setConn("live");
+    stableTimer = setTimeout(() => { attempt = 0; }, STABLE_MS);
+    resync(gen);
+  };
+  sock.onmessage = (ev) => {
+    if (gen !== wsGen) return;
+    onEvent(ev.data);
+  };
+  sock.onclose = () => {
+    if (gen !== wsGen) return;
+    ws = null;
+    seen = null;
+    clearTimeout(stableTimer);
+    scheduleReconnect();
+  };
+}
+
+function scheduleReconnect() {
+  if (retryTimer) return;
+  const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** Math.min(attempt, 10));
+  const delay = base / 2 + Math.random() * (base / 2);
+  attempt++;
+  const next = `Next attempt in ${Math.ceil(delay / 1000)} s`;
+  if (navigator.onLine === false) setConn("offline", `The browser is offline. ${next}`);
+  else setConn("reconnecting", next);
+  retryTimer = setTimeout(() => { retryTimer = null; connect(); }, delay);
+  // keep the page useful without a socket
+  if (!state.loaded || Date.now() - lastPoll > POLL_MS) poll();
+}
+
+// Replaces the state with a plain list, when no socket is open.
+async function poll() {
+  const gen = wsGen;
+  lastPoll = Date.now();
+  try {
+    const list = await api("GET", `/builds${scopeQuery()}`);
+    if (gen !== wsGen || ws || !Array.isArray(list)) return;
+    state.builds = new Map(list.filter(validBuild).map((b) => [b.name, b]));
+    state.loaded = true;
+    state.loadError = "";
+    if (reposFailed) fetchRepos();
+    render();
+  } catch (e) {
+    // the indicator already says we are not live; say why nothing shows
+    if (gen === wsGen && !state.loaded) {
+      state.loadError = e.message;
+      render();
+    }
+  }
+  fetchStatus();
+}
+
+// The snapshot fetch after the socket opened (see the comment at the top).
+async function resync(gen) {
+  let list;
+  try {
+    list = await api("GET", `/builds${scopeQuery()}`);
+    if (!Array.isArray(list)) throw new ApiError(0, "unexpected answer");
+  } catch (e) {
+    if (gen !== wsGen) return;
+    showMessage(`Could not load the builds: ${e.message}`);
+    // retry the whole connection with backoff
+    if (ws) ws.close();
+    return;
+  }
+  if (gen !== wsGen || !seen) return;
+  // builds absent from the list and not announced by the stream are gone
+  const listed = new Map(list.filter(validBuild).map((b) => [b.name, b]));
+  for (const name of Array.from(state.builds.keys())) {
+    if (!listed.has(name) && seen.get(name) !== "upd") state.builds.delete(name);
+  }
+  for (const [name, b] of listed) {
+    if (!seen.has(name)) setBuild(b);
+  }
+  state.loaded = true;
+  state.loadError = "";
+  if (reposFailed) fetchRepos();
+  lastPoll = Date.now();
+  seen = null; // the stream alone is authoritative from here on
+  render();
+  fetchStatus();
+}
+
+function onEvent(data) {
+  let msg;
+  try { msg = JSON.parse(data); } catch { return; }
+  if (!msg || typeof msg !== "object" || !validBuild(msg.build)) return;
+  const b = msg.build;
+  if (msg.event === "upd") {
+    setBuild(b);
+    if (seen) seen.set(b.name, "upd");
+    if (b.commit_info.repo && !state.repos.some((r) => r.name === b.commit_info.repo)) fetchRepos();
+  } else if (msg.event === "del") {
+    const old = state.builds.get(b.name);
+    state.builds.delete(b.name);
+    if (seen) seen.set(b.name, "del");
+    if (old && (state.watched.has(b.name) || b.name === state.buildName)) {
+      announce(`Build ${buildLabel(old)} was undeployed`);
+    }
+  } else {
+    return;
+  }
+  scheduleRender();
+  scheduleStatus();
+}
+
+function setBuild(b) {
+  const old = state.builds.get(b.name);
+  state.builds.set(b.name, b);
+  if (old && old.status !== b.status) {
+    clearPending(b.name);
+    if (state.watched.has(b.name) || b.name === state.buildName) {
+      announce(`Build ${buildLabel(b)} is now ${STATUS_WORDS[b.status] || str(b.status)}`);
+    }
+  }
+}
+
+// -------------------------------------------------------------- actions
+
+function setPending(name, action) {
+  clearPending(name);
+  const timer = setTimeout(() => { clearPending(name); scheduleRender(); }, PENDING_TIMEOUT_MS);
+  state.pending.set(name, { action, timer });
+}
+
+function clearPending(name) {
+  const p = state.pending.get(name);
+  if (p) clearTimeout(p.timer);
+  state.pending.delete(name);
+}
+
+async function act(name, action) {
+  const b = state.builds.get(name);
+  if (!b) return;
+  state.watched.add(name);
+  if (action === "undeploy") {
+    undeploy(name);
+    return;
+  }
+  setPending(name, action);
+  render();
+  try {
+    const r = await api("POST", `/builds/${encodeURIComponent(name)}/${action}`);
+    announce(`Requested ${ACTION_WORDS[action]} of build ${buildLabel(b)}`);
+    // an answer that is a build is the freshest state we have
+    if (validBuild(r) && r.name === name && state.builds.has(name)) setBuild(r);
+  } catch (e) {
+    clearPending(name);
+    showMessage(`Could not ${ACTION_WORDS[action]} build ${buildLabel(b)}: ${e.message}`);
+  }
+  render();
+}
+
+// Admin credentials live in sessionStorage (this tab only).
+const CRED_KEY = "runboat.admin";
+
+function getCreds() {
+  try { return sessionStorage.getItem(CRED_KEY); } catch { return null; }
+}
+
+function setCreds(user, password) {
+  try {
+    if (user === null) sessionStorage.removeItem(CRED_KEY);
+    else {
+      sessionStorage.setItem(CRED_KEY, b64utf8(`${user}:${password}`));
+      sessionStorage.setItem(`${CRED_KEY}.user`, user);
+    }
+  } catch { /* storage disabled: nothing is remembered */ }
+  renderAdmin();
+}
+
+function adminUser() {
+  try { return getCreds() ? sessionStorage.getItem(`${CRED_KEY}.user`) : null; } catch { return null; }
+}
+
+function renderAdmin() {
+  const user = adminUser();
+  const btn = $("admin-button");
+  btn.textContent = user ? `Sign out ${user}` : "Admin sign in";
+  btn.setAttribute("aria-label", user ? `Sign out admin ${user}` : "Admin sign in");
+}
+
+// Opens a modal <dialog>; resolves with its returnValue when it closes.
+function ask(dialog) {
+  return new Promise((resolve) => {
+    dialog.returnValue = "";
+    dialog.addEventListener("close", () => resolve(dialog.returnValue), { once: true });
+    dialog.showModal();
+  });
+}
+
+async function login(reason) {
+  const d = $("login-dialog");
+  $("login-reason").textContent = reason ||
+    "Undeploying builds needs the runboat admin credentials. They are kept in this tab only.";
+  $("login-form").reset();
+  const answer = await ask(d);
+  if (answer !== "ok") return false;
+  const user = $("login-user").value;
+  const password = $("login-password").value;
+  if (!user) return false;
+  setCreds(user, password);
+  return true;
+}
+
+async function undeploy(name) {
+  let b = state.builds.get(name);
+  if (!b) return;
+  if (!getCreds() && !(await login())) return;
+  b = state.builds.get(name);
+  if (!b) return;
+  $("confirm-text").textContent =
+    `Build ${buildLabel(b)} (${str(b.commit_info.repo)}) and its database will be deleted.`;
+  if ((await ask($("confirm-dialog"))) !== "ok") return;
+  setPending(name, "undeploy");
+  render();
+  try {
+    await api("DELETE", `/builds/${encodeURIComponent(name)}`, { auth: getCreds() });
+    announce(`Requested undeploy of build ${buildLabel(b)}`);
+  } catch (e) {
+    clearPending(name);
+    if (e.status === 401) setCreds(null);
+    showMessage(e.status === 401
+      ? `Admin credentials rejected: ${e.message}. Sign in again to undeploy.`
+      : `Could not undeploy build ${buildLabel(b)}: ${e.message}`);
+  }
+  render();
+}
+
+// ---------------------------------------------------------------- render
+
+let renderQueued = false;
+
+function scheduleRender() {
+  if (renderQueued) return;
+  renderQueued = true;
+  requestAnimationFrame(() => { renderQueued = false; render(); });
+}
+
+function matches(b) {
+  if (state.status && b.status !== state.status) return false;
+  const t = state.text.trim().toLowerCase();
+  if (!t) return true;
+  const pr = prOf(b);
+  const num = /^#?(\d+)$/.exec(t);
+  if (num && pr !== null && pr === Number(num[1])) return true;
+  if (t.startsWith("#")) return false;
+  return str(b.commit_info.target_branch).toLowerCase().includes(t);
+}
+
+const byNewest = (a, b) => {
+  const ta = parseTime(a.created);
+  const tb = parseTime(b.created);
+  if (Number.isFinite(ta) && Number.isFinite(tb) && ta !== tb) return tb - ta;
+  if (Number.isFinite(ta) !== Number.isFinite(tb)) return Number.isFinite(ta) ? -1 : 1;
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+};
+
+const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" });
+
+// Rows: one per (repo, target branch) for branch builds and one per (repo, PR).
+// Branch rows: highest branch first by natural order (18.0, 17.0, 16.0, then
+// names); PR rows: newest PR (highest number) first; cards: newest first.
+function groupBuilds(list) {
+  const groups = new Map();
+  for (const b of list) {
+    const pr = prOf(b);
+    const repo = str(b.commit_info.repo);
+    const branch = str(b.commit_info.target_branch);
+    const key = pr !== null ? `pr\u0000${repo}\u0000${pr}` : `br\u0000${repo}\u0000${branch}`;
+    let g = groups.get(key);
+    if (!g) {
+      g = { key, repo, branch, pr, builds: [] };
+      groups.set(key, g);
+    }
+    g.builds.push(b);
+  }
+  for (const g of groups.values()) g.builds.sort(byNewest);
+  const all = Array.from(groups.values());
+  const byRepo = (a, b) => collator.compare(a.repo, b.repo);
+  const branches = all.filter((g) => g.pr === null)
+    .sort((a, b) => byRepo(a, b) || collator.compare(b.branch, a.branch));
+  const prs = all.filter((g) => g.pr !== null)
+    .sort((a, b) => byRepo(a, b) || b.pr - a.pr);
+  return { branches, prs };
+}
+
+const cardEls = new Map();  // name -> card parts
+const groupEls = new Map(); // key -> group parts
+let focusCard = null;
+
+// Puts exactly `children` in `container`, in order, moving as little as
+// possible (a moved element would lose keyboard focus).
+function place(container, children) {
+  children.forEach((c, i) => {
+    if (container.children[i] !== c) container.insertBefore(c, container.children[i] || null);
+  });
+  while (container.children.length > children.length) container.lastElementChild.remove();
+}
+
+function render() {
+  renderFocus();
+  const all = Array.from(state.builds.values());
+  const shown = all.filter(matches);
+  const { branches, prs } = groupBuilds(shown);
+  const usedGroups = new Set();
+  const usedCards = new Set();
+  const renderSection = (groups, container, section) => {
+    const els = groups.map((g) => {
+      usedGroups.add(g.key);
+      const ge = groupEls.get(g.key) || createGroup(g);
+      groupEls.set(g.key, ge);
+      updateGroup(ge, g);
+      place(ge.cards, g.builds.map((b) => {
+        usedCards.add(b.name);
+        let c = cardEls.get(b.name);
+        if (!c) {
+          c = createCard(b.name, false);
+          cardEls.set(b.name, c);
+        }
+        updateCard(c, b);
+        return c.root;
+      }));
+      return ge.root;
+    });
+    place(container, els);
+    section.hidden = els.length === 0;
+  };
+  renderSection(branches, $("branch-groups"), $("section-branches"));
+  renderSection(prs, $("pr-groups"), $("section-prs"));
+  for (const k of Array.from(groupEls.keys())) if (!usedGroups.has(k)) groupEls.delete(k);
+  for (const k of Array.from(cardEls.keys())) if (!usedCards.has(k)) cardEls.delete(k);
+  renderSummary(all.length, shown.length, branches.length, prs.length);
+  checkLive();
+}
+
+function plural(n, one, many) {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+function renderSummary(total, shown, nbranches, nprs) {
+  const s = $("summary");
+  if (!state.loaded) {
+    s.textContent = state.loadError
+      ? `Could not load the builds (${state.loadError}). Retrying…`
+      : "Loading builds…";
+    return;
+  }
+  const scope = state.repo ? `in ${state.repo}` : "";
+  if (total === 0) {
+    s.textContent = state.repo ? `No builds ${scope} yet.` : "No builds yet.";
+  } else if (shown === 0) {
+    s.textContent = `No build matches the filter (${plural(total, "build", "builds")} ${scope}).`;
+  } else {
+    const parts = [plural(shown, "build", "builds")];
+    if (nbranches) parts.push(plural(nbranches, "branch", "branches"));
+    if (nprs) parts.push(plural(nprs, "pull request", "pull requests"));
+    s.textContent = parts.join(" · ") + (shown < total ? ` (of ${total})` : "");
+  }
+}
+
+function createGroup(g) {
+  const id = `g-${Math.random().toString(36).slice(2, 10)}`;
+  const ge = {};
+  ge.kind = h("span", { class: "group-kind" });
+  ge.link = h("a", { class: "group-link" });
+  ge.extra = h("span", { class: "group-extra" });
+  ge.repo = h("span", { class: "group-repo" });
+  ge.title = h("h3", { class: "group-title", id }, ge.kind, ge.link, ge.extra, ge.repo);
+  ge.cards = h("div", { class: "cards" });
+  ge.root = h("section", { class: "group", "aria-labelledby": id, "data-group": g.key }, ge.title, ge.cards);
+  return ge;
+}
+
+function updateGroup(ge, g) {
+  const first = g.builds[0];
+  ge.root.dataset.repo = g.repo;
+  ge.root.dataset.branch = g.branch;
+  if (g.pr !== null) {
+    ge.root.dataset.pr = String(g.pr);
+    ge.kind.textContent = "PR";
+    ge.link.textContent = `#${g.pr}`;
+    setHref(ge.link, first.repo_pr_link);
+    ge.extra.textContent = `→ ${g.branch}`;
+  } else {
+    delete ge.root.dataset.pr;
+    ge.kind.textContent = "Branch";
+    ge.link.textContent = g.branch;
+    setHref(ge.link, first.repo_target_branch_link);
+    ge.extra.textContent = "";
+  }
+  ge.repo.textContent = state.repo ? "" : g.repo;
+}
+
+function createCard(name, big) {
+  const c = { name };
+  c.dot = h("span", { class: "dot", "aria-hidden": "true" });
+  c.statusText = h("span", { class: "status-text" });
+  c.badge = h("span", { class: "badge" }, c.dot, c.statusText);
+  c.time = h("time", { class: "age" });
+  c.head = h("div", { class: "card-head" }, c.badge, c.time);
+
+  c.page = h("a", { class: "card-title" });
+  c.repo = h("a", { class: "crumb" });
+  c.branch = h("a", { class: "crumb" });
+  c.pr = h("a", { class: "crumb" });
+  c.commit = h("a", { class: "crumb sha" });
+  const sep = () => h("span", { class: "crumb-sep", "aria-hidden": "true" }, "›");
+  c.prSep = sep();
+  c.crumbs = h("p", { class: "crumbs" }, c.repo, sep(), c.branch, c.prSep, c.pr, sep(), c.commit);
+
+  c.open = h("a", { class: "btn btn-primary btn-link", target: "_blank", rel: "noopener" }, "Open");
+  c.mail = h("a", { class: "btn btn-link", target: "_blank", rel: "noopener" }, "Mail");
+  c.notLive = h("span", { class: "not-live" });
+  c.initLog = h("a", { class: "text-link", target: "_blank", rel: "noopener" }, "Init log");
+  c.log = h("a", { class: "text-link", target: "_blank", rel: "noopener" }, "Log");
+  c.links = h("div", { class: "card-links" }, c.open, c.mail, c.notLive, h("span", { class: "logs" }, c.initLog, c.log));
+
+  c.buttons = {};
+  const actions = h("div", { class: "card-actions" });
+  for (const [action, label, cls] of [["start", "Start", "btn"], ["stop", "Stop", "btn"],
+    ["reset", "Reset", "btn"], ["undeploy", "Undeploy", "btn btn-danger-outline"]]) {
+    const bt = h("button", { type: "button", class: cls, "data-action": action }, label);
+    bt.addEventListener("click", () => act(name, action));
+    c.buttons[action] = bt;
+    actions.append(bt);
+  }
+  c.actions = actions;
+  c.root = h("article", { class: big ? "card card-big" : "card", "data-name": name },
+    c.head, c.page, c.crumbs, c.links, actions);
+  return c;
+}
+
+function updateCard(c, b) {
+  const ci = b.commit_info;
+  const status = STATUS_WORDS[b.status] ? b.status : "unknown";
+  const pending = state.pending.get(b.name);
+  const sha = shortSha(ci.git_commit);
+  const pr = prOf(b);
+  const label = buildLabel(b);
+
+  c.root.dataset.status = status;
+  c.root.setAttribute("aria-label", `Build ${label}, ${STATUS_WORDS[status] || "unknown status"}`);
+  c.root.classList.toggle("is-pending", !!pending);
+  c.root.classList.toggle("is-current", !c.root.classList.contains("card-big") && b.name === state.buildName);
+
+  let words = STATUS_WORDS[status] || `Unknown (${str(b.status)})`;
+  if (status === "initializing") {
+    if (b.init_status === "todo") words += " · queued";
+    else if (b.init_status === "started") words += " · running";
+  }
+  if (pending) words += ` · ${ACTION_WORDS[pending.action]} requested`;
+  c.statusText.textContent = words;
+
+  const created = parseTime(b.created);
+  c.created = created;
+  c.time.textContent = Number.isFinite(created) ? age(created) : "";
+  if (Number.isFinite(created)) {
+    c.time.setAttribute("datetime", new Date(created).toISOString());
+    c.time.title = `Created ${new Date(created).toLocaleString()}`;
+  }
+
+  c.page.textContent = str(b.slug) || b.name;
+  c.page.title = `Build page: ${str(b.slug) || b.name}`;
+  c.page.setAttribute("href", `/builds/${encodeURIComponent(b.name)}`);
+  c.page.setAttribute("aria-label", `Build page of ${label}`);
+
+  c.repo.textContent = str(ci.repo);
+  const repoInfo = state.repos.find((r) => r.name === ci.repo);
+  setHref(c.repo, repoInfo ? repoInfo.link : null);
+  c.branch.textContent = str(ci.target_branch);
+  setHref(c.branch, b.repo_target_branch_link);
+  c.pr.hidden = c.prSep.hidden = pr === null;
+  c.pr.textContent = pr === null ? "" : `#${pr}`;
+  setHref(c.pr, b.repo_pr_link);
+  c.commit.textContent = sha;
+  setHref(c.commit, b.repo_commit_link);
+  c.commit.title = str(ci.git_commit);
+  c.commit.setAttribute("aria-label", `Commit ${sha}`);
+
+  const started = status === "started";
+  c.open.hidden = !(started && setHref(c.open, b.deploy_link));
+  c.open.setAttribute("aria-label", `Open the running build ${label}`);
+  c.mail.hidden = !(started && setHref(c.mail, b.deploy_link_mailhog));
+  c.mail.setAttribute("aria-label", `Mails of build ${label}`);
+  c.notLive.hidden = started;
+  c.notLive.textContent = started ? "" : "Not running";
+  c.initLog.setAttribute("href", `${API}/builds/${encodeURIComponent(b.name)}/init-log`);
+  c.initLog.setAttribute("aria-label", `Init log of build ${label}`);
+  c.log.setAttribute("href", `${API}/builds/${encodeURIComponent(b.name)}/log`);
+  c.log.setAttribute("aria-label", `Log of build ${label}`);
+
+  const can = {
+    start: status === "stopped",
+    stop: status === "started" || status === "starting",
+    reset: status !== "undeploying",
+    undeploy: status !== "undeploying",
+  };
+  for (const [action, bt] of Object.entries(c.buttons)) {
+    bt.disabled = !!pending || !can[action];
+    const word = bt.textContent;
+    bt.setAttribute("aria-label", `${word} build ${label}`);
+  }
+}
+
+function renderFocus() {
+  const sec = $("focus");
+  if (!state.buildName) {
+    sec.hidden = true;
+    return;
+  }
+  sec.hidden = false;
+  const b = state.builds.get(state.buildName);
+  const body = $("focus-body");
+  if (!b) {
+    focusCard = null;
+    if (state.loaded || state.focusMissing) {
+      $("focus-title").textContent = "Build not found";
+      body.replaceChildren(h("p", { class: "focus-missing" },
+        `There is no build named “${state.buildName}”. It may have been undeployed. `,
+        h("a", { href: "/" }, "See all builds")));
+    } else {
+      $("focus-title").textContent = "Build";
+      body.replaceChildren(h("p", {}, "Loading…"));
+    }
+    return;
+  }
+  const pr = prOf(b);
+  $("focus-title").textContent = pr !== null
+    ? `${str(b.commit_info.repo)} · PR #${pr} → ${str(b.commit_info.target_branch)}`
+    : `${str(b.commit_info.repo)} · ${str(b.commit_info.target_branch)}`;
+  if (!focusCard || focusCard.name !== b.name) {
+    focusCard = createCard(b.name, true);
+    body.replaceChildren(focusCard.root);
+  }
+  updateCard(focusCard, b);
+  const times = [];
+  const created = parseTime(b.created);
+  const scaled = parseTime(b.last_scaled);
+  if (Number.isFinite(created)) times.push(`created ${new Date(created).toLocaleString()}`);
+  if (Number.isFinite(scaled)) times.push(`last started or stopped ${new Date(scaled).toLocaleString()}`);
+  let extra = focusCard.root.querySelector(".card-times");
+  if (!extra) {
+    extra = h("p", { class: "card-times" });
+    focusCard.root.insertBefore(extra, focusCard.links);
+  }
+  extra.textContent = times.join(" · ");
+}
+
+// /builds/{name}?live: go to the instance as soon as it is started.
+function checkLive() {
+  const banner = $("live-banner");
+  if (!state.live || !state.buildName || state.liveDone) {
+    banner.hidden = true;
+    return;
+  }
+  const b = state.builds.get(state.buildName);
+  if (b && b.status === "started") {
+    const u = safeUrl(b.deploy_link);
+    if (u) {
+      state.liveDone = true;
+      banner.hidden = false;
+      banner.dataset.key = "redirect";
+      banner.replaceChildren(h("p", {}, "The build is started: opening it… ", h("a", { href: u }, "Open it now")));
+      location.replace(u);
+      return;
+    }
+  }
+  banner.hidden = false;
+  const key = b ? `${b.status}|${state.pending.has(b.name)}` : `none|${state.loaded}`;
+  if (banner.dataset.key === key) return; // keep the button (and its focus)
+  banner.dataset.key = key;
+  banner.dataset.status = b ? str(b.status) : "";
+  const parts = [];
+  if (!b) {
+    parts.push(h("p", {}, state.loaded ? "This build does not exist (any more)." : "Looking for the build…"));
+  } else if (b.status === "failed") {
+    parts.push(h("p", {}, "This build failed to initialize and cannot be started. See its init log below, or reset it."));
+  } else if (b.status === "undeploying") {
+    parts.push(h("p", {}, "This build is being undeployed and cannot be started."));
+  } else {
+    const words = (STATUS_WORDS[b.status] || str(b.status)).toLowerCase();
+    parts.push(h("p", {}, `This build is ${words}. You will be taken to it as soon as it is started.`));
+    if (b.status === "stopped") {
+      const start = h("button", { type: "button", class: "btn btn-primary", id: "live-start" }, "Start it now");
+      start.disabled = state.pending.has(b.name);
+      start.addEventListener("click", () => act(b.name, "start"));
+      parts.push(start);
+    }
+  }
+  banner.replaceChildren(...parts);
+}
+
+function tickAges() {
+  const now = Date.now();
+  const all = Array.from(cardEls.values());
+  if (focusCard) all.push(focusCard);
+  for (const c of all) if (Number.isFinite(c.created)) c.time.textContent = age(c.created, now);
+}
+
+// ----------------------------------------------------------------- routing
+
+// The filters as a /builds?... URL (what a user can share).
+function syncUrl() {
+  if (state.buildName) return;
+  const q = new URLSearchParams();
+  if (state.repo) q.set("repo", state.repo);
+  const t = state.text.trim();
+  const num = /^#(\d+)$/.exec(t);
+  if (num) q.set("pr", num[1]);
+  else if (t) q.set("target_branch", t);
+  if (state.status) q.set("status", state.status);
+  const s = q.toString();
+  const url = s ? `/builds?${s}` : location.pathname === "/" ? "/" : "/builds";
+  if (url !== location.pathname + location.search) history.replaceState(null, "", url);
+}
+
+function readLocation() {
+  const q = new URLSearchParams(location.search);
+  const m = /^\/builds\/([^/]+)\/?$/.exec(location.pathname);
+  if (m) {
+    try { state.buildName = decodeURIComponent(m[1]); } catch { state.buildName = m[1]; }
+    state.live = q.has("live");
+  }
+  state.repo = q.get("repo") || "";
+  const tb = q.get("target_branch") || q.get("branch") || "";
+  const pr = q.get("pr");
+  state.text = pr ? `#${pr}` : tb;
+  const st = q.get("status") || "";
+  state.status = STATUS_WORDS[st] ? st : "";
+  if (!m && !q.has("repo")) {
+    try { state.repo = localStorage.getItem("runboat.repo") || ""; } catch { /* ignore */ }
+  }
+}
+
+function changeScope(repo) {
+  if (repo === state.repo) return;
+  state.repo = repo;
+  try { localStorage.setItem("runboat.repo", repo); } catch { /* ignore */ }
+  if (state.buildName) {
+    // leave the build page for the list of the chosen repository
+    location.assign(repo ? `/builds?repo=${encodeURIComponent(repo)}` : "/builds");
+    return;
+  }
+  state.builds = new Map();
+  state.loaded = false;
+  attempt = 0;
+  renderRepos();
+  render();
+  syncUrl();
+  connect();
+}
+
+async function start() {
+  readLocation();
+  $("text-filter").value = state.text;
+  $("status-filter").value = state.status;
+  renderAdmin();
+
+  $("repo-select").addEventListener("change", (e) => changeScope(e.target.value));
+  $("text-filter").addEventListener("input", (e) => { state.text = e.target.value; syncUrl(); render(); });
+  $("status-filter").addEventListener("change", (e) => { state.status = e.target.value; syncUrl(); render(); });
+  $("filters").addEventListener("submit", (e) => e.preventDefault());
+  $("admin-button").addEventListener("click", async () => {
+    if (getCreds()) {
+      setCreds(null);
+      showMessage("Signed out.", "info");
+    } else if (await login("Sign in to undeploy builds. The credentials are kept in this tab only.")) {
+      showMessage("Signed in as admin (checked on the first undeploy).", "info");
+    }
+  });
+
+  window.addEventListener("online", () => { attempt = 0; connect(); });
+  // going offline usually kills the socket without telling: start over
+  window.addEventListener("offline", () => connect());
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible" && !ws && retryTimer) { attempt = 0; connect(); }
+  });
+  setInterval(tickAges, AGE_TICK_MS);
+  setInterval(fetchStatus, POLL_MS);
+
+  if (state.buildName) {
+    // the build page follows the build's repository
+    try {
+      const b = await api("GET", `/builds/${encodeURIComponent(state.buildName)}`);
+      if (validBuild(b)) {
+        state.repo = str(b.commit_info.repo);
+        state.builds.set(b.name, b);
+        state.watched.add(b.name);
+        const pr = prOf(b);
+        if (!state.text) state.text = pr !== null ? `#${pr}` : str(b.commit_info.target_branch);
+        $("text-filter").value = state.text;
+      }
+    } catch (e) {
+      if (e.status === 404) state.focusMissing = true;
+      else showMessage(`Could not load build ${state.buildName}: ${e.message}`);
+    }
+    document.title = `${state.buildName} · runboat`;
+  }
+  renderRepos();
+  render();
+  syncUrl();
+  fetchRepos();
+  fetchStatus();
+  connect();
+}
+
+start();
+
+// for the browser tests and curious developers
+window.runboat = { state, age, safeUrl, tickAges };
