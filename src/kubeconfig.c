@@ -377,7 +377,7 @@ struct kubeconfig *kubeconfig_parse(const char *path, const char *data, size_t l
 	struct pctx p = {.path = path ? path : "kubeconfig", .err = err, .errlen = errlen};
 	struct kubeconfig *kc = NULL;
 	const char *slash = path ? strrchr(path, '/') : NULL;
-	p.dir = slash ? xstrndup(path, (size_t)(slash - path ? slash - path : 1)) : xstrdup(".");
+	p.dir = slash ? xstrndup(path, (size_t)((slash - path) ? (slash - path) : 1)) : xstrdup(".");
 
 	char yerr[256] = "";
 	json_t *root = yaml_json_parse_one(data, len, yerr, sizeof(yerr));

@@ -72,6 +72,11 @@ class Env:
         self.github = github
         self.namespace = "rb-" + uuid.uuid4().hex[:10]
         kube.ensure_namespace(self.namespace)
+        # pods are refused until the namespace's default ServiceAccount
+        # exists (the controller-manager makes it right after the namespace)
+        wait_for(lambda: kube.request(
+            "GET", f"/api/v1/namespaces/{self.namespace}/serviceaccounts/default").status_code == 200,
+            60, "the namespace's default ServiceAccount")
         self.kubeconfig = str(cluster_dir() / "kubeconfig")
         self.make_runboat = make_runboat
         self.limits = limits

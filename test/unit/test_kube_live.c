@@ -209,6 +209,9 @@ static void test_create_list(struct kube *k)
 	int created = 0;
 	for (int i = 0; i < N; i++) {
 		created += r[i].status == 201;
+		if (r[i].status != 201 && created + 5 > i)
+			fprintf(stderr, "  create cm-%03d: status %d error %d: %s\n", i, r[i].status,
+				r[i].error, r[i].message);
 		res_reset(&r[i]);
 	}
 	CHECK_INT(created, N);
