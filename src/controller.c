@@ -746,48 +746,40 @@ static const struct build *find_or_fail(struct controller *c, const char *name, 
 	return b;
 }
 
-int controller_start_build(struct controller *c, const char *name, controller_done_cb cb,
-			   void *data, char *err, size_t errlen)
+/* Start or stop asked through the API: only an initialized build can be
+ * scaled; asking for the state it is already in does nothing. */
+static int scale_build(struct controller *c, const char *name, bool start, controller_done_cb cb,
+		       void *data, char *err, size_t errlen)
 {
 	int rc = 0;
 	const struct build *b = find_or_fail(c, name, err, errlen, &rc);
 	if (!b)
 		return rc;
 	if (b->deleting || b->init_status != BUILD_INIT_SUCCEEDED) {
-		snprintf(err, errlen, "build %s is %s: it cannot be started", name,
-			 build_status_str(b->status));
+		snprintf(err, errlen, "build %s is %s: it cannot be %s", name,
+			 build_status_str(b->status), start ? "started" : "stopped");
 		return -EBUSY;
 	}
-	if (b->desired_replicas > 0 || busy(c, name, F_SCALE | F_RESET)) {
+	if ((b->desired_replicas > 0) == start || busy(c, name, F_SCALE | F_RESET)) {
 		snprintf(err, errlen, "build %s is already %s", name, build_status_str(b->status));
 		return 1;
 	}
-	struct op *op = do_scale(c, b, true);
+	struct op *op = do_scale(c, b, start);
 	op->done = cb;
 	op->done_data = data;
 	return 0;
 }
 
+int controller_start_build(struct controller *c, const char *name, controller_done_cb cb,
+			   void *data, char *err, size_t errlen)
+{
+	return scale_build(c, name, true, cb, data, err, errlen);
+}
+
 int controller_stop_build(struct controller *c, const char *name, controller_done_cb cb,
 			  void *data, char *err, size_t errlen)
 {
-	int rc = 0;
-	const struct build *b = find_or_fail(c, name, err, errlen, &rc);
-	if (!b)
-		return rc;
-	if (b->deleting || b->init_status != BUILD_INIT_SUCCEEDED) {
-		snprintf(err, errlen, "build %s is %s: it cannot be stopped", name,
-			 build_status_str(b->status));
-		return -EBUSY;
-	}
-	if (b->desired_replicas == 0 || busy(c, name, F_SCALE | F_RESET)) {
-		snprintf(err, errlen, "build %s is already %s", name, build_status_str(b->status));
-		return 1;
-	}
-	struct op *op = do_scale(c, b, false);
-	op->done = cb;
-	op->done_data = data;
-	return 0;
+	return scale_build(c, name, false, cb, data, err, errlen);
 }
 
 /* ---- initialize ---- */

@@ -16,17 +16,6 @@
 
 /* ---- signature ---- */
 
-static int hex_nibble(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 bool github_verify_signature(const char *secret, const void *body, size_t len,
 			     const char *header)
 {
@@ -42,7 +31,7 @@ bool github_verify_signature(const char *secret, const void *body, size_t len,
 	if (strlen(hex) != 2 * sizeof(given))
 		return false;
 	for (size_t i = 0; i < sizeof(given); i++) {
-		int hi = hex_nibble(hex[2 * i]), lo = hex_nibble(hex[2 * i + 1]);
+		int hi = hex_digit(hex[2 * i]), lo = hex_digit(hex[2 * i + 1]);
 		if (hi < 0 || lo < 0)
 			return false;
 		given[i] = (unsigned char)(hi << 4 | lo);

@@ -538,24 +538,26 @@ static int on_url(llhttp_t *p, const char *at, size_t len)
 	return 0;
 }
 
-static int on_header_field(llhttp_t *p, const char *at, size_t len)
+/* Accumulates a span of a header name or value, within the header limit. */
+static int header_span(struct http_conn *c, struct buf *into, const char *at, size_t len)
 {
-	struct http_conn *c = conn_of(p);
 	c->header_bytes += len;
 	if (c->header_bytes > c->srv->lim.max_header_bytes)
 		return fail(c, 431, "request header section too large");
-	buf_append(&c->hname, at, len);
+	buf_append(into, at, len);
 	return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+	struct http_conn *c = conn_of(p);
+	return header_span(c, &c->hname, at, len);
 }
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
 {
 	struct http_conn *c = conn_of(p);
-	c->header_bytes += len;
-	if (c->header_bytes > c->srv->lim.max_header_bytes)
-		return fail(c, 431, "request header section too large");
-	buf_append(&c->hvalue, at, len);
-	return 0;
+	return header_span(c, &c->hvalue, at, len);
 }
 
 static bool is_tchar(unsigned char ch)

@@ -225,7 +225,7 @@ bool secure_equal(const void *a, size_t alen, const void *b, size_t blen)
 	return diff == 0;
 }
 
-static int hexval(char c)
+int hex_digit(char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -246,8 +246,8 @@ char *url_decode(const char *src, size_t len, bool plus_is_space)
 			int h, l;
 			if (i + 2 >= len)
 				goto bad;
-			h = hexval(src[i + 1]);
-			l = hexval(src[i + 2]);
+			h = hex_digit(src[i + 1]);
+			l = hex_digit(src[i + 2]);
 			if (h < 0 || l < 0)
 				goto bad;
 			c = (char)(h * 16 + l);

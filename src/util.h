@@ -48,6 +48,9 @@ void format_rfc3339(int64_t epoch_seconds, char out[32]);
  * returns 0 and sets *out, or -EINVAL. */
 int parse_rfc3339(const char *s, int64_t *out);
 
+/* The value of a hexadecimal digit (either case), or -1. */
+int hex_digit(char c);
+
 bool str_starts_with(const char *s, const char *prefix);
 bool str_ends_with(const char *s, const char *suffix);
 /* Case-insensitive comparison of a span to a NUL-terminated string. */

@@ -162,15 +162,11 @@ static const char *const INF_WORDS[] = {".inf", ".Inf", ".INF", "+.inf", "+.Inf"
 					 "-.inf", "-.Inf", "-.INF", NULL};
 static const char *const NAN_WORDS[] = {".nan", ".NaN", ".NAN", NULL};
 
+/* The value of a digit of any base up to 16; 99 for anything else. */
 static int digit_value(char c)
 {
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return 99;
+	int v = hex_digit(c);
+	return v < 0 ? 99 : v;
 }
 
 /* [-+]? then 0x hex, 0o octal, 0b binary, 0 followed by octal digits
