@@ -642,8 +642,29 @@ static void on_webhook(struct http_req *req, void *data)
 	const char *event = http_req_header(req, "x-github-event");
 	struct github_action a;
 	char err[256];
-	int rc = github_webhook_parse(event, req->body.data ? req->body.data : "", req->body.len, &a,
-				      err, sizeof err);
+	/* GitHub's "application/x-www-form-urlencoded" content type sends the
+	 * JSON in a payload field; the signature covers the raw body */
+	const char *ctype = http_req_header(req, "content-type");
+	char *form_payload = NULL;
+	const char *json = req->body.data ? req->body.data : "";
+	size_t json_len = req->body.len;
+	if (ctype && strncasecmp(ctype, "application/x-www-form-urlencoded", 33) == 0) {
+		const char *p = json_len > 8 ? memmem(json, json_len, "payload=", 8) : NULL;
+		if (p && (p == json || p[-1] == '&')) {
+			const char *v = p + 8;
+			const char *end = memchr(v, '&', json_len - (size_t)(v - json));
+			form_payload = url_decode(v, end ? (size_t)(end - v) : json_len - (size_t)(v - json),
+						  true);
+		}
+		if (!form_payload) {
+			http_respond_error(req, 400, "form-encoded webhook without a valid payload field");
+			return;
+		}
+		json = form_payload;
+		json_len = strlen(form_payload);
+	}
+	int rc = github_webhook_parse(event, json, json_len, &a, err, sizeof err);
+	free(form_payload);
 	if (rc) {
 		http_respond_error(req, rc == -EMSGSIZE ? 413 : 400, "%s", err);
 		return;

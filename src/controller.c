@@ -71,6 +71,8 @@ struct controller {
 	size_t n_ops;
 	struct build_commit *queued; /* deploys asked before the sync */
 	size_t n_queued;
+	struct index_filter *queued_undeploys; /* undeploys asked before the sync */
+	size_t n_queued_undeploys;
 	bool sticky_done;
 };
 
@@ -542,6 +544,19 @@ int controller_deploy(struct controller *c, const struct build_commit *cm, char 
 	return 0;
 }
 
+static void free_queued_undeploys(struct controller *c)
+{
+	for (size_t i = 0; i < c->n_queued_undeploys; i++) {
+		struct index_filter *q = &c->queued_undeploys[i];
+		free((char *)q->repo);
+		free((char *)q->target_branch);
+		free((char *)q->branch);
+	}
+	free(c->queued_undeploys);
+	c->queued_undeploys = NULL;
+	c->n_queued_undeploys = 0;
+}
+
 static void run_queued_deploys(struct controller *c)
 {
 	struct build_commit *q = c->queued;
@@ -916,8 +931,22 @@ int controller_undeploy_build(struct controller *c, const char *name, controller
 
 size_t controller_undeploy_matching(struct controller *c, const struct index_filter *f)
 {
-	if (!c->synced)
+	if (!c->synced) {
+		/* a PR closed or a branch deleted while runboat starts: done
+		 * once the builds are known */
+		if (c->n_queued_undeploys < MAX_QUEUED_DEPLOYS) {
+			c->queued_undeploys = xrealloc(c->queued_undeploys, (c->n_queued_undeploys + 1) *
+									 sizeof *c->queued_undeploys);
+			struct index_filter *q = &c->queued_undeploys[c->n_queued_undeploys++];
+			*q = (struct index_filter){
+				.repo = f->repo ? xstrdup(f->repo) : NULL,
+				.target_branch = f->target_branch ? xstrdup(f->target_branch) : NULL,
+				.branch = f->branch ? xstrdup(f->branch) : NULL,
+				.pr = f->pr,
+			};
+		}
 		return 0;
+	}
 	const struct build **list = NULL;
 	size_t n = index_list(c->idx, f, INDEX_SORT_ASC, &list);
 	/* copy the names: undeploy() may not change the index, but be safe */
@@ -1432,6 +1461,9 @@ static void on_synced(struct informer *inf, void *data)
 	log_info("synced with Kubernetes: %zu builds in namespace %s", index_count(c->idx),
 		 c->cfg->kubernetes.namespace);
 	run_queued_deploys(c);
+	for (size_t i = 0; i < c->n_queued_undeploys; i++)
+		controller_undeploy_matching(c, &c->queued_undeploys[i]);
+	free_queued_undeploys(c);
 	mark_all_dirty(c);
 }
 
@@ -1517,6 +1549,7 @@ static void controller_maybe_free(struct controller *c)
 		free((char *)c->queued[i].git_commit);
 	}
 	free(c->queued);
+	free_queued_undeploys(c);
 	free(c);
 }
 

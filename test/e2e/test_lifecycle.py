@@ -238,3 +238,28 @@ def test_sigkill_and_restart_converge(make_env):
     wait_for(lambda: env.builds() == [], 120, "the undeploys to finish")
     wait_for(lambda: env.labelled_build_names() == set(), 30,
              f"no object left: {env.labelled_build_names()}")
+
+
+def test_form_encoded_webhook(make_env):
+    """GitHub's other content type: the JSON in a form field, the signature
+    over the raw form body."""
+    import hashlib
+    import hmac
+    import json
+    import urllib.parse
+
+    from lifecycle_helpers import SECRET
+
+    env = make_env()
+    body = urllib.parse.urlencode({"payload": json.dumps(push_payload("16.0", sha(300)))}).encode()
+    sig = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    r = requests.post(env.rb.url("/webhooks/github"), data=body, timeout=10, headers={
+        "X-GitHub-Event": "push", "X-Hub-Signature-256": sig,
+        "Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 202, r.text
+    env.wait_build(lambda b: b["commit_info"]["git_commit"] == sha(300), 20)
+    r = requests.post(env.rb.url("/webhooks/github"), data=b"nothing=here", timeout=10, headers={
+        "X-GitHub-Event": "push",
+        "X-Hub-Signature-256": "sha256=" + hmac.new(SECRET.encode(), b"nothing=here", hashlib.sha256).hexdigest(),
+        "Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 400
