@@ -175,7 +175,8 @@ static const char *const SERVER_KEYS[] = { "listen", "base_url", "log_level", "a
 					   "max_request_line_bytes", "max_body_bytes",
 					   "max_webhook_body_bytes", "header_timeout",
 					   "body_timeout", "keepalive_timeout",
-					   "shutdown_timeout", NULL };
+					   "shutdown_timeout", "stream_buffer_bytes",
+					   "stream_stall_timeout", NULL };
 static const char *const ADMIN_KEYS[] = { "user", "password", "password_file", NULL };
 static const char *const LIMITS_KEYS[] = { "max_initializing", "max_started", "max_deployed",
 					   "start_after_init", NULL };
@@ -779,6 +780,8 @@ static void set_defaults(struct config *c)
 	c->server.body_timeout = 60.0;
 	c->server.keepalive_timeout = 30.0;
 	c->server.shutdown_timeout = 10.0;
+	c->server.stream_buffer_bytes = 262144;
+	c->server.stream_stall_timeout = 60.0;
 	c->admin.user = xstrdup("admin");
 	c->limits.max_initializing = 2;
 	c->limits.max_started = 6;
@@ -853,7 +856,10 @@ static int load_server(struct loader *ld, json_t *root, struct config *c)
 	    get_positive(ld, t, P, "header_timeout", ONE_DAY, &s->header_timeout) < 0 ||
 	    get_positive(ld, t, P, "body_timeout", ONE_DAY, &s->body_timeout) < 0 ||
 	    get_positive(ld, t, P, "keepalive_timeout", ONE_DAY, &s->keepalive_timeout) < 0 ||
-	    get_positive(ld, t, P, "shutdown_timeout", ONE_DAY, &s->shutdown_timeout) < 0)
+	    get_positive(ld, t, P, "shutdown_timeout", ONE_DAY, &s->shutdown_timeout) < 0 ||
+	    get_size_into(ld, t, P, "stream_buffer_bytes", 1024, ONE_GIB,
+			  &s->stream_buffer_bytes) < 0 ||
+	    get_positive(ld, t, P, "stream_stall_timeout", ONE_DAY, &s->stream_stall_timeout) < 0)
 		return -1;
 	return 0;
 }

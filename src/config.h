@@ -52,6 +52,11 @@ struct config_server {
 	double header_timeout; /* seconds, all > 0 */
 	double body_timeout;
 	double keepalive_timeout;
+	/* live streams (WebSocket, SSE): unsent bytes beyond which a slow
+	 * reader's events are conflated, and how long it may read nothing
+	 * before it is closed */
+	size_t stream_buffer_bytes;
+	double stream_stall_timeout;
 	double shutdown_timeout;
 };
 

@@ -205,6 +205,7 @@ struct op {
 	int kind_index;       /* the cleaner: which kind is being deleted */
 	json_t *kinds;
 	char *status_on_success[2]; /* a GitHub status to post when done: state, description */
+	bool scale_after;           /* init succeeded: start (or stop) once recorded */
 	controller_done_cb done;    /* an action asked through the API: told the outcome */
 	void *done_data;
 	char errmsg[256];           /* the last failure, for done */
@@ -648,11 +649,20 @@ static void patched(struct op *op, const struct kube_result *res)
 			 "%s", b->resource_version);
 }
 
+static struct op *do_scale(struct controller *c, const struct build *b, bool start);
+
 static void patch_done(struct op *op, const struct kube_result *res)
 {
 	bool failed = op_failed(op, res, "patch");
 	if (!failed)
 		patched(op, res);
+	if (!failed && op->scale_after) {
+		/* just initialized: live at once, or stopped as configured (a
+		 * crash right here leaves it stopped, which is harmless) */
+		const struct build *b = index_find(op->c->idx, op->name);
+		if (b && !b->deleting)
+			do_scale(op->c, b, op->c->cfg->limits.start_after_init);
+	}
 	if (!failed && op->status_on_success[0]) {
 		const struct build *b = index_find(op->c->idx, op->name);
 		if (b)
@@ -672,6 +682,7 @@ static void set_init_status(struct controller *c, const struct build *b, enum bu
 		op->status_on_success[0] = xstrdup(gh_state);
 		op->status_on_success[1] = xstrdup(gh_description);
 	}
+	op->scale_after = s == BUILD_INIT_SUCCEEDED;
 	log_info("build %s: init %s -> %s", b->name, build_init_status_str(b->init_status),
 		 build_init_status_str(s));
 	/* a transition from what the controller saw: refused (409/422) if the
@@ -1159,14 +1170,6 @@ static void reconcile(struct controller *c, const struct build *b)
 			set_init_status(c, b, BUILD_INIT_FAILED, "failure", "initialization failed");
 		break;
 	case BUILD_INIT_SUCCEEDED:
-		/* just initialized: live at once, or stopped as configured */
-		if (b->last_scaled == 0 && !busy(c, b->name, F_SCALE)) {
-			if (c->cfg->limits.start_after_init)
-				do_scale(c, b, true);
-			else
-				do_scale(c, b, false);
-		}
-		break;
 	case BUILD_INIT_FAILED:
 	case BUILD_INIT_STATUS_COUNT:
 		break;

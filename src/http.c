@@ -104,6 +104,14 @@ static void conn_close(struct http_conn *c);
 static void conn_process(struct http_conn *c);
 static void conn_finish_request(struct http_conn *c);
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+
+/* A long stream starts on c: bound its kernel send buffer. */
+static void conn_streaming(struct http_conn *c)
+{
+	int size = c->srv->lim.stream_send_buffer;
+	if (size > 0 && !c->detached && !c->closing)
+		uv_send_buffer_size((uv_handle_t *)&c->tcp, &size);
+}
 static void server_check_done(struct http_server *srv);
 
 void http_limits_default(struct http_limits *lim)
@@ -337,6 +345,7 @@ void http_stream_begin(struct http_req *req, int status, const char *content_typ
 	c->chunked = req->http_minor >= 1;
 	if (!c->chunked)
 		req->keep_alive = false;
+	conn_streaming(c);
 	struct buf h = {0};
 	build_head(c, &h, status, content_type, -1);
 	if (c->chunked)
@@ -982,6 +991,7 @@ struct http_upgraded *http_upgrade(struct http_req *req, const char *head, size_
 		   (double)(uv_hrtime() / 1000 - req->start_ms) / 1000.0);
 	req_clear(c);
 	c->state = CS_UPGRADED;
+	conn_streaming(c);
 	c->up = *cbs;
 	c->up_data = data;
 	timer_set(c, 0);

@@ -25,6 +25,11 @@ struct http_limits {
 	uint64_t body_timeout_ms;      /* end of headers to end of body */
 	uint64_t keepalive_timeout_ms; /* idle between requests */
 	uint64_t shutdown_timeout_ms;  /* in-flight responses get this long at exit */
+	/* the kernel send buffer of long streams (SSE, WebSocket): bounded, so
+	 * that a client that stops reading costs little kernel memory and its
+	 * backlog shows in userspace, where it is conflated; 0: the kernel's
+	 * autotuning (up to megabytes per connection) */
+	int stream_send_buffer;
 };
 
 /* The defaults documented in runboat.toml.sample. */

@@ -228,7 +228,9 @@ static void on_tick(uv_timer_t *t)
 				sub->last_progress_ms = now;
 			sub->last_pending_bytes = pend;
 			drain(sub);
-			if (sub->head && now - sub->last_progress_ms > hub->lim.stuck_ms) {
+			/* drain() may have stamped progress after now was read */
+			if (sub->head && now > sub->last_progress_ms &&
+			    now - sub->last_progress_ms > hub->lim.stuck_ms) {
 				log_warn("hub: a subscriber has read nothing for %llums with %zu builds "
 					 "pending, closing it",
 					 (unsigned long long)(now - sub->last_progress_ms),

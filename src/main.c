@@ -117,6 +117,9 @@ static void limits_from_config(const struct config *cfg, struct http_limits *lim
 	lim->body_timeout_ms = (uint64_t)(cfg->server.body_timeout * 1000);
 	lim->keepalive_timeout_ms = (uint64_t)(cfg->server.keepalive_timeout * 1000);
 	lim->shutdown_timeout_ms = (uint64_t)(cfg->server.shutdown_timeout * 1000);
+	lim->stream_send_buffer = (int)(cfg->server.stream_buffer_bytes > (1 << 24)
+						? (1 << 24)
+						: cfg->server.stream_buffer_bytes);
 }
 
 /* The Kubernetes client, or NULL with the reason in app->kube_error:
@@ -173,7 +176,11 @@ static int run(struct config *cfg)
 	app.curl = curl_uv_new(&loop);
 	kube_setup(&app);
 	github_setup(&app);
-	app.hub = hub_new(&loop, app.index, &app.links, NULL);
+	struct hub_limits hl = {
+		.high_water = cfg->server.stream_buffer_bytes,
+		.stuck_ms = (uint64_t)(cfg->server.stream_stall_timeout * 1000),
+	};
+	app.hub = hub_new(&loop, app.index, &app.links, &hl);
 	struct controller_deps deps = {
 		.loop = &loop,
 		.cfg = cfg,

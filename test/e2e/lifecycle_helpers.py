@@ -67,7 +67,7 @@ def pr_payload(action, number, head, base="16.0", repo=REPO):
 class Env:
     """One runboat on the control plane, in a namespace of its own."""
 
-    def __init__(self, make_runboat, kube, github, limits="", extra="", env=None):
+    def __init__(self, make_runboat, kube, github, limits="", extra="", env=None, server_extra=""):
         self.kube = kube
         self.github = github
         self.namespace = "rb-" + uuid.uuid4().hex[:10]
@@ -81,12 +81,14 @@ class Env:
         self.make_runboat = make_runboat
         self.limits = limits
         self.extra = extra
+        self.server_extra = server_extra
         self.env = env or {}
         self.rb = None
         self.start()
 
     def start(self):
         self.rb = self.make_runboat(
+            server_extra=self.server_extra,
             kube_extra=f'kubeconfig = "{self.kubeconfig}"',
             extra=self.config_extra(),
             env=self.env,
@@ -202,6 +204,35 @@ image = "{IMAGE}"
         r = self.kube.request("GET", f"/apis/apps/v1/namespaces/{self.namespace}/deployments/{name}-odoo")
         return r.json() if r.status_code == 200 else None
 
+    def adopt_builds(self, count, prefix="bulk", workers=8):
+        """Creates count stopped builds directly through the API, as a runboat
+        (this one or the Python one) would have left them; returns their
+        names."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(i):
+            name = f"b{prefix}{i:05d}"
+            dep = {
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {
+                    "name": name + "-odoo", "namespace": self.namespace,
+                    "labels": {"runboat/build": name},
+                    "annotations": {"runboat/repo": REPO, "runboat/target-branch": f"{prefix}-{i}",
+                                    "runboat/pr": "", "runboat/git-commit": sha(10000 + i),
+                                    "runboat/init-status": "succeeded"},
+                },
+                "spec": {"replicas": 0, "selector": {"matchLabels": {"runboat/build": name}},
+                         "template": {"metadata": {"labels": {"runboat/build": name}},
+                                      "spec": {"containers": [{"name": "odoo", "image": "odoo"}]}}},
+            }
+            r = self.kube.request("POST", f"/apis/apps/v1/namespaces/{self.namespace}/deployments",
+                                  json=dep)
+            assert r.status_code == 201, r.text
+            return name
+
+        with ThreadPoolExecutor(workers) as ex:
+            return list(ex.map(one, range(count)))
+
     def podsim(self, **data):
         """Controls the pod simulator in this namespace (fail, hold, delay_ms)."""
         cm = {"apiVersion": "v1", "kind": "ConfigMap",
@@ -240,7 +271,14 @@ def github():
 def make_env(make_runboat, github):
     kube = Kube(cluster_dir())
 
-    def make(**kw):
-        return Env(make_runboat, kube, github, **kw)
+    envs = []
 
-    return make
+    def make(**kw):
+        env = Env(make_runboat, kube, github, **kw)
+        envs.append(env)
+        return env
+
+    yield make
+    # leave the shared control plane as it was found
+    for env in envs:
+        kube.request("DELETE", f"/api/v1/namespaces/{env.namespace}")
