@@ -206,6 +206,8 @@ struct op {
 	json_t *kinds;
 	char *status_on_success[2]; /* a GitHub status to post when done: state, description */
 	bool scale_after;           /* init succeeded: start (or stop) once recorded */
+	char sent_rv[32];           /* the Deployment's resourceVersion in the index
+	                             * when a patch of it was sent */
 	controller_done_cb done;    /* an action asked through the API: told the outcome */
 	void *done_data;
 	char errmsg[256];           /* the last failure, for done */
@@ -631,6 +633,7 @@ static struct kube_call *patch_deployment(struct op *op, const struct build *b,
 {
 	struct kube_ref ref = {.api_version = "apps/v1", .kind = "Deployment",
 			       .namespace = op->c->cfg->kubernetes.namespace, .name = b->deployment_name};
+	snprintf(op->sent_rv, sizeof op->sent_rv, "%s", b->resource_version);
 	struct kube_call *call = kube_patch(op->c->kube, &ref, type, patch, NULL, on_op_done, op);
 	json_decref(patch);
 	return call;
@@ -644,7 +647,10 @@ static void patched(struct op *op, const struct kube_result *res)
 		return;
 	const char *rv = json_string_value(
 		json_object_get(json_object_get(res->body, "metadata"), "resourceVersion"));
-	if (b && rv && strcmp(rv, b->resource_version) != 0)
+	/* only while the index still shows what the patch was based on: once
+	 * it moved on (our write or anyone's), it is not behind any more */
+	if (b && rv && strcmp(rv, b->resource_version) != 0 &&
+	    strcmp(op->sent_rv, b->resource_version) == 0)
 		snprintf(flight_of(op->c, op->name)->stale_rv, sizeof ((struct flight *)0)->stale_rv,
 			 "%s", b->resource_version);
 }
