@@ -504,7 +504,9 @@ async function act(name, action) {
   render();
   try {
     const r = await api("POST", `/builds/${encodeURIComponent(name)}/${action}`);
-    announce(`Requested ${ACTION_WORDS[action]} of build ${buildLabel(b)}`);
+    // the stream may have announced the new status already: do not cover it
+    const cur = state.builds.get(name);
+    if (cur && cur.status === b.status) announce(`Requested ${ACTION_WORDS[action]} of build ${buildLabel(b)}`);
     // an answer that is a build is the freshest state we have
     if (validBuild(r) && r.name === name && state.builds.has(name)) setBuild(r);
   } catch (e) {

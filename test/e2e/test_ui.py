@@ -423,7 +423,7 @@ def stub_instances(page, backend, *builds):
     for b in builds:
         origin = "{0.scheme}://{0.netloc}".format(urllib.parse.urlsplit(b["deploy_link"]))
         if origin != backend.base:
-            page.route(re.compile("^" + re.escape(origin) + "(/.*)?$"), lambda route, b=b: route.fulfill(
+            page.route(re.compile("^" + re.escape(origin) + "(/.*)?$"), lambda route, *, b=b: route.fulfill(
                 status=200, content_type="text/html",
                 body=f"<!doctype html><h1 id=instance>Odoo instance {b['slug']}</h1>"))
 
