@@ -42,6 +42,7 @@ struct flight {
 	/* the initialize Job was created but the informer has not shown it
 	 * yet: the build holds an initialization slot meanwhile */
 	bool init_applied;
+	bool stopping; /* a stop is in flight: it no longer counts as started */
 };
 
 struct controller {
@@ -440,6 +441,11 @@ static json_t *without_deployment(json_t *objects)
 static void deploy_applied(struct op *op, const struct kube_result *res)
 {
 	if (res->error) {
+		log_error("build %s: deploy of %s %s %.12s failed half-way; a redelivery of the "
+			  "webhook or a trigger deploys it again",
+			  op->name, op->commit.repo, op->commit.target_branch, op->commit.git_commit);
+		post_status(op->c, NULL, op->name, &op->commit, "error",
+			    "runboat could not deploy this commit");
 		op_end(op, true);
 		return;
 	}
@@ -754,6 +760,7 @@ static struct op *do_scale(struct controller *c, const struct build *b, bool sta
 	}
 	log_info("build %s: %s", b->name, start ? "starting" : "stopping");
 	struct op *op = op_new(c, b->name, F_SCALE);
+	flight_of(c, b->name)->stopping = !start;
 	op->objects = objects;
 	if (start)
 		apply_start(op, false, start_applied);
@@ -1228,6 +1235,13 @@ static void stopper(struct controller *c)
 	size_t running = index_count_status(c->idx, BUILD_STARTED) +
 			 index_count_status(c->idx, BUILD_STARTING);
 	size_t max = (size_t)c->cfg->limits.max_started;
+	/* builds whose stop is on its way do not count */
+	for (const struct build *b = index_next_started(c->idx, NULL); b && running > max;
+	     b = index_next_started(c->idx, b)) {
+		struct flight *f = strmap_get(&c->flights, b->name);
+		if (f && f->stopping && (f->ops & F_SCALE))
+			running--;
+	}
 	for (const struct build *b = index_next_started(c->idx, NULL); b && running > max;
 	     b = index_next_started(c->idx, b)) {
 		if (b->desired_replicas == 0 || busy(c, b->name, F_SCALE | F_RESET))
