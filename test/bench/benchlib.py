@@ -118,23 +118,7 @@ class Runner:
         self.workdir.mkdir(parents=True, exist_ok=True)
         d = pathlib.Path(tempfile.mkdtemp(dir=self.workdir, prefix=f"rb{self.n}-"))
         self.n += 1
-        extra = f"""
-[admin]
-user = "{ADMIN[0]}"
-password = "{ADMIN[1]}"
-
-[limits]
-{self.limits}
-
-[github]
-api_url = "{self.github.url}"
-token = "test-token"
-webhook_secret = "{SECRET}"
-
-[[repos]]
-repo = "acme/.*"
-image = "{IMAGE}"
-"""
+        extra = lh.runboat_config(self.github.url, self.limits)
         os.environ["RUNBOAT_BIN"] = runboat_bin()
         t0 = time.monotonic()
         self.rb = Runboat(d, server_extra=self.server_more,

@@ -64,6 +64,30 @@ def pr_payload(action, number, head, base="16.0", repo=REPO):
     return p
 
 
+def runboat_config(github_url, limits="", extra=""):
+    """The configuration sections of a runboat under test: admin
+    credentials, limits, the fake GitHub and one [[repos]] entry."""
+    return f"""
+[admin]
+user = "{ADMIN[0]}"
+password = "{ADMIN[1]}"
+
+[limits]
+{limits}
+
+[github]
+api_url = "{github_url}"
+token = "test-token"
+webhook_secret = "{SECRET}"
+
+[[repos]]
+repo = "acme/.*"
+image = "{IMAGE}"
+
+{extra}
+"""
+
+
 class Env:
     """One runboat on the control plane, in a namespace of its own."""
 
@@ -98,25 +122,7 @@ class Env:
         return self.rb
 
     def config_extra(self):
-        return f"""
-[admin]
-user = "{ADMIN[0]}"
-password = "{ADMIN[1]}"
-
-[limits]
-{self.limits}
-
-[github]
-api_url = "{self.github.url}"
-token = "test-token"
-webhook_secret = "{SECRET}"
-
-[[repos]]
-repo = "acme/.*"
-image = "{IMAGE}"
-
-{self.extra}
-"""
+        return runboat_config(self.github.url, self.limits, self.extra)
 
     # ---- talking to runboat ----
 
