@@ -550,6 +550,11 @@ int index_upsert(struct index *idx, struct build *b)
 	/* Derived here too, so that no caller can store an inconsistent status. */
 	b->status = build_derive_status(b);
 	struct entry *e = entry_of(idx, b->name);
+	if (e && !b->note && e->b->note) {
+		/* the controller's note is not in Kubernetes: it stays */
+		b->note = e->b->note;
+		e->b->note = NULL;
+	}
 	if (e && build_same_view(e->b, b)) {
 		/* Same keys everywhere: swap in the fresher object (new
 		 * resourceVersion) without touching the orders. */
@@ -587,6 +592,20 @@ int index_upsert(struct index *idx, struct build *b)
 	}
 	e->gen = idx->gen;
 	attach(idx, e);
+	emit(idx, INDEX_UPD, e->b);
+	return 1;
+}
+
+int index_set_note(struct index *idx, const char *name, const char *note)
+{
+	check_not_dispatching(idx, "index_set_note");
+	struct entry *e = entry_of(idx, name);
+	if (!e)
+		return 0;
+	const char *cur = e->b->note ? e->b->note : "";
+	if (strcmp(cur, note ? note : "") == 0)
+		return 0;
+	build_set_note(e->b, note);
 	emit(idx, INDEX_UPD, e->b);
 	return 1;
 }

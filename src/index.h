@@ -61,6 +61,10 @@ int index_unlisten(struct index *idx, index_event_cb cb, void *data);
  * even when nothing visible changed. Returns 1 if an INDEX_UPD was emitted,
  * 0 if nothing visible changed (build_same_view: e.g. only resourceVersion). */
 int index_upsert(struct index *idx, struct build *b);
+/* Sets what the controller says of a build now (copied; NULL or "" clears
+ * it): b->note, kept across upserts until cleared. Returns 1 if it changed
+ * (INDEX_UPD emitted), 0 if not or if there is no such build. */
+int index_set_note(struct index *idx, const char *name, const char *note);
 /* Removes the build; returns 1 if it was there (INDEX_DEL emitted), else 0. */
 int index_remove(struct index *idx, const char *name);
 

@@ -115,8 +115,9 @@ def test_pr_lifecycle_and_close(make_env, github):
     assert b["repo_pr_link"].endswith("/pull/7")
     assert env.webhook("pull_request", pr_payload("synchronize", 7, sha(8))).status_code == 202
     env.wait_build(lambda b: b["commit_info"]["git_commit"] == sha(8), 20)
-    # a redelivery does no harm
-    assert env.webhook("pull_request", pr_payload("synchronize", 7, sha(8))).status_code == 202
+    # a redelivery does no harm: the build is there already
+    r = env.webhook("pull_request", pr_payload("synchronize", 7, sha(8)))
+    assert r.status_code == 200 and "already deployed" in r.json()["detail"], r.text
     time.sleep(1)
     assert len([b for b in env.builds(pr=7) if b["commit_info"]["git_commit"] == sha(8)]) == 1
     assert env.webhook("pull_request", pr_payload("closed", 7, sha(8))).status_code == 202
@@ -206,18 +207,19 @@ def test_api_errors(make_env, github):
 def test_sigkill_and_restart_converge(make_env):
     env = make_env(limits="max_initializing = 2")
     env.podsim(delay_ms=1000)
-    for i in range(4):
-        env.webhook("push", push_payload(f"k{i}", sha(90 + i)))
-    time.sleep(0.4)  # somewhere in the middle of deploys and initializations
-    env.kill()
-    env.start()
-    # a webhook answered but not yet turned into a Deployment dies with the
-    # process: GitHub's redelivery brings it back, and does no harm to the
-    # builds that made it
+    # a 202 is only given once the build's Deployment exists: killed right
+    # after the last answer, in the middle of deploys and initializations,
+    # runboat loses none of them
     for i in range(4):
         assert env.webhook("push", push_payload(f"k{i}", sha(90 + i))).status_code == 202
+    env.kill()
+    env.start()
     wait_for(lambda: len(env.builds()) == 4 and all(b["status"] in ("started", "stopped")
                                                      for b in env.builds()), 120, "convergence")
+    # and a redelivery does no harm
+    for i in range(4):
+        r = env.webhook("push", push_payload(f"k{i}", sha(90 + i)))
+        assert r.status_code == 200 and "already deployed" in r.json()["detail"], r.text
     # one build per commit, one init job per build
     commits = sorted(b["commit_info"]["git_commit"] for b in env.builds())
     assert commits == sorted(sha(90 + i) for i in range(4))

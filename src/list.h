@@ -1,0 +1,60 @@
+/* An intrusive circular doubly linked list: a struct list member in each
+ * element, a struct list head that is its own sentinel. O(1) insert and
+ * remove, no allocation; the list never owns its elements.
+ *
+ *     struct op { struct list link; ... };
+ *     struct list ops;            list_init(&ops);
+ *     list_push(&ops, &op->link); list_remove(&op->link);
+ *     struct op *op, *tmp;
+ *     list_each_safe(op, tmp, &ops, link) { ... may remove op ... }
+ */
+#ifndef RUNBOAT_LIST_H
+#define RUNBOAT_LIST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct list {
+	struct list *prev, *next;
+};
+
+/* An empty list (a head, or an element that is in no list). */
+static inline void list_init(struct list *l)
+{
+	l->prev = l->next = l;
+}
+
+static inline bool list_empty(const struct list *l)
+{
+	return l->next == l;
+}
+
+/* Adds n at the end of the list whose head is head. */
+static inline void list_push(struct list *head, struct list *n)
+{
+	n->prev = head->prev;
+	n->next = head;
+	head->prev->next = n;
+	head->prev = n;
+}
+
+/* Takes n out of its list; n is then an empty list (removing it again is
+ * harmless). */
+static inline void list_remove(struct list *n)
+{
+	n->prev->next = n->next;
+	n->next->prev = n->prev;
+	list_init(n);
+}
+
+/* The element that holds the member at ptr. */
+#define list_entry(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+/* Every element, in order; the body may remove (and free) el, not others. */
+#define list_each_safe(el, tmp, head, member)                                                   \
+	for (el = list_entry((head)->next, __typeof__(*el), member),                             \
+	    tmp = list_entry(el->member.next, __typeof__(*el), member);                           \
+	     &el->member != (head);                                                              \
+	     el = tmp, tmp = list_entry(el->member.next, __typeof__(*el), member))
+
+#endif

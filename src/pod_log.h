@@ -1,0 +1,26 @@
+/* Pod logs of a build through the Kubernetes API: the newest pod of its
+ * initialization Job, or of the build itself (its first container: Odoo in
+ * the default kubefiles), gathered up to a bound. */
+#ifndef RUNBOAT_POD_LOG_H
+#define RUNBOAT_POD_LOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct kube;
+struct pod_log;
+
+/* The outcome: error 0 and the text (borrowed during the call), -ENOENT
+ * when there is no such pod, -EIO with a message otherwise. */
+typedef void (*pod_log_cb)(int error, const char *message, const char *text, size_t len,
+			   void *data);
+
+/* Starts fetching the log of build's init pod (init) or Odoo pod in
+ * namespace; cb runs exactly once unless the request is cancelled. NULL when
+ * the client is closing (cb is not called). */
+struct pod_log *pod_log_get(struct kube *kube, const char *namespace, const char *build, bool init,
+			    pod_log_cb cb, void *data);
+/* Stops a request: its callback will not run. */
+void pod_log_cancel(struct pod_log *l);
+
+#endif

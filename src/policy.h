@@ -1,0 +1,148 @@
+/* The controller's decisions: what one pass will do, as a pure function of
+ * the build index, the controller's per-build work state, the limits and the
+ * time (DESIGN.md, "Lifecycle"). No I/O, no clock, no allocation visible to
+ * the caller beyond the plan: src/controller.c executes the plan through
+ * src/actions.c and feeds each outcome back into the work state, which the
+ * next pass reads. test/unit/test_policy.c checks it on fixtures and against
+ * a brute-force model.
+ *
+ * A pass looks at
+ * - the builds marked dirty (something changed, or their backoff ended):
+ *   init Job events become init-status patches, actions asked through the
+ *   API (start, stop, reset, undeploy) become calls, a step refused for good
+ *   becomes "failed" with its reason;
+ * - every undeploying build: the next step of its cleanup;
+ * - the three limits: the initializer (oldest todo first, within
+ *   max_initializing; a queued build made obsolete by a newer commit of its
+ *   branch or PR is undeployed instead), the stopper (least recently scaled
+ *   first, within max_started) and the undeployer (least recently scaled
+ *   stopped or failed builds, never the newest of a branch or PR, within
+ *   max_deployed).
+ * A build with a call in flight that the action would conflict with, or
+ * waiting out its backoff after a failure, is left alone: it neither holds
+ * nor blocks an initialization slot. */
+#ifndef RUNBOAT_POLICY_H
+#define RUNBOAT_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "build.h"
+#include "index.h"
+
+/* What is in flight for one build (bits of build_work.ops). */
+enum work_op {
+	WORK_DEPLOY = 1 << 0,   /* applying deployment mode for a new build */
+	WORK_INIT = 1 << 1,     /* applying initialize mode */
+	WORK_PATCH = 1 << 2,    /* an init-status patch */
+	WORK_SCALE = 1 << 3,    /* start or stop */
+	WORK_RESET = 1 << 4,
+	WORK_UNDEPLOY = 1 << 5, /* the DELETE of the Deployment */
+	WORK_CLEAN = 1 << 6,    /* a step of the cleanup */
+};
+
+/* A start or stop asked for a build (through the API, or right after its
+ * initialization), kept until it is applied, refused, or superseded. */
+enum work_want { WANT_NONE, WANT_START, WANT_STOP };
+
+/* The controller's memory of one build, beside what Kubernetes says. */
+struct build_work {
+	unsigned ops;          /* enum work_op bits in flight */
+	uint64_t retry_at_ms;  /* after a transient failure: left alone until then */
+	unsigned failures;     /* transient failures in a row (the backoff's attempt) */
+	/* the resourceVersion one of our patches was based on: until the
+	 * informer shows a newer Deployment, the index is behind our own
+	 * change and the build is left alone */
+	char stale_rv[32];
+	/* a step was refused for good while the Deployment was at this
+	 * resourceVersion: no retry until the Deployment changes */
+	char blocked_rv[32];
+	bool init_applied;     /* initialize applied, its Job not seen yet: holds a slot */
+	bool stopping;         /* a stop is in flight: no longer counts as started */
+	bool cleaned;          /* finalizer removed: the Deployment is going, hands off */
+	bool cleanup_failed_reported;
+	enum work_want want;
+	bool want_reset;
+	bool want_undeploy;
+	const char *undeploy_why; /* static */
+	/* initialization refused for good: record init-status failed with
+	 * this reason (owned by the controller) */
+	char *init_refused;
+};
+
+/* What the limits are. */
+struct policy_limits {
+	size_t max_initializing, max_started, max_deployed;
+};
+
+/* The work state of a build, or NULL when the controller has none (a build
+ * it never touched: nothing in flight, no backoff). */
+typedef const struct build_work *(*policy_work_fn)(const char *name, void *data);
+
+struct policy_input {
+	const struct index *idx;
+	struct policy_limits limits;
+	policy_work_fn work;
+	void *work_data;
+	const char *const *dirty; /* names of the builds to reconcile */
+	size_t n_dirty;
+	uint64_t now_ms;          /* the clock of retry_at_ms */
+	/* builds not being deleted yet whose undeploy is asked (want_undeploy)
+	 * or in flight (WORK_UNDEPLOY): the undeployer counts them as gone */
+	size_t pending_undeploys;
+};
+
+enum action_kind {
+	ACTION_INIT_STATUS,   /* patch runboat/init-status from b's to .to */
+	ACTION_INITIALIZE,    /* apply what deployment mode makes besides the
+	                       * Deployment, then initialize mode */
+	ACTION_START,         /* apply start mode, then scale to 1 */
+	ACTION_STOP,          /* scale to 0, then apply stop mode */
+	ACTION_RESET,         /* delete the init Jobs, apply deployment mode again */
+	ACTION_UNDEPLOY,      /* delete the Deployment (its finalizer holds it) */
+	ACTION_CLEAN_KILL_INIT,  /* undeploying: delete the init Job */
+	ACTION_CLEAN_SCALE_DOWN, /* undeploying: scale to 0 */
+	ACTION_CLEAN_APPLY,      /* undeploying: apply cleanup mode */
+	ACTION_CLEAN_DELETE,     /* cleanup Job succeeded: delete every object
+	                          * of the build, then remove the finalizer */
+	ACTION_CLEANUP_FAILED,   /* the cleanup Job failed: say so, once */
+	ACTION_WANT_DROPPED,     /* a start/stop asked can no longer happen (the
+	                          * build was reset or is undeploying) */
+};
+
+/* One step of a plan. The build is borrowed from the index: valid until the
+ * index changes (the executor only starts calls, so it is valid while the
+ * plan is executed). */
+struct action {
+	enum action_kind kind;
+	const struct build *b;
+	enum build_init_status to; /* ACTION_INIT_STATUS */
+	const char *reason;        /* ACTION_INIT_STATUS to failed: why, recorded
+	                            * in runboat/reason (borrowed from the work) */
+	const char *why;           /* a static phrase for the log */
+};
+
+struct plan {
+	struct action *v;
+	size_t n, cap;
+};
+
+/* The actions of one pass, appended to out (which may hold earlier ones),
+ * in the order they should run: per-build reconciles first, then cleanups,
+ * the initializer, the stopper, the undeployer. A build appears in at most
+ * one action that starts calls. */
+void policy_plan(const struct policy_input *in, struct plan *out);
+
+/* Frees the plan's array (not the builds); the plan is empty afterwards. */
+void plan_free(struct plan *p);
+
+/* Static names of actions ("initialize", "start", ...), for logs and tests. */
+const char *action_kind_str(enum action_kind k);
+
+/* True when w says the build is left alone now: a call among ops is in
+ * flight, its backoff has not ended, or a permanent refusal holds it at its
+ * current resourceVersion. */
+bool policy_held(const struct build_work *w, const struct build *b, unsigned ops, uint64_t now_ms);
+
+#endif

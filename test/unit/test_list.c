@@ -1,0 +1,96 @@
+/* The intrusive list (src/list.h): order, removal while iterating, an
+ * element in no list, and a model check against an array. */
+#include <stdlib.h>
+
+#include "backoff.h"
+#include "list.h"
+#include "unit.h"
+
+struct item {
+	int v;
+	struct list link;
+};
+
+static size_t collect(struct list *head, int *out)
+{
+	size_t n = 0;
+	struct item *it, *tmp;
+	list_each_safe(it, tmp, head, link)
+	{
+		out[n++] = it->v;
+	}
+	return n;
+}
+
+static void test_basics(void)
+{
+	struct list head;
+	list_init(&head);
+	CHECK(list_empty(&head));
+	struct item a = {.v = 1}, b = {.v = 2}, c = {.v = 3};
+	list_push(&head, &a.link);
+	list_push(&head, &b.link);
+	list_push(&head, &c.link);
+	int got[8];
+	CHECK_INT(collect(&head, got), 3);
+	CHECK(got[0] == 1 && got[1] == 2 && got[2] == 3);
+	list_remove(&b.link);
+	list_remove(&b.link); /* harmless: it is in no list now */
+	CHECK_INT(collect(&head, got), 2);
+	CHECK(got[0] == 1 && got[1] == 3);
+	/* removing (and freeing) the current element while iterating */
+	struct item *it, *tmp;
+	int seen = 0;
+	list_each_safe(it, tmp, &head, link)
+	{
+		seen++;
+		list_remove(&it->link);
+	}
+	CHECK_INT(seen, 2);
+	CHECK(list_empty(&head));
+}
+
+static void test_model(void)
+{
+	uint64_t seed = 42;
+	struct item items[64];
+	bool in[64] = {0};
+	int order[64];
+	size_t n = 0;
+	struct list head;
+	list_init(&head);
+	for (int i = 0; i < 64; i++) {
+		items[i].v = i;
+		list_init(&items[i].link);
+	}
+	for (int step = 0; step < 20000; step++) {
+		int i = (int)(backoff_random(&seed) * 64);
+		if (in[i]) {
+			list_remove(&items[i].link);
+			size_t j = 0;
+			while (order[j] != i)
+				j++;
+			memmove(order + j, order + j + 1, (n - j - 1) * sizeof *order);
+			n--;
+		} else {
+			list_push(&head, &items[i].link);
+			order[n++] = i;
+		}
+		in[i] = !in[i];
+		int got[64];
+		size_t m = collect(&head, got);
+		if (m != n || memcmp(got, order, n * sizeof *got) != 0) {
+			CHECK_INT(m, n);
+			CHECK(0);
+			return;
+		}
+		CHECK(list_empty(&head) == (n == 0));
+	}
+}
+
+int main(void)
+{
+	RUN(test_basics);
+	RUN(test_model);
+	return UNIT_DONE();
+}
