@@ -7,7 +7,16 @@
  * defer timer adds it to the multi. It completes exactly once, in `finish`,
  * called from drain (curl reported it done), from the defer timer (cancelled)
  * or from teardown (closing). finish removes the easy handle first, so no
- * easy handle is ever removed or freed inside a libcurl callback. */
+ * easy handle is ever removed or freed inside a libcurl callback.
+ *
+ * Streamed requests go to a second instance (`streams`, its own multi handle
+ * and connection cache: see curl_uv.h for the libcurl 7.88 bug this avoids).
+ * Deadlines are ours too: libcurl's pre-request callback starts the
+ * first-byte clock and the first header line stops it; the overall timeout
+ * is watched as well, since libcurl 7.88 does not enforce CURLOPT_TIMEOUT
+ * on a transfer queued for a free connection (CURLMOPT_MAX_HOST_CONNECTIONS:
+ * it checks timeouts only once a connection is attached). One timer
+ * (`deadlines`) completes overdue requests from the loop, not from libcurl. */
 #include "curl_uv.h"
 
 #include "log.h"
@@ -21,6 +30,9 @@
 
 #define DEFAULT_MAX_RESPONSE (64u << 20)
 #define DEFAULT_CONNECT_TIMEOUT_MS 10000L
+#define DEFAULT_MAX_IDLE_S 50L
+#define END_GRACE_MS 250
+#define PORT_USES 64
 
 struct sock_ctx {
 	uv_poll_t poll;
@@ -43,8 +55,21 @@ struct curl_uv_request {
 	bool aborted;   /* on_data returned false */
 	bool too_big;
 	bool in_todo;
+	bool request_sent;     /* libcurl's pre-request callback ran */
+	bool response_started; /* a header line arrived */
+	bool fb_expired;       /* completed by the first-byte deadline */
+	bool end_expired;      /* completed by our watch of the overall timeout */
+	bool in_timed;         /* on cu->timed */
+	bool stale;            /* sent on a kept-alive connection idle for a while */
+	long fb_timeout_ms;
+	long stale_fb_timeout_ms;
+	long fb_used_ms;       /* the bound applied */
+	long timeout_ms;
+	uint64_t fb_deadline;  /* 0: none (not sent yet, or answered) */
+	uint64_t end_deadline; /* 0: none */
 	struct curl_uv_request *prev, *next;           /* cu->reqs */
 	struct curl_uv_request *todo_prev, *todo_next; /* cu->todo */
+	struct curl_uv_request *timed_prev, *timed_next; /* cu->timed */
 	char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -53,14 +78,25 @@ struct curl_uv {
 	CURLM *multi;
 	uv_timer_t timer; /* curl's timeout */
 	uv_timer_t defer; /* adds new requests, completes cancelled ones */
+	uv_timer_t deadlines; /* first-byte and overall deadlines */
 	int open_handles; /* uv handles not yet closed; cu is freed at 0 */
 	int depth;        /* > 0 while inside curl_multi_socket_action */
 	bool closing;
 	bool torn_down;
 	size_t active;
+	unsigned long connections; /* opened so far */
+	struct curl_uv_options opt;
+	struct curl_uv *streams;   /* streamed requests; NULL in that instance */
 	struct curl_uv_request *reqs;
 	struct curl_uv_request *todo, *todo_tail;
+	struct curl_uv_request *timed; /* with a deadline, unordered */
 	struct sock_ctx *socks;
+	/* When each kept-alive connection (known by its local port: unique per
+	 * host) was last used: a request's start or end. */
+	struct port_use {
+		int port;
+		uint64_t last_ms;
+	} ports[PORT_USES];
 };
 
 static void teardown(struct curl_uv *cu);
@@ -229,12 +265,96 @@ static void todo_unlink(struct curl_uv *cu, struct curl_uv_request *r)
 	r->todo_prev = r->todo_next = NULL;
 }
 
+static void timed_unlink(struct curl_uv *cu, struct curl_uv_request *r)
+{
+	if (!r->in_timed)
+		return;
+	if (r->timed_prev)
+		r->timed_prev->timed_next = r->timed_next;
+	else
+		cu->timed = r->timed_next;
+	if (r->timed_next)
+		r->timed_next->timed_prev = r->timed_prev;
+	r->in_timed = false;
+	r->timed_prev = r->timed_next = NULL;
+}
+
+static void timed_link(struct curl_uv *cu, struct curl_uv_request *r)
+{
+	if (r->in_timed)
+		return;
+	r->in_timed = true;
+	r->timed_prev = NULL;
+	r->timed_next = cu->timed;
+	if (cu->timed)
+		cu->timed->timed_prev = r;
+	cu->timed = r;
+}
+
+static uint64_t next_deadline(const struct curl_uv_request *r)
+{
+	uint64_t d = UINT64_MAX;
+	if (r->fb_deadline)
+		d = r->fb_deadline;
+	if (r->end_deadline && r->end_deadline < d)
+		d = r->end_deadline;
+	return d;
+}
+
+static void on_deadline(uv_timer_t *t);
+
+/* Arms the deadline timer for the earliest deadline (or stops it). */
+static void deadlines_rearm(struct curl_uv *cu)
+{
+	if (cu->torn_down)
+		return;
+	uint64_t first = UINT64_MAX;
+	for (struct curl_uv_request *r = cu->timed; r; r = r->timed_next) {
+		uint64_t d = next_deadline(r);
+		if (d < first)
+			first = d;
+	}
+	if (first == UINT64_MAX) {
+		uv_timer_stop(&cu->deadlines);
+		return;
+	}
+	uint64_t now = now_ms();
+	uv_timer_start(&cu->deadlines, on_deadline, first > now ? first - now : 0, 0);
+}
+
+/* The last use of the connection on local port `port` (0: unknown). */
+static uint64_t port_last_use(const struct curl_uv *cu, long port)
+{
+	for (int i = 0; i < PORT_USES; i++)
+		if (cu->ports[i].port == port && port > 0)
+			return cu->ports[i].last_ms;
+	return 0;
+}
+
+static void port_used(struct curl_uv *cu, long port, uint64_t now)
+{
+	if (port <= 0 || port > 65535)
+		return;
+	int slot = 0;
+	for (int i = 0; i < PORT_USES; i++) {
+		if (cu->ports[i].port == port) {
+			slot = i;
+			break;
+		}
+		if (cu->ports[i].last_ms < cu->ports[slot].last_ms)
+			slot = i; /* the least recently used, or a free one */
+	}
+	cu->ports[slot].port = (int)port;
+	cu->ports[slot].last_ms = now;
+}
+
 /* Detaches r from cu's lists, so that nothing (teardown included) can reach
  * it while its done callback runs. */
 static void req_unlink(struct curl_uv_request *r)
 {
 	struct curl_uv *cu = r->cu;
 	todo_unlink(cu, r);
+	timed_unlink(cu, r);
 	if (r->prev)
 		r->prev->next = r->next;
 	else
@@ -261,6 +381,8 @@ static int map_curl_error(struct curl_uv_request *r, CURLcode rc)
 		return -EMSGSIZE;
 	if (r->aborted)
 		return -ECONNABORTED;
+	if (r->fb_expired || r->end_expired)
+		return -ETIMEDOUT;
 	switch (rc) {
 	case CURLE_OK:
 		return 0;
@@ -293,11 +415,52 @@ static int map_curl_error(struct curl_uv_request *r, CURLcode rc)
 	}
 }
 
+/* Whether a failure with rc is one of the connection (see curl_uv.h). */
+static bool is_conn_failure(const struct curl_uv_request *r, CURLcode rc)
+{
+	if (r->cancelled || r->too_big || r->aborted)
+		return false;
+	if (r->fb_expired)
+		return true;
+	if (r->end_expired)
+		return false;
+	switch (rc) {
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_GOT_NOTHING:
+	case CURLE_PARTIAL_FILE:
+	case CURLE_HTTP2:
+	case CURLE_HTTP2_STREAM:
+	case CURLE_WEIRD_SERVER_REPLY:
+	case CURLE_SSL_CONNECT_ERROR:
+		return true;
+	case CURLE_UNSUPPORTED_PROTOCOL:
+		/* before sending: a URL we refuse; after: "Received HTTP/0.9" */
+		return r->request_sent;
+	case CURLE_OPERATION_TIMEDOUT: {
+		/* the connect timeout (a blackholed address), not the overall one */
+		curl_off_t us = 0;
+		curl_easy_getinfo(r->easy, CURLINFO_TOTAL_TIME_T, &us);
+		return !r->request_sent && (r->timeout_ms <= 0 || us / 1000 + 50 < r->timeout_ms);
+	}
+	default:
+		return false;
+	}
+}
+
 /* Completes r exactly once: removes it from the multi, calls on_done, frees.
  * Never called from inside a libcurl callback. */
 static void finish(struct curl_uv_request *r, CURLcode rc)
 {
 	struct curl_uv *cu = r->cu;
+	if (r->added && rc == CURLE_OK && r->request_sent) {
+		/* the connection may be kept alive: when it was last used */
+		long port = 0;
+		curl_easy_getinfo(r->easy, CURLINFO_LOCAL_PORT, &port);
+		port_used(cu, port, now_ms());
+	}
 	if (r->added) {
 		curl_multi_remove_handle(cu->multi, r->easy);
 		r->added = false;
@@ -305,18 +468,37 @@ static void finish(struct curl_uv_request *r, CURLcode rc)
 	req_unlink(r);
 	struct curl_uv_response res = {0};
 	res.error = map_curl_error(r, rc);
+	res.request_sent = r->request_sent;
+	res.response_started = r->response_started;
+	res.first_byte_timeout = r->fb_expired;
+	res.stale_connection = r->stale;
+	res.conn_failed = res.error != 0 && is_conn_failure(r, rc);
+	curl_easy_getinfo(r->easy, CURLINFO_NUM_CONNECTS, &res.new_connections);
+	if (res.new_connections > 0)
+		cu->connections += (unsigned long)res.new_connections;
+	char fbmsg[128];
 	if (res.error == 0 || res.error == -ECONNABORTED)
 		curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &res.status);
-	if (res.error == -ECANCELED)
+	if (res.error == -ECANCELED) {
 		res.error_message = "cancelled";
-	else if (res.error == -EMSGSIZE)
+	} else if (res.error == -EMSGSIZE) {
 		res.error_message = "response larger than the limit";
-	else if (res.error == -ECONNABORTED)
+	} else if (res.error == -ECONNABORTED) {
 		res.error_message = "aborted by the receiver";
-	else if (res.error)
+	} else if (r->fb_expired) {
+		snprintf(fbmsg, sizeof(fbmsg),
+			 "no response within %ld ms of sending the request (first-byte timeout%s)",
+			 r->fb_used_ms, r->stale ? ", on a connection idle before" : "");
+		res.error_message = fbmsg;
+	} else if (r->end_expired) {
+		snprintf(fbmsg, sizeof(fbmsg), "Operation timed out after %ld milliseconds%s",
+			 r->timeout_ms, r->request_sent ? "" : " (waiting for a connection)");
+		res.error_message = fbmsg;
+	} else if (res.error) {
 		res.error_message = r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc);
-	else
+	} else {
 		res.error_message = "";
+	}
 	res.body = r->body.data ? r->body.data : "";
 	res.body_len = r->body.len;
 	r->on_done(r, &res, r->data);
@@ -369,10 +551,92 @@ static void schedule(struct curl_uv *cu)
 	uv_timer_start(&cu->defer, on_defer, 0, 0);
 }
 
+/* libcurl is about to send the request on a ready connection (also again
+ * when it retries on a fresh connection by itself): the first-byte clock
+ * starts. */
+static int on_prereq(void *userp, char *primary_ip, char *local_ip, int primary_port,
+		     int local_port)
+{
+	UNUSED(primary_ip);
+	UNUSED(local_ip);
+	UNUSED(primary_port);
+	struct curl_uv_request *r = userp;
+	struct curl_uv *cu = r->cu;
+	uint64_t now = now_ms();
+	r->request_sent = true;
+	/* a kept-alive connection that was idle for a while may be dead */
+	long opened = 0;
+	curl_easy_getinfo(r->easy, CURLINFO_NUM_CONNECTS, &opened);
+	uint64_t last = opened ? 0 : port_last_use(cu, local_port);
+	r->stale = last && now - last >= CURL_UV_STALE_IDLE_MS;
+	port_used(cu, local_port, now);
+	r->fb_used_ms = r->fb_timeout_ms;
+	if (r->stale && r->stale_fb_timeout_ms > 0 &&
+	    (r->fb_used_ms <= 0 || r->stale_fb_timeout_ms < r->fb_used_ms))
+		r->fb_used_ms = r->stale_fb_timeout_ms;
+	if (r->fb_used_ms > 0 && !r->response_started && !cu->torn_down) {
+		r->fb_deadline = now + (uint64_t)r->fb_used_ms;
+		timed_link(cu, r);
+		deadlines_rearm(cu);
+	}
+	return CURL_PREREQFUNC_OK;
+}
+
+static void got_first_byte(struct curl_uv_request *r)
+{
+	if (r->response_started)
+		return;
+	r->response_started = true;
+	/* the timer may fire early: it finds nothing expired */
+	r->fb_deadline = 0;
+	if (!r->end_deadline)
+		timed_unlink(r->cu, r);
+}
+
+static size_t on_header(char *ptr, size_t size, size_t nmemb, void *userp)
+{
+	UNUSED(ptr);
+	got_first_byte(userp);
+	return size * nmemb;
+}
+
+/* Completes the requests whose first byte, or whose end, is overdue. From
+ * the loop, never from inside libcurl: removing easy handles is allowed. */
+static void on_deadline(uv_timer_t *t)
+{
+	struct curl_uv *cu = t->data;
+	if (cu->torn_down || cu->closing)
+		return;
+	uint64_t now = now_ms();
+	for (;;) {
+		struct curl_uv_request *r = cu->timed;
+		while (r && next_deadline(r) > now)
+			r = r->timed_next;
+		if (!r || cu->closing)
+			break;
+		timed_unlink(cu, r);
+		if (r->fb_deadline && r->fb_deadline <= now)
+			r->fb_expired = true;
+		else
+			r->end_expired = true;
+		/* a silent connection is closed, not kept for the next request
+		 * (HTTP/1.1 closes it anyway; an HTTP/2 one closes when its
+		 * last stream leaves) */
+		if (r->fb_expired)
+			curl_easy_setopt(r->easy, CURLOPT_FORBID_REUSE, 1L);
+		finish(r, CURLE_OPERATION_TIMEDOUT);
+	}
+	if (cu->closing && !cu->torn_down && cu->depth == 0)
+		teardown(cu);
+	else
+		deadlines_rearm(cu);
+}
+
 static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userp)
 {
 	struct curl_uv_request *r = userp;
 	size_t n = size * nmemb;
+	got_first_byte(r);
 	if (r->cancelled)
 		return 0;
 	long status = 0;
@@ -392,7 +656,8 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userp)
 	return n;
 }
 
-struct curl_uv *curl_uv_new(uv_loop_t *loop)
+static struct curl_uv *new_instance(uv_loop_t *loop, const struct curl_uv_options *o,
+				    bool streams)
 {
 	static bool global_done;
 	if (!global_done) {
@@ -413,13 +678,40 @@ struct curl_uv *curl_uv_new(uv_loop_t *loop)
 	curl_multi_setopt(cu->multi, CURLMOPT_SOCKETDATA, cu);
 	curl_multi_setopt(cu->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
 	curl_multi_setopt(cu->multi, CURLMOPT_TIMERDATA, cu);
-	curl_multi_setopt(cu->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+	if (o)
+		cu->opt = *o;
+	if (cu->opt.max_idle_s <= 0)
+		cu->opt.max_idle_s = DEFAULT_MAX_IDLE_S;
+	bool multiplex = !streams && !cu->opt.http1_only;
+	curl_multi_setopt(cu->multi, CURLMOPT_PIPELINING,
+			  multiplex ? (long)CURLPIPE_MULTIPLEX : (long)CURLPIPE_NOTHING);
+	if (!streams && cu->opt.max_host_connections > 0) {
+		curl_multi_setopt(cu->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+				  cu->opt.max_host_connections);
+		/* keep the pool when a burst ends: by default the cache holds 4
+		 * connections per easy handle still added, and shrinks with them */
+		curl_multi_setopt(cu->multi, CURLMOPT_MAXCONNECTS, cu->opt.max_host_connections);
+	}
 	uv_timer_init(loop, &cu->timer);
 	cu->timer.data = cu;
 	uv_timer_init(loop, &cu->defer);
 	cu->defer.data = cu;
-	cu->open_handles = 2;
+	uv_timer_init(loop, &cu->deadlines);
+	cu->deadlines.data = cu;
+	cu->open_handles = 3;
+	if (!streams)
+		cu->streams = new_instance(loop, o, true);
 	return cu;
+}
+
+struct curl_uv *curl_uv_new_opts(uv_loop_t *loop, const struct curl_uv_options *o)
+{
+	return new_instance(loop, o, false);
+}
+
+struct curl_uv *curl_uv_new(uv_loop_t *loop)
+{
+	return new_instance(loop, NULL, false);
 }
 
 static void set_blob(CURL *e, CURLoption opt, const char *data, size_t len)
@@ -432,6 +724,8 @@ struct curl_uv_request *curl_uv_start(struct curl_uv *cu, const struct curl_uv_r
 {
 	if (cu->closing || !o->url || !o->on_done)
 		return NULL;
+	if (o->on_data && cu->streams)
+		return curl_uv_start(cu->streams, o);
 	struct curl_uv_request *r = xcalloc(1, sizeof(*r));
 	r->cu = cu;
 	r->easy = curl_easy_init();
@@ -450,21 +744,27 @@ struct curl_uv_request *curl_uv_start(struct curl_uv *cu, const struct curl_uv_r
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+	curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+	curl_easy_setopt(e, CURLOPT_PREREQDATA, r);
+	curl_easy_setopt(e, CURLOPT_MAXAGE_CONN, cu->opt.max_idle_s);
+	r->fb_timeout_ms = o->first_byte_timeout_ms > 0 ? o->first_byte_timeout_ms : 0;
+	r->stale_fb_timeout_ms = o->stale_first_byte_timeout_ms > 0 ? o->stale_first_byte_timeout_ms : 0;
+	if (o->fresh_connection)
+		curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+	r->timeout_ms = o->timeout_ms;
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 	if (o->on_data) {
-		/* A long stream (watch, log) gets a connection of its own: with
-		 * libcurl 7.88, an HTTP/2 connection carrying watches sometimes
-		 * stops delivering another stream's data (a paginated list then
-		 * stalls until its timeout, seen in the informer's live
-		 * test). One HTTP/1.1 connection per stream
-		 * avoids shared flow-control windows altogether. */
+		/* A long stream (watch, log) gets an HTTP/1.1 connection of its
+		 * own, used once (this instance's multi holds streams only, so
+		 * no buffered request can be attached to it either). */
 		curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-		/* and that connection is nobody else's, before or after: with
-		 * ~100 calls in flight, requests were seen answered with the
-		 * bytes of a stream ("HTTP/0.9") */
 		curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
 		curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
+	} else if (cu->opt.http1_only) {
+		curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
 	} else {
 		curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
 		/* Over TLS, ALPN tells at once whether a connection
@@ -536,6 +836,12 @@ struct curl_uv_request *curl_uv_start(struct curl_uv *cu, const struct curl_uv_r
 		cu->reqs->prev = r;
 	cu->reqs = r;
 	cu->active++;
+	if (o->timeout_ms > 0) {
+		/* libcurl reports its own timeout first when it can (grace) */
+		r->end_deadline = now_ms() + (uint64_t)o->timeout_ms + END_GRACE_MS;
+		timed_link(cu, r);
+		deadlines_rearm(cu);
+	}
 	todo_push(cu, r);
 	schedule(cu);
 	return r;
@@ -586,7 +892,12 @@ int curl_uv_http_version(struct curl_uv_request *r)
 
 size_t curl_uv_active(const struct curl_uv *cu)
 {
-	return cu->active;
+	return cu->active + (cu->streams ? cu->streams->active : 0);
+}
+
+unsigned long curl_uv_connections_opened(const struct curl_uv *cu)
+{
+	return cu->connections + (cu->streams ? cu->streams->connections : 0);
 }
 
 static void teardown(struct curl_uv *cu)
@@ -606,6 +917,7 @@ static void teardown(struct curl_uv *cu)
 	}
 	uv_close((uv_handle_t *)&cu->timer, on_handle_closed);
 	uv_close((uv_handle_t *)&cu->defer, on_handle_closed);
+	uv_close((uv_handle_t *)&cu->deadlines, on_handle_closed);
 }
 
 void curl_uv_close(struct curl_uv *cu)
@@ -613,6 +925,10 @@ void curl_uv_close(struct curl_uv *cu)
 	if (!cu || cu->closing)
 		return;
 	cu->closing = true;
+	/* the streams first: their callbacks run before this returns too */
+	struct curl_uv *streams = cu->streams;
+	cu->streams = NULL;
+	curl_uv_close(streams);
 	/* From inside on_data: finished after curl_multi_socket_action returns. */
 	if (cu->depth > 0)
 		return;

@@ -13,6 +13,10 @@
 #define DEFAULT_TIMEOUT_MIN_S 300
 #define DEFAULT_TIMEOUT_MAX_S 600
 #define DEFAULT_SILENCE_MARGIN_MS 30000
+/* how often a watch looks at the client's count of dead connections, and
+ * how long it must have been quiet to be suspected with them */
+#define PROBE_MS 1000
+#define PROBE_QUIET_MS 1000
 #define DEFAULT_HEALTHY_MS 60000
 #define MAX_NAME 253
 #define MAX_NAMESPACE 63
@@ -68,6 +72,7 @@ struct informer {
 	enum step next_step;
 	uv_timer_t retry_timer;
 	uv_timer_t watchdog;
+	uint64_t seen_dead_conns; /* kube_dead_connections() when last looked at */
 	struct backoff backoff;
 	uint64_t rng;
 	struct informer_stats stats;
@@ -798,8 +803,23 @@ static void on_watchdog(uv_timer_t *t)
 	uint64_t now = uv_now(inf->loop);
 	uint64_t deadline = informer_silence_deadline(inf->last_activity_ms, inf->watch_timeout_s,
 						      inf->silence_margin_ms);
+	uint64_t dead = kube_dead_connections(inf->kube);
+	if (dead != inf->seen_dead_conns && now - inf->last_activity_ms >= PROBE_QUIET_MS) {
+		/* calls found dead connections (a silent drop by the network
+		 * or a frozen server): a quiet watch may sit on one too, and
+		 * nothing else would tell until its time-out; watching again
+		 * from the last resourceVersion costs one request */
+		inf->seen_dead_conns = dead;
+		inf->stats.silent++;
+		log_warn("informer %s: calls found dead connections and the watch has been quiet for "
+			 "%.1f s: watching again", inf->desc, (double)(now - inf->last_activity_ms) / 1000);
+		cancel_call(inf, CANCEL_SILENT);
+		return;
+	}
+	inf->seen_dead_conns = dead;
 	if (now < deadline) {
-		uv_timer_start(&inf->watchdog, on_watchdog, deadline - now, 0);
+		uint64_t next = deadline - now;
+		uv_timer_start(&inf->watchdog, on_watchdog, next < PROBE_MS ? next : PROBE_MS, 0);
 		return;
 	}
 	inf->stats.silent++;
@@ -854,8 +874,8 @@ static void start_watch(struct informer *inf)
 		log_info("informer %s: client closing, not watching", inf->desc);
 		return;
 	}
-	uv_timer_start(&inf->watchdog, on_watchdog,
-		       informer_silence_deadline(0, inf->watch_timeout_s, inf->silence_margin_ms), 0);
+	inf->seen_dead_conns = kube_dead_connections(inf->kube);
+	uv_timer_start(&inf->watchdog, on_watchdog, PROBE_MS, 0);
 }
 
 static void run_step(struct informer *inf, enum step s)

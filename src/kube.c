@@ -3,13 +3,18 @@
  *   start ──▶ (discovery: waits on its group/version) ──▶ rl (token bucket)
  *         ──▶ send ──(credentials from an exec plugin?)──▶ cred ──▶ in flight
  *         ──▶ 429/503: retry (timer) ──▶ rl ...   401: credentials refreshed, send again
+ *         ──▶ connection failed before any answer, call safe to repeat:
+ *             retry (timer, jittered backoff) ──▶ rl ...
  *         ──▶ finished (the completion callback, then freed)
  *
+ * A call's deadline starts when its first request is sent (a list: each
+ * page) and bounds every attempt and every pause between attempts.
  * Watches and streamed logs skip the rate limiter. One uv timer ("wake")
  * drives every stage, so that no completion runs inside the function that
  * started or cancelled a call. */
 #include "kube.h"
 
+#include "backoff.h"
 #include "curl_uv.h"
 #include "kube_cred.h"
 #include "kubeconfig.h"
@@ -29,6 +34,16 @@
 #define DEFAULT_PAGE 500
 #define MAX_RETRY_AFTER_S 60
 #define STATUS_MESSAGE_MAX 2048
+#define DEFAULT_FIRST_BYTE_MS 10000L
+#define DEFAULT_STALE_FIRST_BYTE_MS 3000L
+#define DEFAULT_CONN_RETRIES 3
+#define DEFAULT_MAX_CONNECTIONS 32
+/* pauses between repeats of a call whose connection failed: 50-100 ms,
+ * 100-200 ms, 200-400 ms, ... at most 1 s */
+#define CONN_RETRY_BASE_MS 100
+#define CONN_RETRY_MAX_MS 1000
+/* an attempt with less time than this left is not worth starting */
+#define MIN_ATTEMPT_MS 200
 
 enum op {
 	OP_GET,
@@ -100,6 +115,12 @@ struct kube_call {
 	int retries;
 	bool auth_retried;
 	bool cancelled;
+	bool safe;         /* may be sent again after a connection failure */
+	bool follow;       /* a followed log: no first-byte bound */
+	bool uncertain;    /* an attempt may have reached the server unanswered */
+	int conn_retries;
+	uint64_t deadline_ms; /* 0: not sent yet (this page) */
+	struct backoff bo;
 	/* result of a call finished from the wake timer */
 	int err;
 	int status;
@@ -108,6 +129,7 @@ struct kube_call {
 
 struct kube {
 	uv_loop_t *loop;
+	uint64_t dead_conns; /* calls whose connection failed before any answer */
 	struct kubeconfig *kc;
 	struct curl_uv *cu;
 	struct kube_cred *cred;
@@ -115,6 +137,8 @@ struct kube {
 	char *user_agent;
 	char *userpwd;
 	struct kube_bucket bucket;
+	uint64_t seed;
+	uint64_t seq;
 	uv_timer_t wake;
 	bool closing;
 	struct kube_call *calls;
@@ -378,6 +402,28 @@ void kube_lines_free(struct kube_lines *l)
 	l->len = l->cap = 0;
 }
 
+bool kube_result_transient(const struct kube_result *r)
+{
+	if (r->error == 0)
+		return false;
+	if (r->status == 0) {
+		switch (r->error) {
+		case -ECANCELED:
+		case -EINVAL:
+		case -ENOENT:
+		case -EMSGSIZE:
+			return false;
+		default:
+			return true;
+		}
+	}
+	if (r->status >= 500 || r->status == 429 || r->status == 408)
+		return true;
+	if (r->status == 409)
+		return !r->reason || strcmp(r->reason, "AlreadyExists") != 0;
+	return false;
+}
+
 /* ---- calls: creation, completion ---- */
 
 static void on_wake(uv_timer_t *t);
@@ -434,6 +480,7 @@ static void finish(struct kube_call *c, int err, int status, json_t *body, const
 		.raw = raw ? raw : "",
 		.raw_len = raw ? raw_len : 0,
 		.resource = c->res,
+		.maybe_applied = err != 0 && (c->uncertain || status >= 500),
 	};
 	if (c->done)
 		c->done(&r, c->data);
@@ -461,6 +508,10 @@ static struct kube_call *call_new(struct kube *k, enum op op, kube_done_cb done,
 	c->done = done;
 	c->data = data;
 	c->query = xstrdup("");
+	c->safe = op != OP_CREATE && op != OP_PATCH && op != OP_RAW;
+	k->seq++;
+	backoff_init(&c->bo, CONN_RETRY_BASE_MS, CONN_RETRY_MAX_MS, 0.5,
+		     k->seed ^ (k->seq * 0x9E3779B97F4A7C15ull));
 	c->next = k->calls;
 	if (k->calls)
 		k->calls->prev = c;
@@ -785,6 +836,26 @@ static void send_call(struct kube_call *c)
 		finish(c, -EACCES, 0, NULL, NULL, 0, why, NULL);
 		return;
 	}
+	long timeout = 0, first_byte = 0, stale_first_byte = 0;
+	if (!c->stream) {
+		uint64_t now = now_ms();
+		if (!c->deadline_ms)
+			c->deadline_ms = now + (uint64_t)k->opt.timeout_ms;
+		if (c->deadline_ms <= now) {
+			char *m = xasprintf("%s %s: no time left for another attempt", c->method,
+					    c->path);
+			finish(c, -ETIMEDOUT, 0, NULL, NULL, 0, m, NULL);
+			free(m);
+			return;
+		}
+		timeout = (long)(c->deadline_ms - now);
+	}
+	bool bounded = !c->stream && !c->follow && c->op != OP_WATCH;
+	if (bounded && k->opt.first_byte_timeout_ms > 0 && k->opt.first_byte_timeout_ms < timeout)
+		first_byte = k->opt.first_byte_timeout_ms;
+	if (bounded && k->opt.stale_first_byte_timeout_ms > 0 &&
+	    k->opt.stale_first_byte_timeout_ms < timeout)
+		stale_first_byte = k->opt.stale_first_byte_timeout_ms;
 	char *url;
 	if (c->op == OP_LIST) {
 		struct buf q = {0};
@@ -824,7 +895,14 @@ static void send_call(struct kube_call *c)
 		.headers = headers,
 		.body = c->body,
 		.body_len = c->body_len,
-		.timeout_ms = c->stream ? 0 : k->opt.timeout_ms,
+		.timeout_ms = timeout,
+		/* the connection (TCP + TLS) is bounded like the first byte */
+		.connect_timeout_ms = first_byte,
+		.first_byte_timeout_ms = first_byte,
+		.stale_first_byte_timeout_ms = stale_first_byte,
+		/* a call that cannot be repeated does not trust a kept-alive
+		 * connection */
+		.fresh_connection = !c->safe && !c->stream,
 		.max_response = k->opt.max_response,
 		.tls = &tls,
 		.user_agent = k->user_agent,
@@ -926,6 +1004,9 @@ static bool list_page(struct kube_call *c, json_t *page)
 	}
 	free(c->cont);
 	c->cont = xstrdup(cont);
+	c->deadline_ms = 0; /* each page has the call's time */
+	c->conn_retries = 0;
+	backoff_reset(&c->bo);
 	q_push(&c->k->rl, c);
 	kick(c->k);
 	return true;
@@ -937,6 +1018,9 @@ static void on_http_done(struct curl_uv_request *req, const struct curl_uv_respo
 	struct kube_call *c = data;
 	struct kube *k = c->k;
 	c->req = NULL;
+	/* sent, and no complete answer: it may have been done anyway */
+	if (res->error && res->request_sent)
+		c->uncertain = true;
 	if (res->error == -ECANCELED || c->cancelled || k->closing) {
 		finish(c, -ECANCELED, 0, NULL, NULL, 0, "cancelled", NULL);
 		return;
@@ -946,7 +1030,24 @@ static void on_http_done(struct curl_uv_request *req, const struct curl_uv_respo
 		return;
 	}
 	if (res->error) {
-		char *m = xasprintf("%s %s: %s", c->method, c->path, res->error_message);
+		if (res->conn_failed && !res->response_started && !c->stream)
+			k->dead_conns++;
+		if (res->conn_failed && !res->response_started && c->safe && !c->stream &&
+		    c->conn_retries < k->opt.max_conn_retries) {
+			uint64_t delay = backoff_next(&c->bo);
+			if (now_ms() + delay + MIN_ATTEMPT_MS < c->deadline_ms) {
+				c->conn_retries++;
+				log_info("kube: %s %s: %s; attempt %d in %llu ms", c->method,
+					 c->path, res->error_message, c->conn_retries + 1,
+					 (unsigned long long)delay);
+				schedule_retry(c, (long)delay);
+				return;
+			}
+		}
+		char *m = c->conn_retries
+				  ? xasprintf("%s %s: %s (after %d attempts)", c->method, c->path,
+					      res->error_message, c->conn_retries + 1)
+				  : xasprintf("%s %s: %s", c->method, c->path, res->error_message);
 		finish(c, res->error, (int)res->status, NULL, NULL, 0, m, NULL);
 		free(m);
 		return;
@@ -966,6 +1067,9 @@ static void on_http_done(struct curl_uv_request *req, const struct curl_uv_respo
 						: 1000L << (c->retries < 6 ? c->retries : 6);
 			if (delay_ms == 0)
 				delay_ms = 100;
+			if (!c->stream &&
+			    now_ms() + (uint64_t)delay_ms + MIN_ATTEMPT_MS >= c->deadline_ms)
+				goto answered; /* not within the call's time */
 			c->retries++;
 			log_info("kube: %s %s: %d, retry %d in %ld ms", c->method, c->path, status,
 				 c->retries, delay_ms);
@@ -973,6 +1077,7 @@ static void on_http_done(struct curl_uv_request *req, const struct curl_uv_respo
 			return;
 		}
 	}
+answered:;
 	bool ok = status >= 200 && status < 300;
 	json_t *body = NULL;
 	if ((c->op != OP_LOG || !ok) && res->body_len && body_is_json(res->body, res->body_len)) {
@@ -1100,13 +1205,29 @@ struct kube *kube_new(uv_loop_t *loop, struct kubeconfig *kc, const struct kube_
 		k->opt.max_retries = 0;
 	if (!k->opt.max_response)
 		k->opt.max_response = DEFAULT_MAX_RESPONSE;
+	if (k->opt.first_byte_timeout_ms == 0)
+		k->opt.first_byte_timeout_ms = DEFAULT_FIRST_BYTE_MS;
+	if (k->opt.stale_first_byte_timeout_ms == 0)
+		k->opt.stale_first_byte_timeout_ms = DEFAULT_STALE_FIRST_BYTE_MS;
+	if (k->opt.max_conn_retries == 0)
+		k->opt.max_conn_retries = DEFAULT_CONN_RETRIES;
+	if (k->opt.max_conn_retries < 0)
+		k->opt.max_conn_retries = 0;
+	if (k->opt.max_connections <= 0)
+		k->opt.max_connections = DEFAULT_MAX_CONNECTIONS;
 	k->user_agent = k->opt.user_agent ? xstrdup(k->opt.user_agent)
 					  : xstrdup("runboat/" RUNBOAT_VERSION);
 	k->opt.user_agent = k->user_agent;
 	if (kc->username)
 		k->userpwd = xasprintf("%s:%s", kc->username, kc->password ? kc->password : "");
 	kube_bucket_init(&k->bucket, k->opt.qps, k->opt.burst, now_ms());
-	k->cu = curl_uv_new(loop);
+	struct curl_uv_options co = {
+		.http1_only = !k->opt.http2,
+		.max_host_connections = k->opt.http2 ? 0 : k->opt.max_connections,
+		.max_idle_s = k->opt.max_idle_s,
+	};
+	k->cu = curl_uv_new_opts(loop, &co);
+	k->seed = backoff_seed();
 	k->cred = kube_cred_new(loop, kc, on_cred_ready, k);
 	uv_timer_init(loop, &k->wake);
 	k->wake.data = k;
@@ -1174,6 +1295,11 @@ const char *kube_default_namespace(const struct kube *k)
 const char *kube_server(const struct kube *k)
 {
 	return k->kc->server;
+}
+
+unsigned long kube_connections_opened(const struct kube *k)
+{
+	return k->cu ? curl_uv_connections_opened(k->cu) : 0;
 }
 
 void kube_cancel(struct kube_call *c)
@@ -1290,6 +1416,19 @@ struct kube_call *kube_apply(struct kube *k, const json_t *obj, const struct kub
 	return object_call(k, OP_APPLY, obj, o, done, data);
 }
 
+/* A JSON patch guarded by a "test" op fails rather than applies twice. */
+static bool json_patch_has_test(const json_t *patch)
+{
+	size_t i;
+	json_t *op;
+	json_array_foreach(patch, i, op) {
+		const char *name = json_string_value(json_object_get(op, "op"));
+		if (name && strcmp(name, "test") == 0)
+			return true;
+	}
+	return false;
+}
+
 struct kube_call *kube_patch(struct kube *k, const struct kube_ref *ref, enum kube_patch_type type,
 			     const json_t *patch, const struct kube_write_opts *o,
 			     kube_done_cb done, void *data)
@@ -1304,6 +1443,7 @@ struct kube_call *kube_patch(struct kube *k, const struct kube_ref *ref, enum ku
 							 : "application/merge-patch+json";
 	set_json_body(c, patch, ct);
 	add_write_opts(c, o, false);
+	c->safe = (o && o->idempotent) || (type == KUBE_PATCH_JSON && json_patch_has_test(patch));
 	return call_submit(c);
 }
 
@@ -1425,6 +1565,7 @@ struct kube_call *kube_pod_log(struct kube *k, const char *ns, const char *pod,
 			query_add_int(c, "limitBytes", o->limit_bytes);
 		if (o->follow)
 			query_add(c, "follow", "true");
+		c->follow = o->follow;
 		if (o->previous)
 			query_add(c, "previous", "true");
 		if (o->timestamps)
@@ -1464,6 +1605,7 @@ struct kube_call *kube_request(struct kube *k, const char *method, const char *p
 		return c;
 	}
 	c->path = xstrdup(path_and_query);
+	c->safe = strcmp(c->method, "GET") == 0 || strcmp(c->method, "HEAD") == 0;
 	if (body) {
 		c->body = xmalloc(body_len + 1);
 		memcpy(c->body, body, body_len);
@@ -1472,4 +1614,9 @@ struct kube_call *kube_request(struct kube *k, const char *method, const char *p
 	}
 	c->content_type = content_type ? xstrdup(content_type) : NULL;
 	return call_submit(c);
+}
+
+uint64_t kube_dead_connections(const struct kube *k)
+{
+	return k->dead_conns;
 }

@@ -3,6 +3,23 @@
  * curl_uv, with API discovery, client-side rate limiting, retries on 429/503,
  * per-call timeouts and cancellation. Nothing here blocks the loop.
  *
+ * Connections: calls share a bounded pool of HTTP/1.1 keep-alive
+ * connections (or, with the http2 option, multiplexed HTTP/2 connections);
+ * watches and streamed logs have connections of their own. A connection
+ * idle for max_idle_s is retired rather than reused (kube-apiserver closes
+ * idle ones after 90 s). A call waits at most first_byte_timeout_ms for the
+ * first byte of an answer once its request is sent (watches and streamed
+ * logs exempt; stale_first_byte_timeout_ms on a connection that had been
+ * idle), and a call that is safe to repeat is sent again, a few times,
+ * after a short jittered pause, when its connection failed before any
+ * answer (connect error, reset, nothing received, garbage, silence past the
+ * first-byte deadline), always within its overall timeout. Safe to repeat:
+ * get, list (page by page), pod logs, discovery, server-side apply, delete,
+ * deletecollection, a JSON patch holding a "test" op, a raw GET/HEAD, and a
+ * patch marked idempotent (kube_write_opts). A create is never repeated;
+ * a call that cannot be repeated opens a new connection rather than trust a
+ * kept-alive one.
+ *
  * Every call returns a struct kube_call handle (NULL only when the client is
  * closing) and later invokes its completion callback EXACTLY ONCE, never from
  * inside the call that started it. The handle is valid until the completion
@@ -24,10 +41,33 @@ struct kubeconfig;
 struct kube_options {
 	double qps;            /* token bucket rate; 0: 20/s, < 0: unlimited */
 	int burst;             /* bucket size; 0: 2 * qps (at least 1) */
-	long timeout_ms;       /* every non-streaming call; 0: 30000 */
+	long timeout_ms;       /* every non-streaming call, all its attempts
+	                        * and pauses included (a list: each page),
+	                        * from its first request; 0: 30000 */
 	int max_retries;       /* on 429/503 (honouring Retry-After); 0: 5, < 0: none */
 	size_t max_response;   /* bounded bodies; 0: 64 MiB */
 	const char *user_agent; /* 0: "runboat/<version>" */
+	/* From sending a request to the first byte of its answer; 0: 10000,
+	 * < 0: no bound. Watches and streamed logs are exempt. */
+	long first_byte_timeout_ms;
+	/* The same bound on a kept-alive connection that had been idle for a
+	 * second or more, where a silent drop is likeliest: found out fast, and
+	 * the call repeated on another connection if it is safe; 0: 3000,
+	 * < 0: first_byte_timeout_ms. A call that is not safe to repeat never
+	 * goes on a kept-alive connection: it opens a new one. */
+	long stale_first_byte_timeout_ms;
+	/* Repeats of a call safe to repeat whose connection failed before any
+	 * answer; 0: 3, < 0: none. */
+	int max_conn_retries;
+	/* Calls multiplexed over HTTP/2 instead of a pool of HTTP/1.1
+	 * connections (see test/bench/README.md for why the pool is the
+	 * default with libcurl 7.88). */
+	bool http2;
+	/* HTTP/1.1: connections of the call pool; calls beyond wait for one
+	 * (the wait counts in timeout_ms). 0: 32. */
+	int max_connections;
+	/* A connection idle for longer is not reused; 0: 50 s. */
+	long max_idle_s;
 };
 
 /* A resource type, as API discovery found it. */
@@ -75,7 +115,35 @@ struct kube_result {
 	const char *raw;      /* raw body bytes ("" if none; NUL-terminated) */
 	size_t raw_len;
 	const struct kube_resource *resource; /* resolved type, or NULL */
+	/* The call failed (error != 0), yet what it asked for may have been
+	 * done: one of its attempts reached the server, or may have, and no
+	 * complete answer came back (a time-out, a broken connection, a
+	 * cancel while in flight), or the answer was a 5xx. A later attempt's
+	 * 4xx does not clear it: a repeated delete that finds nothing (404), or
+	 * a repeated test-guarded patch whose test now fails, may be the
+	 * echo of a first attempt that worked. False on success, and when the
+	 * server's answer says nothing was done or nothing was sent. */
+	bool maybe_applied;
 };
+
+/* Whether a failed call is worth trying again later (as a whole, by the
+ * caller; the client has already repeated what was safe to repeat):
+ *   true   no HTTP answer (time-out, connection refused, reset, protocol
+ *          garbage, -EIO, -ETIMEDOUT, -ECONNREFUSED, -EHOSTUNREACH,
+ *          credentials not obtained), or an answer saying "not now": 5xx,
+ *          429 Too Many Requests, 408 Request Timeout, 409 Conflict (but
+ *          not 409 AlreadyExists, the permanent answer to a create);
+ *   false  success, -ECANCELED, our own bad arguments (-EINVAL), a kind the
+ *          server does not serve (-ENOENT), a response over the size limit
+ *          (-EMSGSIZE), and every other 4xx: a permanent refusal (invalid,
+ *          forbidden, not found, ...). */
+bool kube_result_transient(const struct kube_result *r);
+
+/* How many calls so far found their connection dead before any answer
+ * (first-byte deadline passed, reset, nothing received). A hint for the
+ * holders of long streams (watches): a connection that died silently for
+ * calls may have died the same way under a quiet stream. */
+uint64_t kube_dead_connections(const struct kube *k);
 
 typedef void (*kube_done_cb)(const struct kube_result *res, void *data);
 /* A watch event: type is "ADDED", "MODIFIED", "DELETED", "BOOKMARK" or
@@ -97,6 +165,8 @@ void kube_close(struct kube *k);
 const char *kube_default_namespace(const struct kube *k);
 /* The API server URL. Borrowed. */
 const char *kube_server(const struct kube *k);
+/* Connections opened so far, calls and streams (for metrics, benchmarks). */
+unsigned long kube_connections_opened(const struct kube *k);
 
 /* Cancels a call: its completion callback runs with -ECANCELED, never from
  * inside kube_cancel (a later loop iteration, or right after the running
@@ -134,6 +204,10 @@ struct kube_write_opts {
 	const char *field_manager; /* apply: required (default "runboat") */
 	bool force;                /* apply: take over conflicting fields */
 	bool dry_run;              /* dryRun=All */
+	/* patch: repeating it is harmless (e.g. a merge patch that only sets
+	 * absolute values), so it may be sent again when its connection fails
+	 * before any answer. Apply is always repeatable, create never. */
+	bool idempotent;
 };
 
 /* POST obj (borrowed; serialized at once) to its collection. The type and

@@ -1,28 +1,35 @@
-/* curl_uv against a tiny HTTP/1.1 server running on the same loop. Each test
- * counts callbacks and ends with uv_loop_close() == 0. */
+/* curl_uv against a tiny HTTP/1.1 server running on the same loop, directly
+ * or through a fault-injecting proxy (fault_proxy.h). Each test counts
+ * callbacks and ends with uv_loop_close() == 0. */
 #include "curl_uv.h"
 #include "util.h"
 #include "unit.h"
+#include "fault_proxy.h"
 
 #include <errno.h>
 #include <string.h>
 #include <uv.h>
 
-/* ---- a tiny server: answers by path, one request per connection ---- */
+/* ---- a tiny server: answers by path, one request per connection, except
+ * /ka and /ka-slow (keep-alive; /ka-slow answers on the next 50 ms tick) ---- */
 
 struct conn {
 	uv_tcp_t tcp;
 	struct buf in;
 	bool responded;
+	bool slow_pending;
 	struct conn *next;
 	struct server *srv;
 };
 
 struct server {
 	uv_tcp_t tcp;
+	uv_timer_t tick;
 	int port;
 	struct conn *conns;
 	int requests;
+	int accepted;
+	int open, peak_open;
 	char last_method[16];
 	char last_body[256];
 	char last_auth[256];
@@ -31,6 +38,7 @@ struct server {
 static void on_conn_closed(uv_handle_t *h)
 {
 	struct conn *c = h->data;
+	c->srv->open--;
 	buf_free(&c->in);
 	free(c);
 }
@@ -82,10 +90,35 @@ static void send_str(struct conn *c, const char *s, size_t len, bool close_after
 	}
 }
 
+static const char KA_RESPONSE[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+/* A keep-alive answer; the connection then waits for the next request. */
+static void respond_ka(struct conn *c)
+{
+	c->responded = false;
+	c->slow_pending = false;
+	buf_reset(&c->in);
+	send_str(c, KA_RESPONSE, strlen(KA_RESPONSE), false);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+	struct server *s = t->data;
+	for (struct conn *c = s->conns; c; c = c->next)
+		if (c->slow_pending)
+			respond_ka(c);
+}
+
 static void respond(struct conn *c, const char *path)
 {
 	struct buf r = {0};
-	if (strcmp(path, "/ok") == 0) {
+	if (strcmp(path, "/ka") == 0) {
+		respond_ka(c);
+		return;
+	} else if (strcmp(path, "/ka-slow") == 0) {
+		c->slow_pending = true;
+		return;
+	} else if (strcmp(path, "/ok") == 0) {
 		buf_append_str(&r, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Test: a\r\n"
 				   "X-Test: b\r\nRetry-After: 7\r\nConnection: close\r\n\r\nhello");
 	} else if (strcmp(path, "/big") == 0) {
@@ -171,6 +204,9 @@ static void on_connection(uv_stream_t *st, int status)
 	c->srv = s;
 	uv_tcp_init(st->loop, &c->tcp);
 	c->tcp.data = c;
+	s->accepted++;
+	if (++s->open > s->peak_open)
+		s->peak_open = s->open;
 	if (uv_accept(st, (uv_stream_t *)&c->tcp) != 0) {
 		uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
 		return;
@@ -188,7 +224,10 @@ static void server_start(uv_loop_t *loop, struct server *s)
 	uv_tcp_init(loop, &s->tcp);
 	s->tcp.data = s;
 	CHECK_INT(uv_tcp_bind(&s->tcp, (const struct sockaddr *)&addr, 0), 0);
-	CHECK_INT(uv_listen((uv_stream_t *)&s->tcp, 16, on_connection), 0);
+	CHECK_INT(uv_listen((uv_stream_t *)&s->tcp, 64, on_connection), 0);
+	uv_timer_init(loop, &s->tick);
+	s->tick.data = s;
+	uv_timer_start(&s->tick, on_tick, 50, 50);
 	struct sockaddr_storage ss;
 	int len = sizeof(ss);
 	uv_tcp_getsockname(&s->tcp, (struct sockaddr *)&ss, &len);
@@ -200,6 +239,7 @@ static void server_stop(struct server *s)
 	while (s->conns)
 		conn_close(s->conns);
 	uv_close((uv_handle_t *)&s->tcp, NULL);
+	uv_close((uv_handle_t *)&s->tick, NULL);
 }
 
 /* ---- test state ---- */
@@ -217,6 +257,10 @@ struct result {
 	bool cancel_in_data;
 	struct curl_uv *cu;
 	bool close_in_done;
+	bool request_sent, response_started, conn_failed, fb_timeout, stale;
+	long new_connections;
+	uint64_t t0, took_ms;
+	char message[256];
 };
 
 static void on_done(struct curl_uv_request *req, const struct curl_uv_response *res, void *data)
@@ -225,6 +269,14 @@ static void on_done(struct curl_uv_request *req, const struct curl_uv_response *
 	r->done++;
 	r->error = res->error;
 	r->status = res->status;
+	r->request_sent = res->request_sent;
+	r->response_started = res->response_started;
+	r->conn_failed = res->conn_failed;
+	r->fb_timeout = res->first_byte_timeout;
+	r->stale = res->stale_connection;
+	r->new_connections = res->new_connections;
+	r->took_ms = now_ms() - r->t0;
+	snprintf(r->message, sizeof(r->message), "%s", res->error_message);
 	r->body_len = res->body_len;
 	snprintf(r->body, sizeof(r->body), "%s", res->body);
 	const char *h = curl_uv_response_header(req, "x-test");
@@ -261,6 +313,7 @@ static struct curl_uv_request *start(struct curl_uv *cu, struct server *s, const
 	o.url = u;
 	o.on_done = on_done;
 	o.data = r;
+	r->t0 = now_ms();
 	struct curl_uv_request *req = curl_uv_start(cu, &o);
 	free(u);
 	return req;
@@ -283,7 +336,7 @@ static void test_connection_refused(void)
 	struct server s;
 	server_start(&loop, &s);
 	int port = s.port;
-	uv_close((uv_handle_t *)&s.tcp, NULL);
+	server_stop(&s);
 	uv_run(&loop, UV_RUN_DEFAULT);
 
 	struct curl_uv *cu = curl_uv_new(&loop);
@@ -455,6 +508,304 @@ static void test_close_from_done(void)
 	CHECK_INT(uv_loop_close(&loop), 0);
 }
 
+/* ---- through the fault-injecting proxy ---- */
+
+static void on_sleep(uv_timer_t *t)
+{
+	*(int *)t->data = 1;
+}
+
+static void sleep_loop(uv_loop_t *loop, uint64_t ms)
+{
+	int fired = 0;
+	uv_timer_t t;
+	uv_timer_init(loop, &t);
+	t.data = &fired;
+	uv_timer_start(&t, on_sleep, ms, 0);
+	while (!fired && uv_run(loop, UV_RUN_ONCE))
+		;
+	uv_close((uv_handle_t *)&t, NULL);
+	uv_run(loop, UV_RUN_NOWAIT);
+}
+
+/* A GET to the proxy; runs the loop until it is done. */
+static void get_via_opts(uv_loop_t *loop, struct curl_uv *cu, struct fproxy *p, const char *path,
+			 struct result *r, struct curl_uv_request_opts o)
+{
+	memset(r, 0, sizeof(*r));
+	char *u = xasprintf("http://127.0.0.1:%d%s", p->port, path);
+	o.url = u;
+	o.on_done = on_done;
+	o.data = r;
+	r->t0 = now_ms();
+	CHECK(curl_uv_start(cu, &o) != NULL);
+	free(u);
+	while (!r->done && uv_run(loop, UV_RUN_ONCE))
+		;
+}
+
+static void get_via(uv_loop_t *loop, struct curl_uv *cu, struct fproxy *p, const char *path,
+		    struct result *r, long timeout_ms, long first_byte_ms)
+{
+	struct curl_uv_request_opts o = {.timeout_ms = timeout_ms,
+					 .first_byte_timeout_ms = first_byte_ms};
+	get_via_opts(loop, cu, p, path, r, o);
+}
+
+/* The quiet-spell failure: a keep-alive connection silently dropped (no
+ * FIN, no RST) while idle. The next request on it gets nothing back: with a
+ * first-byte deadline it fails fast, as a connection failure, and the
+ * connection is closed, so the next request opens a new one. */
+static void test_silent_drop_first_byte(void)
+{
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct server s;
+	server_start(&loop, &s);
+	struct fproxy p;
+	CHECK_INT(fproxy_start(&loop, &p, s.port), 0);
+	struct curl_uv *cu = curl_uv_new(&loop);
+	struct result r;
+	get_via(&loop, cu, &p, "/ka", &r, 5000, 300);
+	CHECK_INT(r.error, 0);
+	CHECK_INT(r.new_connections, 1);
+	CHECK(r.request_sent && r.response_started && !r.conn_failed);
+	get_via(&loop, cu, &p, "/ka", &r, 5000, 300);
+	CHECK_INT(r.error, 0);
+	CHECK_INT(r.new_connections, 0); /* kept alive */
+	CHECK_INT(p.accepted, 1);
+
+	CHECK_INT(fproxy_silence_all(&p), 1);
+	get_via(&loop, cu, &p, "/ka", &r, 5000, 300);
+	CHECK_INT(r.error, -ETIMEDOUT);
+	CHECK_INT(r.fb_timeout, 1);
+	CHECK_INT(r.conn_failed, 1);
+	CHECK_INT(r.request_sent, 1);
+	CHECK_INT(r.response_started, 0);
+	CHECK_INT(r.status, 0);
+	CHECK(r.took_ms >= 290 && r.took_ms < 2000);
+	if (r.took_ms < 290 || r.took_ms >= 2000)
+		fprintf(stderr, "  took %llu ms\n", (unsigned long long)r.took_ms);
+	CHECK_STR(r.message, "no response within 300 ms of sending the request (first-byte timeout)");
+	CHECK(p.swallowed >= 1);
+
+	get_via(&loop, cu, &p, "/ka", &r, 5000, 300);
+	CHECK_INT(r.error, 0);
+	CHECK_INT(r.new_connections, 1);
+	CHECK_INT(p.accepted, 2);
+	CHECK_INT(curl_uv_connections_opened(cu), 2);
+	fproxy_stop(&p);
+	finish_loop(&loop, cu, &s);
+}
+
+/* A connection idle longer than max_idle_s is not reused: a silently
+ * dropped idle connection is never even tried. */
+static void test_idle_age(void)
+{
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct server s;
+	server_start(&loop, &s);
+	struct fproxy p;
+	CHECK_INT(fproxy_start(&loop, &p, s.port), 0);
+	struct curl_uv_options co = {.max_idle_s = 1};
+	struct curl_uv *cu = curl_uv_new_opts(&loop, &co);
+	struct result r;
+	get_via(&loop, cu, &p, "/ka", &r, 3000, 0);
+	CHECK_INT(r.error, 0);
+	sleep_loop(&loop, 200);
+	get_via(&loop, cu, &p, "/ka", &r, 3000, 0);
+	CHECK_INT(r.new_connections, 0); /* young enough: reused */
+	sleep_loop(&loop, 2100);
+	CHECK_INT(fproxy_silence_all(&p), 1);
+	get_via(&loop, cu, &p, "/ka", &r, 3000, 0); /* no first-byte bound */
+	CHECK_INT(r.error, 0);
+	CHECK_INT(r.new_connections, 1);
+	CHECK(r.took_ms < 1000);
+	CHECK_INT(p.accepted, 2);
+	fproxy_stop(&p);
+	finish_loop(&loop, cu, &s);
+}
+
+/* A kept-alive connection idle for CURL_UV_STALE_IDLE_MS is "stale": it
+ * gets the short first-byte bound; fresh_connection never reuses one. */
+static void test_stale_and_fresh(void)
+{
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct server s;
+	server_start(&loop, &s);
+	struct fproxy p;
+	CHECK_INT(fproxy_start(&loop, &p, s.port), 0);
+	struct curl_uv *cu = curl_uv_new(&loop);
+	struct curl_uv_request_opts o = {.timeout_ms = 5000, .first_byte_timeout_ms = 3000,
+					 .stale_first_byte_timeout_ms = 300};
+	struct result r;
+	get_via_opts(&loop, cu, &p, "/ka", &r, o);
+	CHECK_INT(r.error, 0);
+	CHECK_INT(r.stale, 0); /* a new connection */
+	get_via_opts(&loop, cu, &p, "/ka", &r, o);
+	CHECK_INT(r.new_connections, 0);
+	CHECK_INT(r.stale, 0); /* reused at once */
+	sleep_loop(&loop, CURL_UV_STALE_IDLE_MS + 200);
+	get_via_opts(&loop, cu, &p, "/ka", &r, o);
+	CHECK_INT(r.error, 0);
+	CHECK_INT(r.new_connections, 0);
+	CHECK_INT(r.stale, 1); /* reused after a second: alive here */
+
+	sleep_loop(&loop, CURL_UV_STALE_IDLE_MS + 200);
+	fproxy_silence_all(&p);
+	get_via_opts(&loop, cu, &p, "/ka", &r, o);
+	CHECK_INT(r.error, -ETIMEDOUT);
+	CHECK_INT(r.stale, 1);
+	CHECK_INT(r.fb_timeout, 1);
+	CHECK(r.took_ms >= 290 && r.took_ms < 2000);
+	CHECK_STR(r.message, "no response within 300 ms of sending the request (first-byte "
+			     "timeout, on a connection idle before)");
+
+	/* fresh_connection: a new one although one is kept alive */
+	get_via_opts(&loop, cu, &p, "/ka", &r, o);
+	CHECK_INT(r.new_connections, 1);
+	o.fresh_connection = true;
+	get_via_opts(&loop, cu, &p, "/ka", &r, o);
+	CHECK_INT(r.error, 0);
+	CHECK_INT(r.new_connections, 1);
+	fproxy_stop(&p);
+	finish_loop(&loop, cu, &s);
+}
+
+/* What each fault looks like to the caller. */
+static void test_fault_kinds(void)
+{
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct server s;
+	server_start(&loop, &s);
+	struct fproxy p;
+	CHECK_INT(fproxy_start(&loop, &p, s.port), 0);
+	struct curl_uv *cu = curl_uv_new(&loop);
+	struct result r;
+
+	/* reset before any answer byte, on a fresh connection */
+	p.reset_conns = 1;
+	p.reset_after = 0;
+	get_via(&loop, cu, &p, "/ka", &r, 3000, 1000);
+	CHECK_INT(r.error, -EIO);
+	CHECK_INT(r.conn_failed, 1);
+	CHECK_INT(r.request_sent, 1);
+	CHECK_INT(r.response_started, 0);
+	CHECK_INT(p.resets, 1);
+
+	/* reset in the middle of the answer: the status line came */
+	p.reset_conns = 1;
+	p.reset_after = 20;
+	get_via(&loop, cu, &p, "/big", &r, 3000, 1000);
+	CHECK(r.error == -EIO);
+	CHECK_INT(r.conn_failed, 1);
+	CHECK_INT(r.response_started, 1);
+	CHECK_INT(p.resets, 2);
+
+	/* a slow first byte: within the bound it is fine, beyond it fails */
+	p.delay_conns = 1;
+	p.delay_first_ms = 300;
+	get_via(&loop, cu, &p, "/ok", &r, 3000, 2000);
+	CHECK_INT(r.error, 0);
+	CHECK_INT(r.status, 200);
+	CHECK(r.took_ms >= 290);
+	p.delay_conns = 1;
+	p.delay_first_ms = 1500;
+	get_via(&loop, cu, &p, "/ok", &r, 3000, 300);
+	CHECK_INT(r.error, -ETIMEDOUT);
+	CHECK_INT(r.fb_timeout, 1);
+	CHECK(r.took_ms < 1200);
+
+	/* a blackhole: connected, then nothing */
+	p.blackhole = true;
+	get_via(&loop, cu, &p, "/ok", &r, 3000, 300);
+	CHECK_INT(r.error, -ETIMEDOUT);
+	CHECK_INT(r.fb_timeout, 1);
+	CHECK_INT(r.conn_failed, 1);
+	CHECK_INT(r.request_sent, 1);
+	p.blackhole = false;
+
+	/* the overall timeout is not a connection failure */
+	get_via(&loop, cu, &p, "/hang", &r, 300, 0);
+	CHECK_INT(r.error, -ETIMEDOUT);
+	CHECK_INT(r.fb_timeout, 0);
+	CHECK_INT(r.conn_failed, 0);
+	CHECK_INT(r.request_sent, 1);
+	fproxy_stop(&p);
+	uv_run(&loop, UV_RUN_NOWAIT);
+
+	/* nothing listens: not sent */
+	struct fproxy gone = p;
+	get_via(&loop, cu, &gone, "/ok", &r, 3000, 300);
+	CHECK_INT(r.error, -ECONNREFUSED);
+	CHECK_INT(r.conn_failed, 1);
+	CHECK_INT(r.request_sent, 0);
+	finish_loop(&loop, cu, &s);
+}
+
+/* HTTP/1.1 pool: no more than max_host_connections, the others wait and
+ * reuse them. */
+static void test_pool_limit(void)
+{
+	for (int limited = 0; limited < 2; limited++) {
+		uv_loop_t loop;
+		uv_loop_init(&loop);
+		struct server s;
+		server_start(&loop, &s);
+		struct curl_uv_options co = {.http1_only = true,
+					     .max_host_connections = limited ? 2 : 0};
+		struct curl_uv *cu = curl_uv_new_opts(&loop, &co);
+		struct result r[8] = {0};
+		int done = 0;
+		for (int i = 0; i < 8; i++)
+			start(cu, &s, "/ka-slow", &r[i], NULL);
+		for (;;) {
+			done = 0;
+			for (int i = 0; i < 8; i++)
+				done += r[i].done;
+			if (done == 8 || !uv_run(&loop, UV_RUN_ONCE))
+				break;
+		}
+		CHECK_INT(done, 8);
+		for (int i = 0; i < 8; i++)
+			CHECK_INT(r[i].status, 200);
+		if (limited) {
+			CHECK_INT(s.peak_open, 2);
+			CHECK_INT(s.accepted, 2);
+		} else {
+			CHECK_INT(s.peak_open, 8);
+		}
+		finish_loop(&loop, cu, &s);
+	}
+
+	/* a request queued for a connection still has its timeout (libcurl
+	 * 7.88 alone would let it wait as long as the pool stays busy) */
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct server s;
+	server_start(&loop, &s);
+	struct curl_uv_options co = {.http1_only = true, .max_host_connections = 1};
+	struct curl_uv *cu = curl_uv_new_opts(&loop, &co);
+	struct result hang = {0}, queued = {0};
+	start(cu, &s, "/hang", &hang, NULL);
+	struct curl_uv_request_opts qo = {.timeout_ms = 300};
+	start(cu, &s, "/ok", &queued, &qo);
+	while (!queued.done && uv_run(&loop, UV_RUN_ONCE))
+		;
+	CHECK_INT(queued.error, -ETIMEDOUT);
+	CHECK_INT(queued.request_sent, 0);
+	CHECK_INT(queued.conn_failed, 0);
+	CHECK_STR(queued.message, "Operation timed out after 300 milliseconds (waiting for a connection)");
+	CHECK(queued.took_ms >= 300 && queued.took_ms < 1500);
+	CHECK_INT(hang.done, 0);
+	CHECK_INT(s.accepted, 1);
+	finish_loop(&loop, cu, &s);
+	CHECK_INT(hang.error, -ECANCELED);
+}
+
 int main(void)
 {
 	RUN(test_connection_refused);
@@ -463,5 +814,10 @@ int main(void)
 	RUN(test_cancel);
 	RUN(test_close_with_pending);
 	RUN(test_close_from_done);
+	RUN(test_silent_drop_first_byte);
+	RUN(test_idle_age);
+	RUN(test_stale_and_fresh);
+	RUN(test_fault_kinds);
+	RUN(test_pool_limit);
 	return UNIT_DONE();
 }

@@ -8,6 +8,7 @@
 #include "util.h"
 #include "unit.h"
 #include "http_stub.h"
+#include "fault_proxy.h"
 
 #include <errno.h>
 #include <string.h>
@@ -211,6 +212,9 @@ struct result {
 	int done;
 	int error;
 	int status;
+	bool maybe_applied;
+	bool transient;
+	uint64_t t0, took_ms;
 	char reason[64];
 	char message[512];
 	json_t *body;
@@ -226,6 +230,9 @@ static void on_done(const struct kube_result *r, void *data)
 	x->done++;
 	x->error = r->error;
 	x->status = r->status;
+	x->maybe_applied = r->maybe_applied;
+	x->transient = kube_result_transient(r);
+	x->took_ms = now_ms() - x->t0;
 	snprintf(x->reason, sizeof(x->reason), "%s", r->reason);
 	snprintf(x->message, sizeof(x->message), "%s", r->message ? r->message : "(null)");
 	json_decref(x->body);
@@ -711,6 +718,454 @@ static void test_exec_refresh_on_401(void)
 	free(counter);
 }
 
+/* ---- transient / permanent ---- */
+
+static void test_transient_table(void)
+{
+	struct {
+		int error, status;
+		const char *reason;
+		bool transient;
+	} t[] = {
+		{0, 200, "", false},
+		{0, 201, "", false},
+		{-ECANCELED, 0, "", false},
+		{-EINVAL, 0, "", false},
+		{-ENOENT, 0, "NotFound", false},
+		{-EMSGSIZE, 0, "", false},
+		{-ETIMEDOUT, 0, "", true},
+		{-ECONNREFUSED, 0, "", true},
+		{-EHOSTUNREACH, 0, "", true},
+		{-EIO, 0, "", true},
+		{-EPROTO, 0, "", true},
+		{-EACCES, 0, "", true},
+		{-EREMOTEIO, 500, "InternalError", true},
+		{-EREMOTEIO, 502, "", true},
+		{-EREMOTEIO, 503, "ServiceUnavailable", true},
+		{-EREMOTEIO, 504, "Timeout", true},
+		{-EREMOTEIO, 429, "TooManyRequests", true},
+		{-EREMOTEIO, 408, "Timeout", true},
+		{-EREMOTEIO, 409, "Conflict", true},
+		{-EREMOTEIO, 409, "AlreadyExists", false},
+		{-EREMOTEIO, 400, "BadRequest", false},
+		{-EREMOTEIO, 401, "Unauthorized", false},
+		{-EREMOTEIO, 403, "Forbidden", false},
+		{-EREMOTEIO, 404, "NotFound", false},
+		{-EREMOTEIO, 410, "Gone", false},
+		{-EREMOTEIO, 422, "Invalid", false},
+		{-EPROTO, 200, "", false}, /* an answer, not JSON */
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(t); i++) {
+		struct kube_result r = {.error = t[i].error, .status = t[i].status,
+					.reason = t[i].reason};
+		bool got = kube_result_transient(&r);
+		CHECK_INT(got, t[i].transient);
+		if (got != t[i].transient)
+			fprintf(stderr, "  error %d status %d reason %s\n", t[i].error,
+				t[i].status, t[i].reason);
+	}
+}
+
+/* ---- connection faults: kube -> fault proxy -> keep-alive stub ---- */
+
+struct kscript {
+	int gets, creates, patches, deletes, applies;
+	int watch_conns;
+};
+
+static const char *CM = "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"cm\"}}";
+
+static void ka_handler(struct stub_conn *c, const struct stub_request *rq, void *data)
+{
+	struct kscript *s = data;
+	const char *t = rq->target;
+	if (strcmp(t, "/api/v1") == 0) {
+		stub_respond_keepalive(c, 200, "", CORE_V1);
+	} else if (str_starts_with(t, "/api/v1/namespaces/ns/configmaps?watch=1")) {
+		s->watch_conns++;
+		stub_stream_start(c, 200);
+		stub_send(c, "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"w1\"}}}\n");
+	} else if (strcmp(t, "/api/v1/namespaces/ns/configmaps/busy") == 0) {
+		stub_respond_keepalive(c, 429, "Retry-After: 5\r\n",
+				       "{\"kind\":\"Status\",\"reason\":\"TooManyRequests\"}");
+	} else if (strcmp(rq->method, "GET") == 0) {
+		s->gets++;
+		stub_respond_keepalive(c, 200, "", CM);
+	} else if (strcmp(rq->method, "POST") == 0) {
+		s->creates++;
+		stub_respond_keepalive(c, 201, "", CM);
+	} else if (strcmp(rq->method, "PATCH") == 0) {
+		if (strcmp(rq->content_type, "application/apply-patch+yaml") == 0)
+			s->applies++;
+		else
+			s->patches++;
+		stub_respond_keepalive(c, 200, "", CM);
+	} else if (strcmp(rq->method, "DELETE") == 0) {
+		s->deletes++;
+		stub_respond_keepalive(c, 200, "", "{\"kind\":\"Status\",\"status\":\"Success\"}");
+	} else {
+		stub_respond_keepalive(c, 500, "", "{\"kind\":\"Status\",\"message\":\"unexpected\"}");
+	}
+}
+
+struct fenv {
+	uv_loop_t loop;
+	struct stub stub;
+	struct fproxy proxy;
+	struct kscript script;
+	struct kube *k;
+};
+
+static void fenv_start_opts(struct fenv *e, const struct kube_options *o)
+{
+	memset(e, 0, sizeof(*e));
+	uv_loop_init(&e->loop);
+	CHECK_INT(stub_start(&e->loop, &e->stub, ka_handler, &e->script), 0);
+	CHECK_INT(fproxy_start(&e->loop, &e->proxy, e->stub.port), 0);
+	e->k = kube_new(&e->loop, stub_config(e->proxy.port), o);
+}
+
+static void fenv_start(struct fenv *e, long timeout_ms, long first_byte_ms)
+{
+	struct kube_options o = {.qps = -1, .timeout_ms = timeout_ms,
+				 .first_byte_timeout_ms = first_byte_ms};
+	fenv_start_opts(e, &o);
+}
+
+static void on_pause(uv_timer_t *t)
+{
+	*(int *)t->data = 1;
+}
+
+static void pause_loop(uv_loop_t *loop, uint64_t ms)
+{
+	int fired = 0;
+	uv_timer_t t;
+	uv_timer_init(loop, &t);
+	t.data = &fired;
+	uv_timer_start(&t, on_pause, ms, 0);
+	run_until(loop, &fired, 1);
+	uv_close((uv_handle_t *)&t, NULL);
+	uv_run(loop, UV_RUN_NOWAIT);
+}
+
+static void fenv_stop(struct fenv *e)
+{
+	kube_close(e->k);
+	fproxy_stop(&e->proxy);
+	stub_stop(&e->stub);
+	uv_run(&e->loop, UV_RUN_DEFAULT);
+	CHECK_INT(uv_loop_close(&e->loop), 0);
+}
+
+enum kop { K_GET, K_CREATE, K_APPLY, K_MERGE, K_MERGE_IDEMPOTENT, K_JSON, K_JSON_TEST,
+	   K_DELETE, K_DELETE_PRECOND, K_RAW_GET, K_RAW_POST };
+static const char *const KOP_NAMES[] = {"get", "create", "apply", "merge patch",
+					"idempotent merge patch", "json patch",
+					"json patch with test", "delete",
+					"delete with preconditions", "raw GET", "raw POST"};
+
+/* Runs one call of kind op to completion. */
+static void kcall(struct fenv *e, enum kop op, struct result *r)
+{
+	json_decref(r->body);
+	memset(r, 0, sizeof(*r));
+	r->t0 = now_ms();
+	struct kube_ref ref = {.api_version = "v1", .kind = "ConfigMap", .namespace = "ns",
+			       .name = "cm"};
+	json_t *obj = json_loads(CM, 0, NULL);
+	json_object_set_new(json_object_get(obj, "metadata"), "namespace", json_string("ns"));
+	json_t *merge = json_pack("{s:{s:s}}", "data", "k", "v");
+	json_t *jp = json_pack("[{s:s, s:s, s:s}]", "op", "replace", "path", "/data/k", "value", "v");
+	json_t *jpt = json_pack("[{s:s, s:s, s:s}, {s:s, s:s, s:s}]", "op", "test", "path",
+				"/metadata/resourceVersion", "value", "7", "op", "replace", "path",
+				"/data/k", "value", "v");
+	struct kube_write_opts idem = {.idempotent = true};
+	struct kube_delete_opts pre = KUBE_DELETE_OPTS_INIT;
+	pre.uid = "u-1";
+	struct kube_call *c = NULL;
+	switch (op) {
+	case K_GET: c = kube_get(e->k, &ref, on_done, r); break;
+	case K_CREATE: c = kube_create(e->k, obj, NULL, on_done, r); break;
+	case K_APPLY: c = kube_apply(e->k, obj, NULL, on_done, r); break;
+	case K_MERGE: c = kube_patch(e->k, &ref, KUBE_PATCH_MERGE, merge, NULL, on_done, r); break;
+	case K_MERGE_IDEMPOTENT:
+		c = kube_patch(e->k, &ref, KUBE_PATCH_MERGE, merge, &idem, on_done, r);
+		break;
+	case K_JSON: c = kube_patch(e->k, &ref, KUBE_PATCH_JSON, jp, NULL, on_done, r); break;
+	case K_JSON_TEST: c = kube_patch(e->k, &ref, KUBE_PATCH_JSON, jpt, NULL, on_done, r); break;
+	case K_DELETE: c = kube_delete(e->k, &ref, NULL, on_done, r); break;
+	case K_DELETE_PRECOND: c = kube_delete(e->k, &ref, &pre, on_done, r); break;
+	case K_RAW_GET:
+		c = kube_request(e->k, "GET", "/api/v1/namespaces/ns/configmaps/cm", NULL, NULL, 0,
+				 on_done, r);
+		break;
+	case K_RAW_POST:
+		c = kube_request(e->k, "POST", "/api/v1/namespaces/ns/configmaps",
+				 "application/json", "{}", 2, on_done, r);
+		break;
+	}
+	CHECK(c != NULL);
+	json_decref(obj);
+	json_decref(merge);
+	json_decref(jp);
+	json_decref(jpt);
+	run_until(&e->loop, &r->done, 1);
+}
+
+static int served(const struct kscript *s)
+{
+	return s->gets + s->creates + s->patches + s->deletes + s->applies;
+}
+
+/* After a silent drop of the idle connection, every kind of call: those
+ * safe to repeat are tried on it, cut at the first-byte deadline and sent
+ * again on a new connection; the others never trust a kept-alive
+ * connection: they open a new one at once. Then with a blackhole for new
+ * connections: those are sent once, fail at the first-byte deadline and are
+ * reported as maybe applied. */
+static void test_silent_drop_retries(void)
+{
+	for (int op = K_GET; op <= K_RAW_POST; op++) {
+		struct fenv e;
+		fenv_start(&e, 5000, 300);
+		struct result r = {0};
+		kcall(&e, K_GET, &r); /* discovery, and a kept-alive connection */
+		CHECK_INT(r.error, 0);
+		int accepted = e.proxy.accepted;
+		int before = served(&e.script);
+		CHECK_INT(fproxy_silence_all(&e.proxy), 1);
+
+		int swallowed = e.proxy.swallowed;
+		kcall(&e, (enum kop)op, &r);
+		bool safe = op != K_CREATE && op != K_MERGE && op != K_JSON && op != K_RAW_POST;
+		CHECK_INT(r.error, 0);
+		CHECK_INT(r.maybe_applied, 0);
+		CHECK_INT(served(&e.script) - before, 1);
+		CHECK_INT(e.proxy.accepted - accepted, 1); /* one new connection */
+		if (safe) {
+			CHECK(r.took_ms >= 300 && r.took_ms < 2000);
+			CHECK_INT(e.proxy.swallowed - swallowed, 1);
+		} else {
+			CHECK(r.took_ms < 300);
+			CHECK_INT(e.proxy.swallowed - swallowed, 0); /* not tried there */
+		}
+		if (r.error)
+			fprintf(stderr, "  %s: %d %s (%llu ms)\n", KOP_NAMES[op], r.error, r.message,
+				(unsigned long long)r.took_ms);
+
+		/* new connections are accepted, then silent */
+		e.proxy.blackhole = true;
+		fproxy_silence_all(&e.proxy);
+		accepted = e.proxy.accepted;
+		before = served(&e.script);
+		kcall(&e, (enum kop)op, &r);
+		CHECK_INT(r.error, -ETIMEDOUT);
+		CHECK_INT(r.status, 0);
+		CHECK_INT(r.maybe_applied, 1);
+		CHECK_INT(r.transient, 1);
+		CHECK_INT(served(&e.script) - before, 0);
+		CHECK(strstr(r.message, "first-byte timeout") != NULL);
+		if (safe) {
+			/* the idle one, then 3 new ones */
+			CHECK_INT(e.proxy.accepted - accepted, 3);
+			CHECK(strstr(r.message, "(after 4 attempts)") != NULL);
+		} else {
+			CHECK_INT(e.proxy.accepted - accepted, 1); /* sent once */
+			CHECK(strstr(r.message, "attempts") == NULL);
+		}
+		json_decref(r.body);
+		fenv_stop(&e);
+	}
+}
+
+/* Reset before any answer byte: the same split; reset after the status line
+ * arrived: an answer started, nothing is repeated. */
+static void test_reset_retries(void)
+{
+	struct fenv e;
+	fenv_start(&e, 5000, 1000);
+	struct result r = {0};
+	kcall(&e, K_GET, &r);
+	CHECK_INT(fproxy_silence_all(&e.proxy), 1); /* the next call needs a new connection */
+	e.proxy.reset_conns = 1;
+	e.proxy.reset_after = 0;
+	int accepted = e.proxy.accepted;
+	kcall(&e, K_APPLY, &r);
+	/* the silent connection (first-byte deadline), a new one reset as the
+	 * answer came (the server did apply: an apply may be repeated), then a
+	 * good one */
+	CHECK_INT(r.error, 0);
+	CHECK_INT(r.maybe_applied, 0);
+	CHECK_INT(e.proxy.accepted - accepted, 2);
+	CHECK_INT(e.script.applies, 2);
+	CHECK_INT(e.proxy.resets, 1);
+
+	e.proxy.reset_conns = 1;
+	e.proxy.reset_after = 0;
+	accepted = e.proxy.accepted;
+	kcall(&e, K_CREATE, &r); /* a new connection, reset as the answer came */
+	CHECK_INT(r.error, -EIO);
+	CHECK_INT(r.maybe_applied, 1); /* and it was applied: */
+	CHECK_INT(e.script.creates, 1);
+	CHECK_INT(r.transient, 1);
+	CHECK_INT(e.proxy.accepted - accepted, 1);
+	CHECK_INT(e.proxy.resets, 2);
+
+	/* reset in the middle of the answer: not repeated, even a GET */
+	kcall(&e, K_GET, &r);
+	CHECK_INT(r.error, 0);
+	fproxy_silence_all(&e.proxy);
+	e.proxy.reset_conns = 2;
+	e.proxy.reset_after = 20;
+	int gets = e.script.gets;
+	kcall(&e, K_GET, &r);
+	/* silent (repeated), then the status line and a reset: the end */
+	CHECK_INT(r.error, -EIO);
+	CHECK_INT(e.script.gets - gets, 1);
+	CHECK_INT(e.proxy.resets, 3);
+	json_decref(r.body);
+	fenv_stop(&e);
+}
+
+/* The first-byte deadline, the bound on attempts, the overall deadline. */
+static void test_first_byte_and_deadline(void)
+{
+	struct fenv e;
+	fenv_start(&e, 5000, 300);
+	struct result r = {0};
+	kcall(&e, K_GET, &r);
+	fproxy_silence_all(&e.proxy);
+	/* a slow answer on the next connection: cut at 300 ms, then repeated */
+	e.proxy.delay_conns = 1;
+	e.proxy.delay_first_ms = 1500;
+	int accepted = e.proxy.accepted;
+	kcall(&e, K_GET, &r);
+	CHECK_INT(r.error, 0);
+	CHECK_INT(e.proxy.accepted - accepted, 2);
+	CHECK(r.took_ms >= 600 && r.took_ms < 1400);
+	if (r.took_ms < 600 || r.took_ms >= 1400)
+		fprintf(stderr, "  took %llu ms\n", (unsigned long long)r.took_ms);
+
+	/* a blackhole: 1 + 3 attempts (the silent connection, then 3 new
+	 * ones), then the error says so */
+	e.proxy.blackhole = true;
+	fproxy_silence_all(&e.proxy);
+	accepted = e.proxy.accepted;
+	kcall(&e, K_GET, &r);
+	CHECK_INT(r.error, -ETIMEDOUT);
+	CHECK_INT(e.proxy.accepted - accepted, 3);
+	CHECK(strstr(r.message, "(after 4 attempts)") != NULL);
+	CHECK_INT(r.maybe_applied, 1);
+	CHECK(r.took_ms >= 1200 && r.took_ms < 3000);
+	fprintf(stderr, "  blackhole: %s (%llu ms)\n", r.message, (unsigned long long)r.took_ms);
+	json_decref(r.body);
+	fenv_stop(&e);
+
+	/* the overall timeout bounds attempts and pauses */
+	fenv_start(&e, 1000, 300);
+	kcall(&e, K_GET, &r);
+	e.proxy.blackhole = true;
+	fproxy_silence_all(&e.proxy);
+	kcall(&e, K_GET, &r);
+	CHECK_INT(r.error, -ETIMEDOUT);
+	CHECK(r.took_ms < 1200);
+	fprintf(stderr, "  deadline: %s (%llu ms)\n", r.message, (unsigned long long)r.took_ms);
+	/* a Retry-After beyond the deadline: the 429 at once */
+	e.proxy.blackhole = false;
+	struct kube_ref busy = {.api_version = "v1", .kind = "ConfigMap", .namespace = "ns",
+				.name = "busy"};
+	r.done = 0;
+	r.t0 = now_ms();
+	kube_get(e.k, &busy, on_done, &r);
+	run_until(&e.loop, &r.done, 1);
+	CHECK_INT(r.status, 429);
+	CHECK_INT(r.transient, 1);
+	CHECK_INT(r.maybe_applied, 0);
+	CHECK(r.took_ms < 900);
+	json_decref(r.body);
+	fenv_stop(&e);
+}
+
+/* A kept-alive connection idle for a second or more gets the short
+ * first-byte bound: a silent drop there costs 300 ms, not the full 1500. */
+static void test_stale_first_byte(void)
+{
+	struct kube_options o = {.qps = -1, .timeout_ms = 5000, .first_byte_timeout_ms = 1500,
+				 .stale_first_byte_timeout_ms = 300};
+	struct fenv e;
+	fenv_start_opts(&e, &o);
+	struct result r = {0};
+	kcall(&e, K_GET, &r);
+	pause_loop(&e.loop, 1200);
+	fproxy_silence_all(&e.proxy);
+	kcall(&e, K_APPLY, &r);
+	CHECK_INT(r.error, 0);
+	CHECK(r.took_ms >= 300 && r.took_ms < 1200);
+	fprintf(stderr, "  stale: apply in %llu ms\n", (unsigned long long)r.took_ms);
+
+	/* a connection used 0.2 s ago is not stale: the plain bound */
+	kcall(&e, K_GET, &r);
+	pause_loop(&e.loop, 200);
+	fproxy_silence_all(&e.proxy);
+	kcall(&e, K_GET, &r);
+	CHECK_INT(r.error, 0);
+	CHECK(r.took_ms >= 1500 && r.took_ms < 3000);
+	fprintf(stderr, "  not stale: get in %llu ms\n", (unsigned long long)r.took_ms);
+	json_decref(r.body);
+	fenv_stop(&e);
+}
+
+/* A watch is exempt from the first-byte deadline; a refused connection is
+ * "not sent" (not maybe applied), and is repeated for a safe call. */
+static void test_watch_exempt_and_refused(void)
+{
+	struct fenv e;
+	fenv_start(&e, 5000, 300);
+	struct result r = {0}, w = {0};
+	kcall(&e, K_GET, &r);
+	e.proxy.delay_conns = 1;
+	e.proxy.delay_first_ms = 800;
+	struct kube_ref ref = {.api_version = "v1", .kind = "ConfigMap", .namespace = "ns"};
+	struct kube_call *wc = kube_watch(e.k, &ref, NULL, on_event, on_done, &w);
+	run_until(&e.loop, &w.events, 1);
+	CHECK_INT(w.events, 1);
+	CHECK_INT(w.done, 0);
+	kube_cancel(wc);
+	run_until(&e.loop, &w.done, 1);
+	CHECK_INT(w.error, -ECANCELED);
+	CHECK_INT(e.script.watch_conns, 1);
+	json_decref(r.body);
+	fenv_stop(&e);
+
+	/* nothing listens */
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct stub st;
+	CHECK_INT(stub_start(&loop, &st, ka_handler, NULL), 0);
+	int port = st.port;
+	stub_stop(&st);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	struct kube_options o = {.qps = -1, .timeout_ms = 5000};
+	struct kube *k = kube_new(&loop, stub_config(port), &o);
+	memset(&r, 0, sizeof(r));
+	kube_request(k, "GET", "/x", NULL, NULL, 0, on_done, &r);
+	run_until(&loop, &r.done, 1);
+	CHECK_INT(r.error, -ECONNREFUSED);
+	CHECK_INT(r.maybe_applied, 0);
+	CHECK_INT(r.transient, 1);
+	CHECK(strstr(r.message, "(after 4 attempts)") != NULL);
+	struct result p = {0};
+	kube_request(k, "POST", "/x", NULL, "{}", 2, on_done, &p);
+	run_until(&loop, &p.done, 1);
+	CHECK_INT(p.error, -ECONNREFUSED);
+	CHECK_INT(p.maybe_applied, 0);
+	CHECK(strstr(p.message, "attempts") == NULL); /* not repeated */
+	kube_close(k);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	CHECK_INT(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
 	RUN(test_bucket);
@@ -725,5 +1180,11 @@ int main(void)
 	RUN(test_watch);
 	RUN(test_cancel_timeout_close);
 	RUN(test_exec_refresh_on_401);
+	RUN(test_transient_table);
+	RUN(test_silent_drop_retries);
+	RUN(test_reset_retries);
+	RUN(test_first_byte_and_deadline);
+	RUN(test_watch_exempt_and_refused);
+	RUN(test_stale_first_byte);
 	return UNIT_DONE();
 }

@@ -7,13 +7,19 @@
  * The token and limited-user kubeconfigs are taken from $KUBECONFIG_TOKEN and
  * $KUBECONFIG_LIMITED, or else from kubeconfig-token / kubeconfig-limited
  * beside RUNBOAT_TEST_KUBECONFIG (as cluster.sh writes them). Everything
- * happens in a fresh namespace, deleted at the end. */
+ * happens in a fresh namespace, deleted at the end.
+ *
+ * Connection faults go through a fault-injecting TCP proxy (fault_proxy.h)
+ * between the client and the API server: the server's idle close of a call
+ * connection beside an open watch (the "quiet spell" failure of libcurl
+ * 7.88), silent drops, resets, slow first bytes, a blackhole. */
 #include "curl_uv.h"
 #include "kube.h"
 #include "kubeconfig.h"
 #include "util.h"
 #include "unit.h"
 #include "http_stub.h"
+#include "fault_proxy.h"
 
 #include <errno.h>
 #include <openssl/evp.h>
@@ -26,11 +32,15 @@ static uv_loop_t loop;
 static char ns[64];
 static char tmpdir[64];
 static const char *admin_path;
+static struct kube *admin;
 
 struct res {
 	int done;
 	int error;
 	int status;
+	bool maybe_applied;
+	bool transient;
+	uint64_t t0, took_ms;
 	char reason[64];
 	char message[1024];
 	json_t *body;
@@ -44,6 +54,9 @@ static void on_done(const struct kube_result *r, void *data)
 	x->done++;
 	x->error = r->error;
 	x->status = r->status;
+	x->maybe_applied = r->maybe_applied;
+	x->transient = kube_result_transient(r);
+	x->took_ms = now_ms() - x->t0;
 	snprintf(x->reason, sizeof(x->reason), "%s", r->reason);
 	snprintf(x->message, sizeof(x->message), "%s", r->message ? r->message : "");
 	json_decref(x->body);
@@ -731,7 +744,273 @@ static void test_apiserver_restart(struct kube *k)
 	uv_run(&loop, UV_RUN_NOWAIT);
 }
 
-static struct kube *admin;
+/* ---- connection faults through the proxy ---- */
+
+static void on_stop_timer(uv_timer_t *t)
+{
+	*(int *)t->data = 1;
+	uv_stop(t->loop);
+}
+
+/* Runs the loop until *counter >= target or ms elapsed; true if reached. */
+static bool wait_for(int *counter, int target, uint64_t ms)
+{
+	int expired = 0;
+	uv_timer_t t;
+	uv_timer_init(&loop, &t);
+	t.data = &expired;
+	uv_timer_start(&t, on_stop_timer, ms, 0);
+	while (*counter < target && !expired)
+		loop_run_until(&loop, counter, target);
+	uv_close((uv_handle_t *)&t, NULL);
+	uv_run(&loop, UV_RUN_NOWAIT);
+	return *counter >= target;
+}
+
+static void pause_ms(uint64_t ms)
+{
+	int never = 0;
+	wait_for(&never, 1, ms);
+}
+
+static int upstream_port(void)
+{
+	char err[512];
+	struct kubeconfig *kc = kubeconfig_load(admin_path, NULL, err, sizeof(err));
+	const char *colon = kc ? strrchr(kc->server, ':') : NULL;
+	int port = colon ? atoi(colon + 1) : 0;
+	kubeconfig_free(kc);
+	return port;
+}
+
+/* A client of the API server through proxy p. */
+static struct kube *proxied(struct fproxy *p, const struct kube_options *o)
+{
+	char err[512];
+	struct kubeconfig *kc = kubeconfig_load(admin_path, NULL, err, sizeof(err));
+	free(kc->server);
+	kc->server = xasprintf("https://127.0.0.1:%d", p->port);
+	return kube_new(&loop, kc, o);
+}
+
+/* Starts r's clock; the caller then starts the call with on_done, r. */
+static struct res *fresh(struct res *r)
+{
+	res_reset(r);
+	r->t0 = now_ms();
+	return r;
+}
+
+static int admin_get_status(const char *name)
+{
+	struct res r = {0};
+	struct kube_ref ref = {.api_version = "v1", .kind = "ConfigMap", .namespace = ns,
+			       .name = name};
+	kube_get(admin, &ref, on_done, &r);
+	wait_res(&r);
+	int st = r.status;
+	res_reset(&r);
+	return st;
+}
+
+/* The quiet-spell failure, in seconds: calls and a watch share the API
+ * server; the server closes the idle call connection (as it does after 90 s
+ * without requests, here the proxy closes it); the next PATCH must take a
+ * new connection, not ride the watch's (libcurl 7.88 attaches it there when
+ * one connection cache holds both: the PATCH then waits "with 0 bytes
+ * received" until its timeout, or reads watch events as "HTTP/0.9"). */
+static void idle_close_beside_watch(bool http2)
+{
+	struct fproxy p;
+	CHECK_INT(fproxy_start(&loop, &p, upstream_port()), 0);
+	struct kube_options o = {.qps = -1, .timeout_ms = 8000, .http2 = http2};
+	struct kube *k = proxied(&p, &o);
+	struct res r = {0};
+	json_t *cm = configmap("quiet", "quiet", http2 ? "h2" : "h1");
+	struct kube_write_opts wo = {.field_manager = "runboat-test", .force = true};
+	kube_apply(k, cm, &wo, on_done, fresh(&r));
+	json_decref(cm);
+	wait_res(&r);
+	CHECK_INT(r.error, 0);
+	int call_conns = p.accepted;
+
+	struct watch_state w = {0};
+	struct kube_ref ref = {.api_version = "v1", .kind = "ConfigMap", .namespace = ns};
+	struct kube_watch_opts wopt = {.resource_version = "0",
+				       .label_selector = http2 ? "quiet=h2" : "quiet=h1"};
+	struct kube_call *wc = kube_watch(k, &ref, &wopt, on_watch_event, on_done, &w);
+	CHECK(wait_for(&w.events, 1, 10000)); /* the ADDED of the existing one */
+	CHECK_INT(p.accepted, call_conns + 1);
+	/* a call while the watch runs (with HTTP/2 its answer marks the host
+	 * "can multiplex" again in libcurl's connection cache) */
+	struct kube_ref one = ref;
+	one.name = "quiet";
+	kube_get(k, &one, on_done, fresh(&r));
+	wait_res(&r);
+	CHECK_INT(r.status, 200);
+	CHECK_INT(p.accepted, call_conns + 1);
+	/* the server closes the idle call connections (FIN) */
+	for (int id = 1; id <= call_conns; id++)
+		fproxy_close_id(&p, id, false);
+	pause_ms(200);
+
+	json_t *mp = json_pack("{s:{s:s}}", "data", "k", "after the quiet spell");
+	kube_patch(k, &one, KUBE_PATCH_MERGE, mp, NULL, on_done, fresh(&r)); /* not repeatable */
+	json_decref(mp);
+	wait_res(&r);
+	CHECK_INT(r.error, 0);
+	CHECK_INT(r.status, 200);
+	CHECK(r.took_ms < 3000);
+	fprintf(stderr, "  %s: PATCH after the idle close: %d %s in %llu ms\n",
+		http2 ? "HTTP/2" : "HTTP/1.1", r.status, r.message, (unsigned long long)r.took_ms);
+	/* and the watch is untouched: it sees the change */
+	CHECK(wait_for(&w.events, 2, 10000));
+	CHECK(strstr(w.seen, "MODIFIED:quiet") != NULL);
+	CHECK_INT(w.r.done, 0);
+	kube_cancel(wc);
+	wait_res(&w.r);
+	CHECK_INT(w.r.error, -ECANCELED);
+	res_reset(&w.r);
+	res_reset(&r);
+	kube_close(k);
+	fproxy_stop(&p);
+	pause_ms(50);
+}
+
+static void idle_close_beside_watch_h2(void) { idle_close_beside_watch(true); }
+static void idle_close_beside_watch_h1(void) { idle_close_beside_watch(false); }
+
+/* Silent drops (no FIN, no RST), resets, a slow first byte, a blackhole:
+ * calls safe to repeat succeed, others fail fast and say whether they may
+ * have been applied. */
+static void faults(bool http2)
+{
+	struct fproxy p;
+	CHECK_INT(fproxy_start(&loop, &p, upstream_port()), 0);
+	struct kube_options o = {.qps = -1, .timeout_ms = 10000, .first_byte_timeout_ms = 1000,
+				 .http2 = http2};
+	struct kube *k = proxied(&p, &o);
+	const char *mode = http2 ? "HTTP/2" : "HTTP/1.1";
+	struct res r = {0};
+	char name_a[32], name_b[32], name_c[32];
+	snprintf(name_a, sizeof(name_a), "drop-a-%s", http2 ? "h2" : "h1");
+	snprintf(name_b, sizeof(name_b), "drop-b-%s", http2 ? "h2" : "h1");
+	snprintf(name_c, sizeof(name_c), "drop-c-%s", http2 ? "h2" : "h1");
+	struct kube_write_opts wo = {.field_manager = "runboat-test", .force = true};
+	json_t *cm = configmap(name_a, "drop", "1");
+	kube_apply(k, cm, &wo, on_done, fresh(&r));
+	wait_res(&r);
+	CHECK_INT(r.error, 0);
+	char uid[64];
+	snprintf(uid, sizeof(uid), "%s", jstr(r.body, "metadata.uid") ? jstr(r.body, "metadata.uid") : "");
+
+	/* apply after a silent drop: repeated on a new connection */
+	fproxy_silence_all(&p);
+	json_object_set_new(json_object_get(cm, "data"), "k", json_string("again"));
+	kube_apply(k, cm, &wo, on_done, fresh(&r));
+	wait_res(&r);
+	CHECK_INT(r.error, 0);
+	CHECK(r.took_ms >= 900 && r.took_ms < 4000);
+	fprintf(stderr, "  %s: apply after a silent drop: %d in %llu ms\n", mode, r.status,
+		(unsigned long long)r.took_ms);
+
+	/* create after a silent drop: not repeated, maybe applied (it was
+	 * not: the request never left the proxy) */
+	fproxy_silence_all(&p);
+	json_t *cb = configmap(name_b, "drop", "1");
+	kube_create(k, cb, NULL, on_done, fresh(&r));
+	json_decref(cb);
+	wait_res(&r);
+	CHECK_INT(r.error, -ETIMEDOUT);
+	CHECK_INT(r.maybe_applied, 1);
+	CHECK_INT(r.transient, 1);
+	CHECK(r.took_ms < 3000);
+	CHECK_INT(admin_get_status(name_b), 404);
+
+	/* idempotent merge patch, test-guarded JSON patch, delete with a
+	 * precondition: each after a silent drop */
+	fproxy_silence_all(&p);
+	struct kube_ref ref = {.api_version = "v1", .kind = "ConfigMap", .namespace = ns,
+			       .name = name_a};
+	json_t *mp = json_pack("{s:{s:s}}", "data", "k", "merged");
+	struct kube_write_opts idem = {.idempotent = true};
+	kube_patch(k, &ref, KUBE_PATCH_MERGE, mp, &idem, on_done, fresh(&r));
+	json_decref(mp);
+	wait_res(&r);
+	CHECK_INT(r.status, 200);
+	fproxy_silence_all(&p);
+	json_t *jp = json_pack("[{s:s, s:s, s:s}, {s:s, s:s, s:s}]", "op", "test", "path",
+			       "/data/k", "value", "merged", "op", "replace", "path", "/data/k",
+			       "value", "tested");
+	kube_patch(k, &ref, KUBE_PATCH_JSON, jp, NULL, on_done, fresh(&r));
+	json_decref(jp);
+	wait_res(&r);
+	CHECK_INT(r.status, 200);
+	CHECK_STR(jstr(r.body, "data.k"), "tested");
+
+	/* a slow first byte on the next connection (the TLS handshake waits):
+	 * cut, then repeated */
+	fproxy_silence_all(&p);
+	p.delay_conns = 1;
+	p.delay_first_ms = 3000;
+	kube_get(k, &ref, on_done, fresh(&r));
+	wait_res(&r);
+	CHECK_INT(r.status, 200);
+	CHECK(r.took_ms >= 900 && r.took_ms < 3000);
+
+	/* reset during the TLS handshake: a get is repeated; a create was not
+	 * sent at all, so it is not maybe applied */
+	fproxy_silence_all(&p);
+	p.reset_conns = 1;
+	p.reset_after = 0;
+	kube_get(k, &ref, on_done, fresh(&r));
+	wait_res(&r);
+	CHECK_INT(r.status, 200);
+	/* the idle connections closed (FIN): the create needs a new one */
+	for (int id = 1; id <= p.accepted; id++)
+		fproxy_close_id(&p, id, false);
+	pause_ms(100);
+	p.reset_conns = 1;
+	p.reset_after = 0;
+	json_t *cc = configmap(name_c, "drop", "1");
+	kube_create(k, cc, NULL, on_done, fresh(&r));
+	json_decref(cc);
+	wait_res(&r);
+	CHECK(r.error != 0);
+	CHECK_INT(r.maybe_applied, 0);
+	CHECK_INT(r.transient, 1);
+	fprintf(stderr, "  %s: create, handshake reset: %d %s\n", mode, r.error, r.message);
+	CHECK_INT(admin_get_status(name_c), 404);
+
+	/* a delete with its precondition after a silent drop */
+	fproxy_silence_all(&p);
+	struct kube_delete_opts dopt = KUBE_DELETE_OPTS_INIT;
+	dopt.uid = uid;
+	kube_delete(k, &ref, &dopt, on_done, fresh(&r));
+	wait_res(&r);
+	CHECK_INT(r.status, 200);
+	CHECK_INT(admin_get_status(name_a), 404);
+
+	/* a blackhole: bounded attempts, within the call's timeout */
+	p.blackhole = true;
+	fproxy_silence_all(&p);
+	kube_get(k, &ref, on_done, fresh(&r));
+	wait_res(&r);
+	CHECK_INT(r.error, -ETIMEDOUT);
+	CHECK(r.took_ms < 10500);
+	CHECK(strstr(r.message, "attempts)") != NULL);
+	fprintf(stderr, "  %s: blackhole: %s (%llu ms)\n", mode, r.message,
+		(unsigned long long)r.took_ms);
+	json_decref(cm);
+	res_reset(&r);
+	kube_close(k);
+	fproxy_stop(&p);
+	pause_ms(50);
+}
+
+static void faults_h1(void) { faults(false); }
+static void faults_h2(void) { faults(true); }
+
 static void apiserver_restart(void) { test_apiserver_restart(admin); }
 static void discovery(void) { test_discovery(admin); }
 static void create_list_deletecollection(void) { test_create_list(admin); }
@@ -764,6 +1043,10 @@ int main(void)
 	RUN(test_token_and_rbac);
 	RUN(test_exec_plugin);
 	RUN(test_unreachable);
+	RUN(idle_close_beside_watch_h2);
+	RUN(idle_close_beside_watch_h1);
+	RUN(faults_h1);
+	RUN(faults_h2);
 	RUN(apiserver_restart);
 	test_namespace(admin, false);
 	kube_close(admin);
