@@ -6,7 +6,12 @@
  * Lifetimes: a job in flight is owned by its curl_uv request and is freed in
  * on_done, after its callback. github_client_close cancels requests, and the
  * client is freed by whichever comes last: the timer's close callback or the
- * last on_done. */
+ * last on_done.
+ *
+ * A listing is one job that walks its pages: on_done appends the page's
+ * entries, then sends the same job for the next page. The ETag cache maps a
+ * page's path (api_url removed) to its ETag, its entries and its next page,
+ * so that a 304 replays what the page held. */
 #include "github_client.h"
 
 #include "backoff.h"
@@ -14,13 +19,16 @@
 #include "curl_uv.h"
 #include "github.h"
 #include "log.h"
+#include "strmap.h"
 #include "util.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #ifndef RUNBOAT_VERSION
@@ -41,8 +49,29 @@
 #define MAX_TARGET_URL 2048
 #define MAX_LOOKUP_RESPONSE (8u << 20)
 #define MAX_STATUS_RESPONSE (1u << 20)
+/* A page of 100 pull requests is 1-3 MB (each holds its repositories). */
+#define MAX_LIST_RESPONSE (16u << 20)
+#define MAX_PAGE_ENTRIES 1000
+#define MAX_ETAG_LEN 256
+#define MAX_LINK_URL 2048
+#define DEFAULT_ETAG_ENTRIES 4096
+#define DEFAULT_ETAG_BYTES (16u << 20)
+#define DEFAULT_MAX_PAGES 100
+#define PER_PAGE 100 /* asked; GitHub's maximum */
 
-enum job_kind { JOB_BRANCH, JOB_PR, JOB_STATUS };
+enum job_kind { JOB_BRANCH, JOB_PR, JOB_STATUS, JOB_LIST };
+
+/* What one page held, kept with its ETag. */
+struct etag_entry {
+	char *path; /* the key */
+	char *etag;
+	struct github_list_item *items;
+	size_t n;
+	unsigned skipped;
+	char *next; /* the next page's path, or NULL */
+	size_t bytes;
+	struct etag_entry *newer, *older; /* LRU list */
+};
 
 struct job {
 	struct github_client *gc;
@@ -56,6 +85,17 @@ struct job {
 	char *body;                      /* JOB_STATUS: JSON to post */
 	github_head_cb cb;               /* lookups */
 	void *data;
+	/* JOB_LIST */
+	enum github_list_kind list_kind;
+	github_list_cb list_cb;
+	struct github_list_item *items;
+	size_t n_items, cap_items;
+	unsigned pages, requests, not_modified, skipped;
+	size_t first_page_n;             /* entries of the first page read */
+	char **seen;                     /* paths asked, to detect a loop */
+	size_t n_seen;
+	bool conditional;                /* the request in flight has If-None-Match */
+	bool unconditional;              /* ask the next one without it */
 	unsigned attempts;               /* failed attempts (rate limits not counted) */
 	uint64_t due;                    /* in `retry`: loop time of the next attempt */
 	struct curl_uv_request *req;     /* in `inflight` */
@@ -81,6 +121,11 @@ struct github_client {
 	unsigned max_attempts;
 	unsigned lookup_attempts;
 	uint64_t max_pause_ms;
+	size_t etag_max_entries, etag_max_bytes;
+	unsigned max_pages;
+	struct strmap etags;                  /* path -> struct etag_entry */
+	struct etag_entry *newest, *oldest;   /* LRU order */
+	size_t etag_n, etag_bytes;
 	struct backoff backoff;        /* the status queue's, reset on success */
 	struct backoff lookup_backoff; /* nominal delays only */
 	uint64_t resume_at;            /* loop time before which no status is sent */
@@ -90,6 +135,8 @@ struct github_client {
 	bool closing;
 	bool timer_closed;
 };
+
+static bool header_safe(const char *s);
 
 /* ---- lists ---- */
 
@@ -131,12 +178,110 @@ static void list_remove(struct job_list *l, struct job *j)
 	l->n--;
 }
 
+void github_list_items_free(struct github_list_item *items, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(items[i].name);
+		free(items[i].base);
+	}
+	free(items);
+}
+
 static void job_free(struct job *j)
 {
 	free(j->branch);
 	free(j->path);
 	free(j->body);
+	github_list_items_free(j->items, j->n_items);
+	for (size_t i = 0; i < j->n_seen; i++)
+		free(j->seen[i]);
+	free(j->seen);
 	free(j);
+}
+
+/* ---- the ETag cache ---- */
+
+static void lru_unlink(struct github_client *gc, struct etag_entry *e)
+{
+	if (e->newer)
+		e->newer->older = e->older;
+	else
+		gc->newest = e->older;
+	if (e->older)
+		e->older->newer = e->newer;
+	else
+		gc->oldest = e->newer;
+	e->newer = e->older = NULL;
+}
+
+static void lru_push_newest(struct github_client *gc, struct etag_entry *e)
+{
+	e->older = gc->newest;
+	e->newer = NULL;
+	if (gc->newest)
+		gc->newest->newer = e;
+	else
+		gc->oldest = e;
+	gc->newest = e;
+}
+
+static void etag_drop(struct github_client *gc, struct etag_entry *e)
+{
+	lru_unlink(gc, e);
+	strmap_del(&gc->etags, e->path);
+	gc->etag_n--;
+	gc->etag_bytes -= e->bytes;
+	github_list_items_free(e->items, e->n);
+	free(e->path);
+	free(e->etag);
+	free(e->next);
+	free(e);
+}
+
+static struct etag_entry *etag_get(struct github_client *gc, const char *path)
+{
+	return strmap_get(&gc->etags, path);
+}
+
+/* Remembers what the page at path held (items stolen). An entry larger
+ * than the whole budget is not kept. */
+static void etag_put(struct github_client *gc, const char *path, const char *etag,
+		     struct github_list_item *items, size_t n, unsigned skipped, const char *next)
+{
+	struct etag_entry *old = etag_get(gc, path);
+	if (old)
+		etag_drop(gc, old);
+	size_t bytes = sizeof(struct etag_entry) + 2 * strlen(path) + strlen(etag) +
+		       (next ? strlen(next) : 0) + n * sizeof(*items) + 64;
+	for (size_t i = 0; i < n; i++)
+		bytes += (items[i].name ? strlen(items[i].name) + 1 : 0) +
+			 (items[i].base ? strlen(items[i].base) + 1 : 0);
+	if (bytes > gc->etag_max_bytes) {
+		github_list_items_free(items, n);
+		return;
+	}
+	while (gc->oldest &&
+	       (gc->etag_n + 1 > gc->etag_max_entries || gc->etag_bytes + bytes > gc->etag_max_bytes))
+		etag_drop(gc, gc->oldest);
+	struct etag_entry *e = xcalloc(1, sizeof(*e));
+	e->path = xstrdup(path);
+	e->etag = xstrdup(etag);
+	e->items = items;
+	e->n = n;
+	e->skipped = skipped;
+	e->next = next ? xstrdup(next) : NULL;
+	e->bytes = bytes;
+	strmap_put(&gc->etags, path, e);
+	lru_push_newest(gc, e);
+	gc->etag_n++;
+	gc->etag_bytes += bytes;
+}
+
+static void etag_clear(struct github_client *gc)
+{
+	while (gc->oldest)
+		etag_drop(gc, gc->oldest);
+	strmap_clear(&gc->etags, NULL);
 }
 
 static bool same_commit(const struct job *a, const struct job *b)
@@ -167,6 +312,7 @@ static void maybe_free(struct github_client *gc)
 {
 	if (!gc->closing || !gc->timer_closed || gc->inflight.n)
 		return;
+	etag_clear(gc);
 	free(gc->api_url);
 	free(gc->auth_header);
 	free(gc->user_agent);
@@ -188,7 +334,8 @@ static void on_done(struct curl_uv_request *req, const struct curl_uv_response *
  * (it is closing); j is then in no list. */
 static bool job_start(struct github_client *gc, struct job *j)
 {
-	const char *headers[6];
+	const char *headers[7];
+	char *inm = NULL;
 	size_t n = 0;
 	headers[n++] = "Accept: application/vnd.github+json";
 	headers[n++] = "X-GitHub-Api-Version: " GITHUB_API_VERSION;
@@ -196,7 +343,18 @@ static bool job_start(struct github_client *gc, struct job *j)
 		headers[n++] = gc->auth_header;
 	if (j->kind == JOB_STATUS)
 		headers[n++] = "Content-Type: application/json";
+	if (j->kind == JOB_LIST) {
+		struct etag_entry *e = j->unconditional ? NULL : etag_get(gc, j->path);
+		j->conditional = e != NULL;
+		if (e) {
+			inm = xasprintf("If-None-Match: %s", e->etag);
+			headers[n++] = inm;
+		}
+	}
 	headers[n] = NULL;
+	size_t max_response = j->kind == JOB_STATUS ? MAX_STATUS_RESPONSE
+			      : j->kind == JOB_LIST ? MAX_LIST_RESPONSE
+						    : MAX_LOOKUP_RESPONSE;
 
 	char *url = xasprintf("%s%s", gc->api_url, j->path);
 	struct curl_uv_request_opts o = {
@@ -206,18 +364,23 @@ static bool job_start(struct github_client *gc, struct job *j)
 		.body = j->body,
 		.body_len = j->body ? strlen(j->body) : 0,
 		.timeout_ms = gc->timeout_ms,
-		.max_response = j->kind == JOB_STATUS ? MAX_STATUS_RESPONSE : MAX_LOOKUP_RESPONSE,
+		.max_response = max_response,
 		.user_agent = gc->user_agent,
 		.on_done = on_done,
 		.data = j,
 	};
 	j->req = curl_uv_start(gc->cu, &o);
 	free(url);
+	free(inm);
 	if (!j->req)
 		return false;
 	list_push(&gc->inflight, j);
 	if (j->kind == JOB_STATUS)
 		gc->status_in_flight++;
+	if (j->kind == JOB_LIST) {
+		j->requests++;
+		gc->stats.list_requests++;
+	}
 	return true;
 }
 
@@ -264,9 +427,30 @@ static void pump(struct github_client *gc)
 	arm_timer(gc);
 }
 
+/* Calls a listing back with what it read (complete when error is 0). */
+static void list_finish(struct job *j, int error, const char *message)
+{
+	struct github_listing l = {
+		.kind = j->list_kind,
+		.repo = j->repo,
+		.items = j->items,
+		.n = j->n_items,
+		.complete = error == 0,
+		.pages = j->pages,
+		.requests = j->requests,
+		.not_modified = j->not_modified,
+		.skipped = j->skipped,
+	};
+	j->list_cb(error, message, &l, j->data);
+}
+
+/* A lookup or a listing fails. */
 static void lookup_fail(struct job *j, int error, const char *message)
 {
-	j->cb(error, message, NULL, j->data);
+	if (j->kind == JOB_LIST)
+		list_finish(j, error, message);
+	else
+		j->cb(error, message, NULL, j->data);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -517,13 +701,266 @@ static void lookup_done(struct github_client *gc, struct job *j, struct curl_uv_
 	job_free(j);
 }
 
+/* A non-negative decimal header value, or -1. */
+static long long header_number(struct curl_uv_request *req, const char *name)
+{
+	const char *v = curl_uv_response_header(req, name);
+	if (!v || !isdigit((unsigned char)*v))
+		return -1;
+	char *end;
+	errno = 0;
+	long long n = strtoll(v, &end, 10);
+	while (*end == ' ' || *end == '\t')
+		end++;
+	return errno || *end ? -1 : n;
+}
+
+/* Records GitHub's X-RateLimit-* headers; pauses the client until the reset
+ * when nothing is left, so that no request is sent only to be refused. */
+static void record_rate(struct github_client *gc, struct curl_uv_request *req,
+			const struct curl_uv_response *res)
+{
+	if (res->error)
+		return;
+	long long limit = header_number(req, "X-RateLimit-Limit");
+	long long remaining = header_number(req, "X-RateLimit-Remaining");
+	long long reset = header_number(req, "X-RateLimit-Reset");
+	if (remaining < 0 || remaining > LONG_MAX)
+		return;
+	gc->stats.rate_remaining = (long)remaining;
+	if (limit >= 0 && limit <= LONG_MAX)
+		gc->stats.rate_limit = (long)limit;
+	if (reset >= 0)
+		gc->stats.rate_reset = reset;
+	if (remaining == 0 && reset >= 0) {
+		long long wait = reset - (long long)time(NULL);
+		if (wait < 1)
+			wait = 1;
+		uint64_t pause = (uint64_t)wait > gc->max_pause_ms / 1000 ? gc->max_pause_ms
+									 : (uint64_t)wait * 1000;
+		uint64_t until = uv_now(gc->loop) + pause;
+		if (until > gc->resume_at)
+			gc->resume_at = until;
+	}
+}
+
+static void append_items(struct job *j, const struct github_list_item *items, size_t n)
+{
+	if (j->n_items + n > j->cap_items) {
+		j->cap_items = (j->n_items + n) * 2;
+		j->items = xrealloc(j->items, j->cap_items * sizeof(*j->items));
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct github_list_item *d = &j->items[j->n_items++];
+		*d = items[i];
+		d->name = items[i].name ? xstrdup(items[i].name) : NULL;
+		d->base = items[i].base ? xstrdup(items[i].base) : NULL;
+	}
+}
+
+/* The path (under api_url) of a next-page URL, or NULL when the URL leaves
+ * api_url or holds what a path should not. Borrowed from url. */
+static const char *next_path(struct github_client *gc, const char *url)
+{
+	size_t n = strlen(gc->api_url);
+	if (strlen(url) > MAX_LINK_URL || strncmp(url, gc->api_url, n) != 0 || url[n] != '/' ||
+	    !header_safe(url) || strpbrk(url, " \\#") || strstr(url, "/../") || strstr(url, "/./"))
+		return NULL;
+	return url + n;
+}
+
+/* A listing page answered: entries appended and the next page asked, or the
+ * listing finished (j freed either way unless it was sent again). */
+static void list_done(struct github_client *gc, struct job *j, struct curl_uv_request *req,
+		      const struct curl_uv_response *res)
+{
+	char msg[512], api[256];
+	uint64_t pause;
+	char *next = NULL;
+	if (res->error == -ECANCELED || gc->closing) {
+		list_finish(j, -ECANCELED, "cancelled");
+		job_free(j);
+		return;
+	}
+	if (!res->error && res->status == 304) {
+		struct etag_entry *e = etag_get(gc, j->path);
+		if (!e || !j->conditional) {
+			if (j->conditional) {
+				/* forgotten while the request was in flight: ask again */
+				j->unconditional = true;
+				if (!job_start(gc, j)) {
+					list_finish(j, -ECANCELED, "the HTTP client is closed");
+					job_free(j);
+				}
+				return;
+			}
+			snprintf(msg, sizeof(msg), "GET %s: 304 to a request without If-None-Match",
+				 j->path);
+			list_finish(j, -EPROTO, msg);
+			job_free(j);
+			return;
+		}
+		/* the next page: from the 304's own Link when it has one, else
+		 * from the cache */
+		const char *link = curl_uv_response_header(req, "Link");
+		if (link) {
+			char *url = github_link_next(link);
+			const char *p = url ? next_path(gc, url) : NULL;
+			next = p ? xstrdup(p) : NULL;
+			free(url);
+			if (url && !p) {
+				snprintf(msg, sizeof(msg), "GET %s: the next page's link leaves %s",
+					 j->path, gc->api_url);
+				list_finish(j, -EPROTO, msg);
+				job_free(j);
+				return;
+			}
+		} else {
+			next = e->next ? xstrdup(e->next) : NULL;
+		}
+		/* An unchanged last page that is full may have been followed by a
+		 * new one (a branch sorting after all the others): an ETag need
+		 * not cover the Link header, so read it again. */
+		if (!next && !link && !j->unconditional &&
+		    (e->n >= PER_PAGE || (j->pages > 0 && e->n >= j->first_page_n))) {
+			j->unconditional = true;
+			if (!job_start(gc, j)) {
+				list_finish(j, -ECANCELED, "the HTTP client is closed");
+				job_free(j);
+			}
+			return;
+		}
+		j->not_modified++;
+		gc->stats.list_not_modified++;
+		lru_unlink(gc, e);
+		lru_push_newest(gc, e);
+		if (j->pages == 0)
+			j->first_page_n = e->n;
+		append_items(j, e->items, e->n);
+		j->skipped += e->skipped;
+	} else if (!res->error && res->status >= 200 && res->status < 300) {
+		struct github_list_item *items = NULL;
+		size_t n = 0;
+		unsigned skipped = 0;
+		char err[256];
+		if (github_parse_list_page(j->list_kind, res->body, res->body_len, &items, &n,
+					   &skipped, err, sizeof(err)) < 0) {
+			snprintf(msg, sizeof(msg), "GET %s: %s", j->path, err);
+			list_finish(j, -EPROTO, msg);
+			job_free(j);
+			return;
+		}
+		const char *link = curl_uv_response_header(req, "Link");
+		char *url = link ? github_link_next(link) : NULL;
+		if (url) {
+			const char *p = next_path(gc, url);
+			if (!p) {
+				github_list_items_free(items, n);
+				snprintf(msg, sizeof(msg), "GET %s: the next page's link leaves %s",
+					 j->path, gc->api_url);
+				free(url);
+				list_finish(j, -EPROTO, msg);
+				job_free(j);
+				return;
+			}
+			next = xstrdup(p);
+			free(url);
+		}
+		if (j->pages == 0)
+			j->first_page_n = n;
+		append_items(j, items, n);
+		j->skipped += skipped;
+		const char *etag = curl_uv_response_header(req, "ETag");
+		if (etag && *etag && strlen(etag) <= MAX_ETAG_LEN && header_safe(etag)) {
+			etag_put(gc, j->path, etag, items, n, skipped, next);
+		} else {
+			struct etag_entry *e = etag_get(gc, j->path);
+			if (e)
+				etag_drop(gc, e);
+			github_list_items_free(items, n);
+		}
+	} else if (retryable(res) && ++j->attempts < gc->lookup_attempts) {
+		j->due = uv_now(gc->loop) + backoff_nominal(&gc->lookup_backoff, j->attempts - 1);
+		if (res->error)
+			log_info("github: GET %s failed (%s), retrying", j->path, res->error_message);
+		else
+			log_info("github: GET %s failed (HTTP %ld), retrying", j->path, res->status);
+		list_push(&gc->retry, j);
+		arm_timer(gc);
+		return;
+	} else {
+		int error;
+		if (res->error) {
+			error = res->error == -EMSGSIZE ? -EPROTO : res->error;
+			snprintf(msg, sizeof(msg), "GET %s: %s", j->path, res->error_message);
+		} else {
+			api_message(res, api, sizeof(api));
+			if (rate_limited(gc, req, res, &pause)) {
+				pause_queue(gc, pause);
+				error = -EAGAIN;
+				snprintf(msg, sizeof(msg), "GET %s: rate limited by GitHub for %llu s (%s)",
+					 j->path, (unsigned long long)(pause + 999) / 1000, api);
+			} else {
+				error = res->status == 404		       ? -ENOENT
+					: res->status == 401 || res->status == 403 ? -EACCES
+					: res->status >= 500		       ? -EIO
+										       : -EPROTO;
+				snprintf(msg, sizeof(msg), "GET %s: %ld %s", j->path, res->status,
+					 api[0] ? api : "(no message)");
+			}
+		}
+		list_finish(j, error, msg);
+		job_free(j);
+		return;
+	}
+	j->pages++;
+	if (!next) {
+		list_finish(j, 0, "");
+		job_free(j);
+		return;
+	}
+	int error = 0;
+	for (size_t i = 0; i < j->n_seen && !error; i++)
+		if (strcmp(j->seen[i], next) == 0)
+			error = -EPROTO;
+	if (error) {
+		snprintf(msg, sizeof(msg), "GET %s: the pages loop back to %s", j->path, next);
+	} else if (j->pages >= gc->max_pages) {
+		error = -E2BIG;
+		snprintf(msg, sizeof(msg), "GET %s: more than %u pages", j->seen[0], gc->max_pages);
+	} else if (uv_now(gc->loop) < gc->resume_at) {
+		error = -EAGAIN;
+		snprintf(msg, sizeof(msg), "GET %s: the rate limit is used up for %llu s", next,
+			 (unsigned long long)(gc->resume_at - uv_now(gc->loop) + 999) / 1000);
+	}
+	if (error) {
+		free(next);
+		list_finish(j, error, msg);
+		job_free(j);
+		return;
+	}
+	free(j->path);
+	j->path = next;
+	j->seen = xrealloc(j->seen, (j->n_seen + 1) * sizeof(*j->seen));
+	j->seen[j->n_seen++] = xstrdup(next);
+	j->attempts = 0;
+	j->unconditional = false;
+	if (!job_start(gc, j)) {
+		list_finish(j, -ECANCELED, "the HTTP client is closed");
+		job_free(j);
+	}
+}
+
 static void on_done(struct curl_uv_request *req, const struct curl_uv_response *res, void *data)
 {
 	struct job *j = data;
 	struct github_client *gc = j->gc;
 	list_remove(&gc->inflight, j);
 	j->req = NULL;
-	if (j->kind == JOB_STATUS) {
+	record_rate(gc, req, res);
+	if (j->kind == JOB_LIST) {
+		list_done(gc, j, req, res);
+	} else if (j->kind == JOB_STATUS) {
 		gc->status_in_flight--;
 		if (gc->closing)
 			job_free(j);
@@ -582,6 +1019,11 @@ struct github_client *github_client_new(uv_loop_t *loop, struct curl_uv *cu,
 	gc->max_attempts = o->max_attempts ? o->max_attempts : DEFAULT_MAX_ATTEMPTS;
 	gc->lookup_attempts = o->lookup_attempts ? o->lookup_attempts : DEFAULT_LOOKUP_ATTEMPTS;
 	gc->max_pause_ms = o->max_pause_ms ? o->max_pause_ms : DEFAULT_MAX_PAUSE_MS;
+	gc->etag_max_entries = o->etag_entries ? o->etag_entries : DEFAULT_ETAG_ENTRIES;
+	gc->etag_max_bytes = o->etag_bytes ? o->etag_bytes : DEFAULT_ETAG_BYTES;
+	gc->max_pages = o->max_pages ? o->max_pages : DEFAULT_MAX_PAGES;
+	gc->stats.rate_limit = gc->stats.rate_remaining = -1;
+	gc->stats.rate_reset = -1;
 	uint64_t base = o->retry_base_ms ? o->retry_base_ms : DEFAULT_RETRY_BASE_MS;
 	uint64_t max = o->retry_max_ms ? o->retry_max_ms : DEFAULT_RETRY_MAX_MS;
 	backoff_init(&gc->backoff, base, max, 0.2, backoff_seed());
@@ -797,4 +1239,199 @@ void github_client_get_stats(const struct github_client *gc, struct github_clien
 	out->in_flight = gc->status_in_flight;
 	out->lookups = gc->inflight.n - gc->status_in_flight + gc->retry.n;
 	out->lookups_retrying = gc->retry.n;
+	out->etag_entries = gc->etag_n;
+	out->etag_bytes = gc->etag_bytes;
+}
+
+uint64_t github_client_paused_ms(const struct github_client *gc)
+{
+	uint64_t now = uv_now(gc->loop);
+	return gc->resume_at > now ? gc->resume_at - now : 0;
+}
+
+int github_client_list(struct github_client *gc, enum github_list_kind kind, const char *repo,
+		       github_list_cb cb, void *data)
+{
+	if (!cb || !build_valid_repo(repo) ||
+	    (kind != GITHUB_LIST_BRANCHES && kind != GITHUB_LIST_PULLS))
+		return -EINVAL;
+	if (gc->closing)
+		return -ECANCELED;
+	if (github_client_paused_ms(gc))
+		return -EAGAIN;
+	struct job *j = job_new(gc, JOB_LIST, repo);
+	j->list_kind = kind;
+	j->list_cb = cb;
+	j->data = data;
+	j->path = xasprintf(kind == GITHUB_LIST_BRANCHES ? "/repos/%s/branches?per_page=%d"
+							 : "/repos/%s/pulls?state=open&per_page=%d",
+			    j->repo, PER_PAGE);
+	j->seen = xmalloc(sizeof(*j->seen));
+	j->seen[j->n_seen++] = xstrdup(j->path);
+	return lookup_start(gc, j);
+}
+
+/* ---- pure helpers ---- */
+
+static const char *skip_ws(const char *p)
+{
+	while (*p == ' ' || *p == '\t')
+		p++;
+	return p;
+}
+
+/* Whether the rel value [v, v+len) holds "next" among its space-separated
+ * relation types. */
+static bool rel_has_next(const char *v, size_t len)
+{
+	size_t i = 0;
+	while (i < len) {
+		while (i < len && (v[i] == ' ' || v[i] == '\t'))
+			i++;
+		size_t start = i;
+		while (i < len && v[i] != ' ' && v[i] != '\t')
+			i++;
+		if (i - start == 4 && strncasecmp(v + start, "next", 4) == 0)
+			return true;
+	}
+	return false;
+}
+
+char *github_link_next(const char *link)
+{
+	const char *p = link;
+	if (!p)
+		return NULL;
+	for (;;) {
+		p = skip_ws(p);
+		while (*p == ',')
+			p = skip_ws(p + 1);
+		if (!*p)
+			return NULL;
+		if (*p != '<')
+			return NULL;
+		const char *uri = p + 1;
+		const char *end = strchr(uri, '>');
+		if (!end)
+			return NULL;
+		p = end + 1;
+		bool next = false;
+		/* parameters, up to the ',' that ends this link */
+		for (;;) {
+			p = skip_ws(p);
+			if (*p == ',' || !*p)
+				break;
+			if (*p != ';')
+				return NULL;
+			p = skip_ws(p + 1);
+			const char *name = p;
+			while (*p && *p != '=' && *p != ';' && *p != ',' && *p != ' ' && *p != '\t')
+				p++;
+			size_t name_len = (size_t)(p - name);
+			p = skip_ws(p);
+			const char *val = "";
+			size_t val_len = 0;
+			if (*p == '=') {
+				p = skip_ws(p + 1);
+				if (*p == '"') {
+					val = ++p;
+					while (*p && *p != '"') {
+						if (*p == '\\' && p[1])
+							p++;
+						p++;
+					}
+					if (*p != '"')
+						return NULL;
+					val_len = (size_t)(p - val);
+					p++;
+				} else {
+					val = p;
+					while (*p && *p != ';' && *p != ',' && *p != ' ' && *p != '\t')
+						p++;
+					val_len = (size_t)(p - val);
+				}
+			}
+			if (name_len == 3 && strncasecmp(name, "rel", 3) == 0 &&
+			    rel_has_next(val, val_len))
+				next = true;
+		}
+		if (next && end > uri)
+			return xstrndup(uri, (size_t)(end - uri));
+	}
+}
+
+/* A copy of a JSON string that passes valid, or NULL. */
+static char *valid_string(json_t *v, bool (*valid)(const char *))
+{
+	if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v) ||
+	    !valid(json_string_value(v)))
+		return NULL;
+	return xstrdup(json_string_value(v));
+}
+
+int github_parse_list_page(enum github_list_kind kind, const char *body, size_t len,
+			   struct github_list_item **items, size_t *n, unsigned *skipped, char *err,
+			   size_t errlen)
+{
+	*items = NULL;
+	*n = 0;
+	json_error_t jerr;
+	json_t *root = json_loadb(body ? body : "", len, 0, &jerr);
+	if (!json_is_array(root)) {
+		snprintf(err, errlen, root ? "the answer is not a JSON array"
+					   : "the answer is not JSON (%s)", jerr.text);
+		json_decref(root);
+		return -EPROTO;
+	}
+	size_t count = json_array_size(root);
+	if (count > MAX_PAGE_ENTRIES) {
+		snprintf(err, errlen, "%zu entries in one page, expected at most %d", count,
+			 MAX_PAGE_ENTRIES);
+		json_decref(root);
+		return -EPROTO;
+	}
+	struct github_list_item *out = count ? xcalloc(count, sizeof(*out)) : NULL;
+	size_t k = 0, i;
+	json_t *e;
+	json_array_foreach(root, i, e) {
+		struct github_list_item *it = &out[k];
+		json_t *sha;
+		if (kind == GITHUB_LIST_BRANCHES) {
+			it->name = valid_string(json_object_get(e, "name"), build_valid_branch);
+			if (!it->name) {
+				(*skipped)++;
+				continue;
+			}
+			it->base = xstrdup("");
+			sha = json_object_get(json_object_get(e, "commit"), "sha");
+		} else {
+			json_t *num = json_object_get(e, "number");
+			if (!json_is_integer(num) || !build_valid_pr(json_integer_value(num))) {
+				(*skipped)++;
+				continue;
+			}
+			json_t *state = json_object_get(e, "state");
+			if (json_is_string(state) && strcmp(json_string_value(state), "open") != 0) {
+				(*skipped)++;
+				continue;
+			}
+			it->pr = (long)json_integer_value(num);
+			it->base = valid_string(json_object_get(json_object_get(e, "base"), "ref"),
+						build_valid_branch);
+			if (!it->base)
+				it->base = xstrdup("");
+			sha = json_object_get(json_object_get(e, "head"), "sha");
+		}
+		if (!json_is_string(sha) || !github_sha_normalize(json_string_value(sha), it->sha))
+			it->sha[0] = '\0';
+		k++;
+	}
+	json_decref(root);
+	if (!k) {
+		free(out);
+		out = NULL;
+	}
+	*items = out;
+	*n = k;
+	return 0;
 }

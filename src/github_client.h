@@ -12,7 +12,19 @@
  * in order), and retried: exponential backoff on network errors and 5xx, a
  * pause of the whole queue when GitHub rate-limits (403/429 with
  * Retry-After, or X-RateLimit-Remaining: 0 with X-RateLimit-Reset). Other
- * 4xx answers are final (logged, dropped). */
+ * 4xx answers are final (logged, dropped).
+ *
+ * Listings (github_client_list) read every page of a repository's branches
+ * or open pull requests for the missed-webhook recovery (github_sync.h):
+ * pages are asked conditionally (If-None-Match with the ETag GitHub gave for
+ * that URL; a 304 costs nothing against GitHub's rate limit), the ETags and
+ * what each page held are kept in memory (bounded, least recently used
+ * dropped), Link: rel="next" is followed (only to URLs under api_url), and
+ * every entry is validated.
+ *
+ * Every answer's X-RateLimit-Remaining/-Limit/-Reset is recorded (stats);
+ * when Remaining reaches 0 the client pauses statuses and refuses listings
+ * until the reset time. */
 #ifndef RUNBOAT_GITHUB_CLIENT_H
 #define RUNBOAT_GITHUB_CLIENT_H
 
@@ -43,6 +55,9 @@ struct github_client_opts {
 	uint64_t retry_base_ms;   /* first backoff delay: 1000 */
 	uint64_t retry_max_ms;    /* cap of the backoff: 300000 */
 	uint64_t max_pause_ms;    /* cap of a rate-limit pause: 3600000 */
+	size_t etag_entries;      /* pages whose ETag is kept: 4096 */
+	size_t etag_bytes;        /* memory for them: 16 MiB */
+	unsigned max_pages;       /* per listing: 100 */
 };
 
 /* The head of a branch or a pull request. Borrowed: valid during the
@@ -82,6 +97,14 @@ struct github_client_stats {
 	uint64_t failed;       /* statuses given up (final 4xx, too many attempts) */
 	uint64_t retried;      /* failed status attempts scheduled again */
 	uint64_t rate_limited; /* rate-limited answers (statuses and lookups) */
+	uint64_t list_requests;     /* listing pages asked (retries included) */
+	uint64_t list_not_modified; /* of which answered 304 */
+	size_t etag_entries;        /* pages in the ETag cache */
+	size_t etag_bytes;          /* its memory */
+	/* GitHub's last X-RateLimit-* headers; -1 until one was seen */
+	long rate_limit;
+	long rate_remaining;
+	int64_t rate_reset; /* epoch seconds */
 };
 
 /* Creates the client on loop, sending through cu (borrowed; it must outlive
@@ -119,6 +142,76 @@ int github_client_pr_head(struct github_client *gc, const char *repo, long pr,
  * back. */
 int github_client_post_status(struct github_client *gc, const char *repo, const char *sha,
 			      const char *state, const char *description, const char *target_url);
+
+/* ---- listings ---- */
+
+/* One entry of a listing. Branches: name, sha (commit.sha), pr 0, base "".
+ * Pull requests: name NULL, pr (number), base (base.ref), sha (head.sha).
+ * A sha or base GitHub sent in an invalid form is "": the entry still says
+ * the branch or PR exists, but its head is unknown. Entries without a valid
+ * branch name or PR number are dropped (counted in skipped). */
+struct github_list_item {
+	char *name;
+	long pr;
+	char *base;
+	char sha[65]; /* lowercase hex (40 or 64), or "" */
+};
+
+enum github_list_kind {
+	GITHUB_LIST_BRANCHES, /* GET /repos/{repo}/branches?per_page=100 */
+	GITHUB_LIST_PULLS     /* GET /repos/{repo}/pulls?state=open&per_page=100 */
+};
+
+/* A listing, borrowed: valid during the callback only. */
+struct github_listing {
+	enum github_list_kind kind;
+	const char *repo; /* lowercase */
+	const struct github_list_item *items;
+	size_t n;
+	bool complete;         /* every page was read: always when error is 0 */
+	unsigned pages;        /* pages read */
+	unsigned requests;     /* HTTP requests sent (retries included) */
+	unsigned not_modified; /* of which answered 304 */
+	unsigned skipped;      /* entries dropped */
+};
+
+/* Called exactly once per accepted listing, never from inside the call.
+ * error is 0 (complete) or negative with a message; l is never NULL and
+ * holds the pages read so far (complete false) on error:
+ *   -ENOENT, -EACCES, -EIO, -EPROTO, -ECANCELED, network errors: as lookups
+ *   -EAGAIN    rate limited (the client is paused: github_client_paused_ms)
+ *   -E2BIG     more than max_pages pages
+ *   -EPROTO    also: a Link that leaves api_url or loops, a page that is
+ *              not a JSON array or has more than 1000 entries. */
+typedef void (*github_list_cb)(int error, const char *message, const struct github_listing *l,
+			       void *data);
+
+/* Lists the branches or the open pull requests of repo, every page, pages
+ * sent one after the other. Returns 0 when cb will be called, -EINVAL for
+ * an invalid repo, -ECANCELED when closing, -EAGAIN while the client is
+ * paused by a rate limit (cb is not called then). */
+int github_client_list(struct github_client *gc, enum github_list_kind kind, const char *repo,
+		       github_list_cb cb, void *data);
+
+/* Milliseconds until the client's rate-limit pause ends (0: not paused). */
+uint64_t github_client_paused_ms(const struct github_client *gc);
+
+/* Pure helpers, exposed for tests. */
+
+/* The target of the rel="next" link of a Link header value (RFC 8288: a
+ * comma-separated list of <URI>; param=value..., rel possibly quoted and
+ * holding several space-separated types, compared case-insensitively), or
+ * NULL when there is none or the header is malformed. Owned by the caller. */
+char *github_link_next(const char *link);
+
+/* Parses one page of a listing (a JSON array) into *items (owned, free with
+ * github_list_items_free; NULL when *n is 0), adding dropped entries to
+ * *skipped. Returns 0, or -EPROTO with err set when the body is not a JSON
+ * array or has more than 1000 entries. */
+int github_parse_list_page(enum github_list_kind kind, const char *body, size_t len,
+			   struct github_list_item **items, size_t *n, unsigned *skipped, char *err,
+			   size_t errlen);
+void github_list_items_free(struct github_list_item *items, size_t n);
 
 /* Current counters. */
 void github_client_get_stats(const struct github_client *gc, struct github_client_stats *out);

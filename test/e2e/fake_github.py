@@ -6,14 +6,42 @@ It answers the few calls runboat makes:
   GET  /repos/{owner}/{repo}/branches/{branch}   -> {"name", "commit": {"sha"}}
   GET  /repos/{owner}/{repo}/pulls/{number}      -> {"number", "state", "head", "base"}
   POST /repos/{owner}/{repo}/statuses/{sha}      -> 201, recorded
+  GET  /repos/{owner}/{repo}/branches?per_page=&page=
+                                                 -> the branches, by name
+  GET  /repos/{owner}/{repo}/pulls?state=open|closed|all&per_page=&page=
+                                                 -> the PRs, newest first
+  (the listings also under /repositories/{id}/..., the form GitHub's Link
+  headers use)
 
-and has control endpoints for the tests (no authentication, never failed):
+Listings are paginated as GitHub does: per_page (default 30, at most 100,
+or less when the test lowers max_per_page), a Link header with rel="next",
+"last", "first", "prev", and a weak ETag per page: a request whose
+If-None-Match matches gets 304 Not Modified, without a body or a Link
+header (the ETag is computed over the body alone). A repository
+the fake knows nothing of (no branch or PR ever set, not declared with
+/_control/repos) answers 404 to the listings, as GitHub does for an
+unknown repository.
+
+Every API answer carries X-RateLimit-Limit/-Remaining/-Reset/-Used/
+-Resource. Every API request but a 304 uses one request of the budget (as
+on GitHub, where a 304 to an authorized conditional request is free);
+with none left, requests answer 403 "API rate limit exceeded" until the
+reset time, when the budget is full again.
+
+It also has control endpoints for the tests (no authentication, never
+failed, not counted):
 
   PUT  /_control/branches  [{"repo", "branch", "sha"}]   (sha null removes)
   PUT  /_control/pulls     [{"repo", "number", "head_sha", "base_ref",
                              "head_ref"?, "state"?}]     (head_sha null removes)
+  PUT  /_control/repos     [{"repo"}]  declares repositories (listings 200)
+  PUT  /_control/ratelimit {"limit"?, "remaining"?, "reset_in"?: seconds}
+  PUT  /_control/settings  {"max_per_page"?: n}
   GET  /_control/statuses  the recorded statuses, oldest first
-  GET  /_control/requests  every API request: {"method", "path", "headers"}
+  GET  /_control/requests  every API request: {"method", "path", "headers",
+                            "status"}
+  GET  /_control/counts    {"requests", "not_modified", "listings",
+                            "rate_remaining"}
   POST /_control/fail      {"count": N, "status": 500|403|429|..., "headers": {},
                             "body": {...}, "delay": seconds, "path": "..."}:
                             the next N API requests (only those whose path
@@ -30,9 +58,13 @@ Run it:     python3 fake_github.py --port 0 [--token T]
             (prints "listening on PORT" once ready, serves until killed or
             until its stdin closes when --exit-on-eof is given)
 Import it:  with FakeGitHub(token="t") as gh: gh.url, gh.set_branch(...), ...
+            (set_branch, delete_branch, set_pull, close_pull, add_repo,
+            set_rate_limit, set_max_per_page, fail, statuses, requests,
+            counts, reset: the same effects as the control endpoints)
 """
 
 import argparse
+import hashlib
 import json
 import sys
 import threading
@@ -52,9 +84,24 @@ class State:
         self.token = token
         self.reset()
 
+    def counts(self):
+        """Request counters; the caller holds the lock."""
+        api = [r for r in self.requests if r["status"] is not None]
+        return {
+            "requests": len(api),
+            "not_modified": sum(1 for r in api if r["status"] == 304),
+            "listings": sum(1 for r in api if r["path"].split("?")[0].endswith(("/branches", "/pulls"))),
+            "rate_remaining": self.rate_remaining,
+        }
+
     def reset(self):
         self.branches = {}  # (repo lower, branch) -> sha
         self.pulls = {}  # (repo lower, number) -> dict
+        self.repos = {}  # repo lower -> id (known repositories)
+        self.max_per_page = 100
+        self.rate_limit = 5000
+        self.rate_remaining = 5000
+        self.rate_reset = int(time.time()) + 3600
         self.statuses = []
         self.requests = []
         self.fail_count = 0
@@ -64,6 +111,24 @@ class State:
         self.fail_delay = 0.0
         self.fail_path = None
         self.next_id = 1
+
+    def know(self, repo):
+        """Declares repo (lowercase); the caller holds the lock."""
+        if repo not in self.repos:
+            self.repos[repo] = 1000 + len(self.repos)
+
+    def rate_headers(self):
+        now = int(time.time())
+        if now >= self.rate_reset:
+            self.rate_remaining = self.rate_limit
+            self.rate_reset = now + 3600
+        return {
+            "X-RateLimit-Limit": self.rate_limit,
+            "X-RateLimit-Remaining": self.rate_remaining,
+            "X-RateLimit-Reset": self.rate_reset,
+            "X-RateLimit-Used": self.rate_limit - self.rate_remaining,
+            "X-RateLimit-Resource": "core",
+        }
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -87,14 +152,27 @@ class Handler(BaseHTTPRequestHandler):
         return self.rfile.read(n) if n else b""
 
     def send_json(self, status, obj, headers=None):
-        data = b"" if obj is None else json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
+        data = b"" if obj is None or status == 304 else json.dumps(obj).encode()
+        record = getattr(self, "record", None)
+        merged = {}
+        if record is not None:
+            # an API answer: count it against the budget, then say what is left
+            with self.state.lock:
+                record["status"] = status
+                if status != 304 and self.state.rate_remaining > 0:
+                    self.state.rate_remaining -= 1
+                for k, v in self.state.rate_headers().items():
+                    merged[k.lower()] = (k, v)
         for k, v in (headers or {}).items():
+            merged[k.lower()] = (k, v)
+        self.send_response(status)
+        if status != 304:
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+        for k, v in merged.values():
             self.send_header(k, str(v))
         self.end_headers()
-        if self.command != "HEAD":
+        if self.command != "HEAD" and data:
             self.wfile.write(data)
 
     def not_found(self, message="Not Found"):
@@ -113,6 +191,7 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(413, {"message": "too large"})
             return
         path = self.path.split("?", 1)[0]
+        self.record = None
         if path.startswith("/_control/"):
             self.control(path, body)
         else:
@@ -140,6 +219,7 @@ class Handler(BaseHTTPRequestHandler):
                         st.branches.pop(key, None)
                     else:
                         st.branches[key] = item["sha"]
+                    st.know(key[0])
                 return 200, {"ok": True}
             if path == "/_control/pulls" and self.command == "PUT":
                 for item in payload or []:
@@ -148,7 +228,29 @@ class Handler(BaseHTTPRequestHandler):
                         st.pulls.pop(key, None)
                     else:
                         st.pulls[key] = dict(item)
+                    st.know(key[0])
                 return 200, {"ok": True}
+            if path == "/_control/repos" and self.command == "PUT":
+                for item in payload or []:
+                    st.know(item["repo"].lower())
+                return 200, {"ok": True}
+            if path == "/_control/ratelimit" and self.command == "PUT":
+                payload = payload or {}
+                st.rate_headers()
+                if "limit" in payload:
+                    st.rate_limit = int(payload["limit"])
+                if "remaining" in payload:
+                    st.rate_remaining = int(payload["remaining"])
+                if "reset_in" in payload:
+                    st.rate_reset = int(time.time() + float(payload["reset_in"]))
+                return 200, {"ok": True}
+            if path == "/_control/settings" and self.command == "PUT":
+                payload = payload or {}
+                if "max_per_page" in payload:
+                    st.max_per_page = max(1, min(100, int(payload["max_per_page"])))
+                return 200, {"ok": True}
+            if path == "/_control/counts" and self.command == "GET":
+                return 200, st.counts()
             if path == "/_control/statuses" and self.command == "GET":
                 return 200, list(st.statuses)
             if path == "/_control/requests" and self.command == "GET":
@@ -172,13 +274,13 @@ class Handler(BaseHTTPRequestHandler):
     def api(self, path, body):
         st = self.state
         with st.lock:
-            st.requests.append(
-                {
-                    "method": self.command,
-                    "path": self.path,
-                    "headers": {k.lower(): v for k, v in self.headers.items()},
-                }
-            )
+            self.record = {
+                "method": self.command,
+                "path": self.path,
+                "headers": {k.lower(): v for k, v in self.headers.items()},
+                "status": None,
+            }
+            st.requests.append(self.record)
             delay = 0.0
             failure = None
             if st.fail_count > 0 and (not st.fail_path or st.fail_path in self.path):
@@ -200,8 +302,29 @@ class Handler(BaseHTTPRequestHandler):
             if auth not in ("Bearer " + token, "token " + token):
                 self.send_json(401, {"message": "Bad credentials"})
                 return
+        with st.lock:
+            exhausted = st.rate_headers()["X-RateLimit-Remaining"] == 0
+        if exhausted:
+            self.send_json(403, {
+                "message": "API rate limit exceeded for user ID 1.",
+                "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
+            })
+            return
 
         parts = path.split("/")
+        query = urllib.parse.parse_qs(self.path.split("?", 1)[1] if "?" in self.path else "")
+        if len(parts) == 4 and parts[1] == "repositories" and self.command == "GET":
+            # ["", "repositories", id, kind]: the form of GitHub's Link headers
+            with st.lock:
+                repo = next((r for r, i in st.repos.items() if str(i) == parts[2]), None)
+            if repo is None:
+                self.not_found()
+            else:
+                self.listing(repo, parts[3], query)
+            return
+        if len(parts) == 5 and parts[1] == "repos" and self.command == "GET":
+            self.listing((parts[2] + "/" + parts[3]).lower(), parts[4], query)
+            return
         # ["", "repos", owner, repo, kind, rest...]
         if len(parts) < 6 or parts[1] != "repos" or not parts[5]:
             self.not_found()
@@ -217,6 +340,83 @@ class Handler(BaseHTTPRequestHandler):
             self.post_status(repo, rest, body)
         else:
             self.not_found()
+
+    def listing(self, repo, kind, query):
+        """GET .../branches or .../pulls: one page, with Link and ETag."""
+        st = self.state
+        with st.lock:
+            repo_id = st.repos.get(repo)
+            if repo_id is None or kind not in ("branches", "pulls"):
+                items = None
+            elif kind == "branches":
+                items = [
+                    {"name": b, "commit": {"sha": sha, "url": "https://api.github.com/repos/%s/commits/%s" % (repo, sha)},
+                     "protected": False}
+                    for (r, b), sha in sorted(st.branches.items()) if r == repo
+                ]
+            else:
+                want = (query.get("state") or ["open"])[0]
+                items = [
+                    self.pull_json(repo, n, pr)
+                    for (r, n), pr in sorted(st.pulls.items(), key=lambda kv: -kv[0][1])
+                    if r == repo and (want == "all" or pr.get("state", "open") == want)
+                ]
+            max_per_page = st.max_per_page
+        if items is None:
+            self.not_found()
+            return
+        try:
+            per_page = int((query.get("per_page") or ["30"])[0])
+            page = int((query.get("page") or ["1"])[0])
+        except ValueError:
+            self.send_json(422, {"message": "Validation Failed"})
+            return
+        per_page = max(1, min(per_page, 100, max_per_page))
+        page = max(1, page)
+        last = max(1, (len(items) + per_page - 1) // per_page)
+        chunk = items[(page - 1) * per_page:page * per_page]
+        data = json.dumps(chunk).encode()
+        etag = 'W/"%s"' % hashlib.sha256(data).hexdigest()
+        host = self.headers.get("Host") or "%s:%d" % self.server.server_address[:2]
+        extra = "&state=" + (query.get("state") or ["open"])[0] if kind == "pulls" else ""
+
+        def url(p):
+            return "<http://%s/repositories/%d/%s?per_page=%d&page=%d%s>" % (
+                host, repo_id, kind, per_page, p, extra)
+
+        links = []
+        if page < last:
+            links += [url(page + 1) + '; rel="next"', url(last) + '; rel="last"']
+        if page > 1:
+            links += [url(1) + '; rel="first"', url(page - 1) + '; rel="prev"']
+        headers = {"ETag": etag, "Cache-Control": "private, max-age=60, s-maxage=60",
+                   "Vary": "Accept, Authorization"}
+        if links:
+            headers["Link"] = ", ".join(links)
+        inm = self.headers.get("If-None-Match")
+        if inm and etag in [t.strip() for t in inm.split(",")]:
+            # the ETag covers the body only and the 304 has no Link: the
+            # hardest case for a client (a full last page may have grown)
+            headers.pop("Link", None)
+            self.send_json(304, None, headers)
+            return
+        self.send_json(200, chunk, headers)
+
+    @staticmethod
+    def pull_json(repo, n, pr):
+        return {
+            "number": n,
+            "state": pr.get("state", "open"),
+            "head": {
+                "sha": pr["head_sha"],
+                "ref": pr.get("head_ref", "pr-%d" % n),
+                "repo": {"full_name": pr.get("head_repo", repo)},
+            },
+            "base": {
+                "ref": pr["base_ref"],
+                "repo": {"full_name": repo},
+            },
+        }
 
     def get_branch(self, repo, branch):
         with self.state.lock:
@@ -247,22 +447,7 @@ class Handler(BaseHTTPRequestHandler):
         if pr is None:
             self.not_found()
             return
-        self.send_json(
-            200,
-            {
-                "number": n,
-                "state": pr.get("state", "open"),
-                "head": {
-                    "sha": pr["head_sha"],
-                    "ref": pr.get("head_ref", "pr-%d" % n),
-                    "repo": {"full_name": pr.get("head_repo", repo)},
-                },
-                "base": {
-                    "ref": pr["base_ref"],
-                    "repo": {"full_name": repo},
-                },
-            },
-        )
+        self.send_json(200, self.pull_json(repo, n, pr))
 
     def post_status(self, repo, sha, body):
         try:
@@ -342,6 +527,10 @@ class FakeGitHub:
                 self.state.branches.pop((repo.lower(), branch), None)
             else:
                 self.state.branches[(repo.lower(), branch)] = sha
+            self.state.know(repo.lower())
+
+    def delete_branch(self, repo, branch):
+        self.set_branch(repo, branch, None)
 
     def set_pull(self, repo, number, head_sha, base_ref, state="open", head_ref=None):
         with self.state.lock:
@@ -349,6 +538,33 @@ class FakeGitHub:
             if head_ref:
                 item["head_ref"] = head_ref
             self.state.pulls[(repo.lower(), int(number))] = item
+            self.state.know(repo.lower())
+
+    def close_pull(self, repo, number):
+        with self.state.lock:
+            self.state.pulls[(repo.lower(), int(number))]["state"] = "closed"
+
+    def add_repo(self, repo):
+        with self.state.lock:
+            self.state.know(repo.lower())
+
+    def set_rate_limit(self, remaining=None, limit=None, reset_in=None):
+        with self.state.lock:
+            self.state.rate_headers()
+            if limit is not None:
+                self.state.rate_limit = limit
+            if remaining is not None:
+                self.state.rate_remaining = remaining
+            if reset_in is not None:
+                self.state.rate_reset = int(time.time() + reset_in)
+
+    def set_max_per_page(self, n):
+        with self.state.lock:
+            self.state.max_per_page = max(1, min(100, int(n)))
+
+    def counts(self):
+        with self.state.lock:
+            return self.state.counts()
 
     def statuses(self):
         with self.state.lock:

@@ -1,6 +1,7 @@
 /* github_client against test/e2e/fake_github.py, spawned on a free port:
- * heads, statuses, retries, rate limits, coalescing, the queue bound and
- * shutdown. Each test ends with uv_loop_close() == 0. */
+ * heads, statuses, retries, rate limits, coalescing, the queue bound,
+ * shutdown, and listings (pagination, ETags and 304s, hostile links and
+ * pages, the cache bounds, rate limits). Each test ends with uv_loop_close() == 0. */
 #include "curl_uv.h"
 #include "github.h"
 #include "github_client.h"
@@ -1059,6 +1060,518 @@ static void test_api_prefix(void)
 	env_close(&e);
 }
 
+/* ---- listings ---- */
+
+static void test_link_next(void)
+{
+	char *s;
+	s = github_link_next("<https://api.github.com/repositories/1/branches?page=2>; rel=\"next\", "
+			     "<https://api.github.com/repositories/1/branches?page=5>; rel=\"last\"");
+	CHECK_STR(s, "https://api.github.com/repositories/1/branches?page=2");
+	free(s);
+	/* next not first; unquoted; case; several relation types; spaces */
+	s = github_link_next("<http://x/a?page=1>; rel=\"prev first\" ,  <http://x/a?page=3> ;"
+			     " title=\"a, b; c\" ; REL=\"last NEXT\"");
+	CHECK_STR(s, "http://x/a?page=3");
+	free(s);
+	s = github_link_next("<http://x/a?page=4>; rel=next");
+	CHECK_STR(s, "http://x/a?page=4");
+	free(s);
+	CHECK(github_link_next("<http://x/a?page=4>; rel=\"last\"") == NULL);
+	CHECK(github_link_next("") == NULL);
+	CHECK(github_link_next(NULL) == NULL);
+	CHECK(github_link_next("http://x/a; rel=next") == NULL);   /* no <> */
+	CHECK(github_link_next("<http://x/a; rel=next") == NULL);   /* unclosed */
+	CHECK(github_link_next("<http://x/a>; rel=\"next") == NULL); /* unclosed quote */
+	CHECK(github_link_next("<>; rel=next") == NULL);
+	CHECK(github_link_next("<http://x/a> junk; rel=next") == NULL);
+	CHECK(github_link_next("<http://x/a>; relation=next") == NULL);
+	CHECK(github_link_next("<http://x/a>; rel=nextpage") == NULL);
+	s = github_link_next(",,<http://x/b>;rel=next,");
+	CHECK_STR(s, "http://x/b");
+	free(s);
+}
+
+static void test_parse_list_page(void)
+{
+	struct github_list_item *it;
+	size_t n;
+	unsigned skipped = 0;
+	char err[256];
+	const char *b = "[{\"name\": \"16.0\", \"commit\": {\"sha\": \"" SHA_A "\"}},"
+			" {\"name\": \"feat/x\", \"commit\": {\"sha\": \"EC26C3E57CA3A959CA5AAD62DE7213C562F8C821\"}},"
+			" {\"name\": \"bad..name\", \"commit\": {\"sha\": \"" SHA_A "\"}},"
+			" {\"name\": 12}, 7, null,"
+			" {\"name\": \"nosha\", \"commit\": {\"sha\": \"xyz\"}},"
+			" {\"name\": \"tab\\tx\", \"commit\": {\"sha\": \"" SHA_A "\"}}]";
+	CHECK_INT(github_parse_list_page(GITHUB_LIST_BRANCHES, b, strlen(b), &it, &n, &skipped, err,
+					 sizeof(err)), 0);
+	CHECK_INT(n, 3);
+	CHECK_INT(skipped, 5);
+	CHECK_STR(it[0].name, "16.0");
+	CHECK_STR(it[0].sha, SHA_A);
+	CHECK_INT(it[0].pr, 0);
+	CHECK_STR(it[1].name, "feat/x");
+	CHECK_STR(it[1].sha, SHA_B);
+	CHECK_STR(it[2].name, "nosha");
+	CHECK_STR(it[2].sha, "");
+	github_list_items_free(it, n);
+
+	skipped = 0;
+	const char *p = "[{\"number\": 5, \"state\": \"open\", \"head\": {\"sha\": \"" SHA_A "\"},"
+			"  \"base\": {\"ref\": \"16.0\"}},"
+			" {\"number\": 6, \"state\": \"closed\", \"head\": {\"sha\": \"" SHA_A "\"},"
+			"  \"base\": {\"ref\": \"16.0\"}},"
+			" {\"number\": 0, \"head\": {\"sha\": \"" SHA_A "\"}, \"base\": {\"ref\": \"16.0\"}},"
+			" {\"number\": 3000000000, \"head\": {\"sha\": \"" SHA_A "\"}},"
+			" {\"number\": \"7\"},"
+			" {\"number\": 8, \"head\": {\"sha\": \"" SHA_B "\"}, \"base\": {\"ref\": \"-x\"}},"
+			" {\"number\": 9}]";
+	CHECK_INT(github_parse_list_page(GITHUB_LIST_PULLS, p, strlen(p), &it, &n, &skipped, err,
+					 sizeof(err)), 0);
+	CHECK_INT(n, 3);
+	CHECK_INT(skipped, 4);
+	CHECK_INT(it[0].pr, 5);
+	CHECK_STR(it[0].base, "16.0");
+	CHECK_STR(it[0].sha, SHA_A);
+	CHECK(it[0].name == NULL);
+	CHECK_INT(it[1].pr, 8);
+	CHECK_STR(it[1].base, ""); /* invalid base: head unknown */
+	CHECK_STR(it[1].sha, SHA_B);
+	CHECK_INT(it[2].pr, 9);
+	CHECK_STR(it[2].sha, "");
+	github_list_items_free(it, n);
+
+	CHECK_INT(github_parse_list_page(GITHUB_LIST_PULLS, "[]", 2, &it, &n, &skipped, err,
+					 sizeof(err)), 0);
+	CHECK_INT(n, 0);
+	CHECK(it == NULL);
+	CHECK_INT(github_parse_list_page(GITHUB_LIST_PULLS, "{}", 2, &it, &n, &skipped, err,
+					 sizeof(err)), -EPROTO);
+	CHECK(strstr(err, "not a JSON array") != NULL);
+	CHECK_INT(github_parse_list_page(GITHUB_LIST_PULLS, "[1,", 3, &it, &n, &skipped, err,
+					 sizeof(err)), -EPROTO);
+	/* a NUL in a string: jansson refuses the whole page */
+	const char *nul = "[{\"name\": \"a\\u0000b\"}]";
+	CHECK_INT(github_parse_list_page(GITHUB_LIST_BRANCHES, nul, strlen(nul), &it, &n, &skipped,
+					 err, sizeof(err)), -EPROTO);
+	struct buf big = {0};
+	buf_append_str(&big, "[");
+	for (int i = 0; i < 1001; i++)
+		buf_append_str(&big, i ? ",{}" : "{}");
+	buf_append_str(&big, "]");
+	CHECK_INT(github_parse_list_page(GITHUB_LIST_BRANCHES, big.data, big.len, &it, &n, &skipped,
+					 err, sizeof(err)), -EPROTO);
+	CHECK(strstr(err, "1001 entries") != NULL);
+	buf_free(&big);
+}
+
+struct listing {
+	int calls;
+	int error;
+	char message[512];
+	size_t n;
+	bool complete;
+	unsigned pages, requests, not_modified, skipped;
+	char names[16][64];
+	long prs[16];
+	char shas[16][65];
+};
+
+static void on_list(int error, const char *message, const struct github_listing *l, void *data)
+{
+	struct listing *x = data;
+	x->calls++;
+	x->error = error;
+	snprintf(x->message, sizeof(x->message), "%s", message);
+	CHECK(l != NULL);
+	x->n = l->n;
+	x->complete = l->complete;
+	x->pages = l->pages;
+	x->requests = l->requests;
+	x->not_modified = l->not_modified;
+	x->skipped = l->skipped;
+	for (size_t i = 0; i < l->n && i < 16; i++) {
+		snprintf(x->names[i], 64, "%s", l->items[i].name ? l->items[i].name : "");
+		x->prs[i] = l->items[i].pr;
+		snprintf(x->shas[i], 65, "%s", l->items[i].sha);
+	}
+}
+
+static struct listing *listing_wait;
+static bool listing_done(struct env *e)
+{
+	UNUSED(e);
+	return listing_wait->calls > 0;
+}
+
+static void list_and_wait(struct env *e, enum github_list_kind kind, const char *repo,
+			  struct listing *x)
+{
+	memset(x, 0, sizeof(*x));
+	CHECK_INT(github_client_list(e->gc, kind, repo, on_list, x), 0);
+	CHECK_INT(x->calls, 0); /* never from inside the call */
+	listing_wait = x;
+	CHECK(run_until(e, listing_done));
+	CHECK_INT(x->calls, 1);
+}
+
+static json_t *counts(void)
+{
+	json_t *j = ctl("GET", "/_control/counts", NULL);
+	return j ? j : json_object();
+}
+
+static long long count_of(const char *key)
+{
+	json_t *j = counts();
+	long long n = json_integer_value(json_object_get(j, key));
+	json_decref(j);
+	return n;
+}
+
+static void set_branches(int n, const char *sha_of_third)
+{
+	struct buf b = {0};
+	buf_append_str(&b, "[");
+	for (int i = 0; i < n; i++)
+		buf_printf(&b, "%s{\"repo\": \"" REPO "\", \"branch\": \"br%02d\", \"sha\": \"%s\"}",
+			   i ? "," : "", i, i == 2 && sha_of_third ? sha_of_third : SHA_A);
+	buf_append_str(&b, "]");
+	ctl_do("PUT", "/_control/branches", b.data);
+	buf_free(&b);
+}
+
+static void test_list_pages_and_etags(void)
+{
+	struct env e;
+	env_init(&e, NULL);
+	set_branches(5, NULL);
+	ctl_do("PUT", "/_control/settings", "{\"max_per_page\": 2}");
+	struct listing x;
+	list_and_wait(&e, GITHUB_LIST_BRANCHES, "OCA/Server-Tools", &x);
+	CHECK_INT(x.error, 0);
+	CHECK(x.complete);
+	CHECK_INT(x.n, 5);
+	CHECK_INT(x.pages, 3);
+	CHECK_INT(x.requests, 3);
+	CHECK_INT(x.not_modified, 0);
+	for (int i = 0; i < 5; i++) {
+		char want[8];
+		snprintf(want, sizeof(want), "br%02d", i);
+		CHECK_STR(x.names[i], want);
+		CHECK_STR(x.shas[i], SHA_A);
+	}
+	/* the pages after the first came from the Link header (the fake's
+	 * /repositories/{id} form) */
+	json_t *reqs = ctl("GET", "/_control/requests", NULL);
+	CHECK_STR(field(json_array_get(reqs, 0), "path"),
+		  "/repos/oca/server-tools/branches?per_page=100");
+	CHECK(str_starts_with(field(json_array_get(reqs, 1), "path"), "/repositories/"));
+	CHECK(strstr(field(json_array_get(reqs, 2), "path"), "page=3") != NULL);
+	CHECK_STR(field(json_object_get(json_array_get(reqs, 0), "headers"), "if-none-match"),
+		  "(none)");
+	json_decref(reqs);
+	long long remaining = count_of("rate_remaining");
+	CHECK_INT(stats(&e).rate_remaining, remaining);
+	CHECK_INT(stats(&e).rate_limit, 5000);
+	CHECK(stats(&e).rate_reset > (int64_t)time(NULL));
+	CHECK_INT(stats(&e).etag_entries, 3);
+
+	/* again: every page 304, free */
+	list_and_wait(&e, GITHUB_LIST_BRANCHES, REPO, &x);
+	CHECK_INT(x.error, 0);
+	CHECK_INT(x.n, 5);
+	CHECK_INT(x.requests, 3);
+	CHECK_INT(x.not_modified, 3);
+	CHECK_STR(x.names[4], "br04");
+	CHECK_INT(count_of("not_modified"), 3);
+	CHECK_INT(count_of("rate_remaining"), remaining);
+	reqs = ctl("GET", "/_control/requests", NULL);
+	CHECK(str_starts_with(field(json_object_get(json_array_get(reqs, 3), "headers"),
+				    "if-none-match"), "W/\""));
+	json_decref(reqs);
+
+	/* one page changes: it alone is read again */
+	set_branches(5, SHA_B);
+	list_and_wait(&e, GITHUB_LIST_BRANCHES, REPO, &x);
+	CHECK_INT(x.n, 5);
+	CHECK_INT(x.not_modified, 2);
+	CHECK_STR(x.shas[2], SHA_B);
+	CHECK_INT(count_of("rate_remaining"), remaining - 1);
+	struct github_client_stats s = stats(&e);
+	CHECK_INT(s.list_requests, 9);
+	CHECK_INT(s.list_not_modified, 5);
+
+	/* a branch deleted: the pages shift */
+	ctl_do("PUT", "/_control/branches", "[{\"repo\": \"" REPO "\", \"branch\": \"br00\", \"sha\": null}]");
+	list_and_wait(&e, GITHUB_LIST_BRANCHES, REPO, &x);
+	CHECK_INT(x.n, 4);
+	CHECK_INT(x.pages, 2);
+	CHECK_STR(x.names[0], "br01");
+	env_close(&e);
+}
+
+static void test_list_full_last_page(void)
+{
+	/* two full pages; then a branch that sorts after all the others: both
+	 * pages are unchanged (304), a third one follows */
+	struct env e;
+	env_init(&e, NULL);
+	set_branches(4, NULL);
+	ctl_do("PUT", "/_control/settings", "{\"max_per_page\": 2}");
+	struct listing x;
+	list_and_wait(&e, GITHUB_LIST_BRANCHES, REPO, &x);
+	CHECK_INT(x.n, 4);
+	CHECK_INT(x.pages, 2);
+	ctl_do("PUT", "/_control/branches",
+	       "[{\"repo\": \"" REPO "\", \"branch\": \"zz\", \"sha\": \"" SHA_C "\"}]");
+	list_and_wait(&e, GITHUB_LIST_BRANCHES, REPO, &x);
+	CHECK_INT(x.error, 0);
+	CHECK_INT(x.n, 5);
+	CHECK_STR(x.names[4], "zz");
+	CHECK_STR(x.shas[4], SHA_C);
+	CHECK_INT(x.requests, 4); /* page 2 asked again without If-None-Match */
+	CHECK_INT(x.not_modified, 1);
+	/* a last page that is not full is trusted */
+	list_and_wait(&e, GITHUB_LIST_BRANCHES, REPO, &x);
+	CHECK_INT(x.n, 5);
+	CHECK_INT(x.requests, 3);
+	CHECK_INT(x.not_modified, 3);
+	/* one page of 100: full, read again each time (a 101st may follow) */
+	ctl_do("POST", "/_control/reset", NULL);
+	set_branches(100, NULL);
+	list_and_wait(&e, GITHUB_LIST_BRANCHES, REPO, &x);
+	CHECK_INT(x.n, 100);
+	list_and_wait(&e, GITHUB_LIST_BRANCHES, REPO, &x);
+	CHECK_INT(x.n, 100);
+	CHECK_INT(x.requests, 2);
+	CHECK_INT(x.not_modified, 0);
+	env_close(&e);
+}
+
+static void test_list_pulls(void)
+{
+	struct env e;
+	env_init(&e, NULL);
+	ctl_do("PUT", "/_control/pulls",
+	       "[{\"repo\": \"" REPO "\", \"number\": 3, \"head_sha\": \"" SHA_A "\", \"base_ref\": \"16.0\"},"
+	       " {\"repo\": \"" REPO "\", \"number\": 4, \"head_sha\": \"" SHA_B "\", \"base_ref\": \"17.0\","
+	       "  \"state\": \"closed\"},"
+	       " {\"repo\": \"" REPO "\", \"number\": 12, \"head_sha\": \"" SHA_C "\", \"base_ref\": \"16.0\"}]");
+	struct listing x;
+	list_and_wait(&e, GITHUB_LIST_PULLS, REPO, &x);
+	CHECK_INT(x.error, 0);
+	CHECK_INT(x.n, 2);
+	CHECK_INT(x.prs[0], 12);
+	CHECK_STR(x.shas[0], SHA_C);
+	CHECK_INT(x.prs[1], 3);
+	json_t *reqs = ctl("GET", "/_control/requests", NULL);
+	CHECK_STR(field(json_array_get(reqs, 0), "path"),
+		  "/repos/oca/server-tools/pulls?state=open&per_page=100");
+	json_decref(reqs);
+	/* an unknown repository: 404, nothing complete */
+	list_and_wait(&e, GITHUB_LIST_PULLS, "nobody/nothing", &x);
+	CHECK_INT(x.error, -ENOENT);
+	CHECK(!x.complete);
+	CHECK(strstr(x.message, "404") != NULL);
+	CHECK_INT(github_client_list(e.gc, GITHUB_LIST_PULLS, "not a repo", on_list, &x), -EINVAL);
+	CHECK_INT(github_client_list(e.gc, 7, REPO, on_list, &x), -EINVAL);
+	env_close(&e);
+}
+
+static void test_list_hostile(void)
+{
+	struct env e;
+	env_init(&e, NULL);
+	set_branches(3, NULL);
+	struct listing x;
+	/* a next page elsewhere: the token must not follow it */
+	const char *evil[] = {
+		"{\"Link\": \"<http://evil.example/repos/x/branches?page=2>; rel=\\\"next\\\"\"}",
+		"{\"Link\": \"<%s.evil.example/x?page=2>; rel=\\\"next\\\"\"}",
+		"{\"Link\": \"<%s0/x?page=2>; rel=\\\"next\\\"\"}",
+		"{\"Link\": \"<%s/repos/../../x?page=2>; rel=\\\"next\\\"\"}",
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(evil); i++) {
+		char h[512];
+		snprintf(h, sizeof(h), evil[i], fake_url);
+		char body[768];
+		snprintf(body, sizeof(body),
+			 "{\"count\": 1, \"status\": 200, \"headers\": %s, \"body\": [], \"path\": \"branches\"}",
+			 h);
+		ctl_do("POST", "/_control/fail", body);
+		list_and_wait(&e, GITHUB_LIST_BRANCHES, REPO, &x);
+		CHECK_INT(x.error, -EPROTO);
+		CHECK(strstr(x.message, "leaves") != NULL);
+		CHECK(!x.complete);
+		CHECK_INT(x.requests, 1);
+	}
+	/* a loop back to the first page */
+	char h[512], body[768];
+	snprintf(h, sizeof(h),
+		 "{\"Link\": \"<%s/repos/oca/server-tools/branches?per_page=100>; rel=\\\"next\\\"\"}",
+		 fake_url);
+	snprintf(body, sizeof(body),
+		 "{\"count\": 1, \"status\": 200, \"headers\": %s, \"body\": [], \"path\": \"branches\"}", h);
+	ctl_do("POST", "/_control/fail", body);
+	list_and_wait(&e, GITHUB_LIST_BRANCHES, REPO, &x);
+	CHECK_INT(x.error, -EPROTO);
+	CHECK(strstr(x.message, "loop") != NULL);
+	/* not an array */
+	ctl_do("POST", "/_control/fail",
+	       "{\"count\": 1, \"status\": 200, \"body\": {\"message\": \"hi\"}, \"path\": \"branches\"}");
+	list_and_wait(&e, GITHUB_LIST_BRANCHES, REPO, &x);
+	CHECK_INT(x.error, -EPROTO);
+	CHECK(strstr(x.message, "not a JSON array") != NULL);
+	/* a 304 without having asked for one */
+	ctl_do("POST", "/_control/fail", "{\"count\": 1, \"status\": 304, \"path\": \"branches\"}");
+	list_and_wait(&e, GITHUB_LIST_BRANCHES, "o/never-listed", &x);
+	CHECK_INT(x.error, -EPROTO);
+	CHECK(strstr(x.message, "304") != NULL);
+	/* 5xx is retried, within the listing */
+	fail_next_path(1, 502, NULL, 0, "branches");
+	list_and_wait(&e, GITHUB_LIST_BRANCHES, REPO, &x);
+	CHECK_INT(x.error, 0);
+	CHECK_INT(x.n, 3);
+	CHECK_INT(x.requests, 2);
+	/* ... a few times only */
+	fail_next_path(5, 500, NULL, 0, "branches");
+	list_and_wait(&e, GITHUB_LIST_BRANCHES, REPO, &x);
+	CHECK_INT(x.error, -EIO);
+	CHECK_INT(x.requests, 3);
+	env_close(&e);
+}
+
+static void test_list_max_pages_and_cache_bound(void)
+{
+	struct github_client_opts o = default_opts();
+	o.max_pages = 2;
+	o.etag_entries = 2;
+	struct env e;
+	env_init(&e, &o);
+	set_branches(5, NULL);
+	ctl_do("PUT", "/_control/settings", "{\"max_per_page\": 2}");
+	struct listing x;
+	list_and_wait(&e, GITHUB_LIST_BRANCHES, REPO, &x);
+	CHECK_INT(x.error, -E2BIG);
+	CHECK(!x.complete);
+	CHECK_INT(x.n, 4); /* what was read is given */
+	CHECK_INT(x.requests, 2);
+	CHECK(strstr(x.message, "more than 2 pages") != NULL);
+	CHECK_INT(stats(&e).etag_entries, 2);
+	env_close(&e);
+
+	/* a byte budget smaller than one page: nothing kept, all still read */
+	o = default_opts();
+	o.etag_bytes = 64;
+	env_init(&e, &o);
+	set_branches(5, NULL);
+	ctl_do("PUT", "/_control/settings", "{\"max_per_page\": 2}");
+	list_and_wait(&e, GITHUB_LIST_BRANCHES, REPO, &x);
+	CHECK_INT(x.error, 0);
+	CHECK_INT(x.n, 5);
+	CHECK_INT(stats(&e).etag_entries, 0);
+	CHECK_INT(stats(&e).etag_bytes, 0);
+	list_and_wait(&e, GITHUB_LIST_BRANCHES, REPO, &x);
+	CHECK_INT(x.not_modified, 0);
+	env_close(&e);
+
+	/* many repositories: the cache stays within its bounds */
+	o = default_opts();
+	o.etag_entries = 3;
+	env_init(&e, &o);
+	for (int i = 0; i < 6; i++) {
+		char repo[32], body[128];
+		snprintf(repo, sizeof(repo), "o/r%d", i);
+		snprintf(body, sizeof(body), "[{\"repo\": \"%s\"}]", repo);
+		ctl_do("PUT", "/_control/repos", body);
+		list_and_wait(&e, GITHUB_LIST_PULLS, repo, &x);
+		CHECK_INT(x.error, 0);
+		CHECK(stats(&e).etag_entries <= 3);
+	}
+	/* the most recent are kept: o/r5 answers 304 */
+	list_and_wait(&e, GITHUB_LIST_PULLS, "o/r5", &x);
+	CHECK_INT(x.not_modified, 1);
+	list_and_wait(&e, GITHUB_LIST_PULLS, "o/r0", &x);
+	CHECK_INT(x.not_modified, 0);
+	env_close(&e);
+}
+
+static void test_list_close(void)
+{
+	/* closing with a listing in flight and one waiting for its retry:
+	 * both called back with -ECANCELED, nothing leaked */
+	struct github_client_opts o = default_opts();
+	o.retry_base_ms = o.retry_max_ms = 5000;
+	struct env e;
+	env_init(&e, &o);
+	set_branches(3, NULL);
+	fail_next_path(1, 0, NULL, 2.0, "server-tools/branches"); /* slow */
+	struct listing x = {0}, y = {0};
+	CHECK_INT(github_client_list(e.gc, GITHUB_LIST_BRANCHES, REPO, on_list, &x), 0);
+	run_for(&e, 100);
+	ctl_do("PUT", "/_control/repos", "[{\"repo\": \"o/other\"}]");
+	fail_next_path(1, 503, NULL, 0, "other/pulls");
+	CHECK_INT(github_client_list(e.gc, GITHUB_LIST_PULLS, "o/other", on_list, &y), 0);
+	run_for(&e, 200); /* y failed once and waits for its retry (5 s) */
+	CHECK_INT(stats(&e).lookups_retrying, 1);
+	github_client_close(e.gc);
+	e.gc = NULL;
+	run_for(&e, 100);
+	CHECK_INT(x.calls, 1);
+	CHECK_INT(x.error, -ECANCELED);
+	CHECK_INT(y.calls, 1);
+	CHECK_INT(y.error, -ECANCELED);
+	env_close(&e);
+}
+
+static void test_list_rate_limits(void)
+{
+	struct github_client_opts o = default_opts();
+	o.max_pause_ms = 2000;
+	struct env e;
+	env_init(&e, &o);
+	set_branches(5, NULL);
+	ctl_do("PUT", "/_control/settings", "{\"max_per_page\": 2}");
+	/* the budget runs out on the first page: the next pages are not asked */
+	ctl_do("PUT", "/_control/ratelimit", "{\"remaining\": 1, \"reset_in\": 1}");
+	struct listing x;
+	list_and_wait(&e, GITHUB_LIST_BRANCHES, REPO, &x);
+	CHECK_INT(x.error, -EAGAIN);
+	CHECK(!x.complete);
+	CHECK_INT(x.n, 2);
+	CHECK_INT(x.requests, 1);
+	CHECK_INT(stats(&e).rate_remaining, 0);
+	CHECK(github_client_paused_ms(e.gc) > 0);
+	CHECK(github_client_paused_ms(e.gc) <= 2000);
+	CHECK_INT(github_client_list(e.gc, GITHUB_LIST_BRANCHES, REPO, on_list, &x), -EAGAIN);
+	CHECK_INT(count_of("requests"), 1);
+	/* after the reset */
+	run_for(&e, 2100);
+	CHECK_INT(github_client_paused_ms(e.gc), 0);
+	list_and_wait(&e, GITHUB_LIST_BRANCHES, REPO, &x);
+	CHECK_INT(x.error, 0);
+	CHECK_INT(x.n, 5);
+
+	/* a secondary rate limit: 403 with Retry-After */
+	ctl_do("POST", "/_control/fail",
+	       "{\"count\": 1, \"status\": 403, \"headers\": {\"Retry-After\": \"1\"},"
+	       " \"body\": {\"message\": \"You have exceeded a secondary rate limit.\"}, \"path\": \"branches\"}");
+	list_and_wait(&e, GITHUB_LIST_BRANCHES, REPO, &x);
+	CHECK_INT(x.error, -EAGAIN);
+	CHECK(strstr(x.message, "rate limited") != NULL);
+	CHECK(github_client_paused_ms(e.gc) > 0);
+	CHECK_INT(x.requests, 1);
+	/* statuses wait too */
+	CHECK_INT(github_client_post_status(e.gc, REPO, SHA_A, "pending", "x", NULL), 0);
+	run_for(&e, 100);
+	CHECK_INT(stats(&e).sent, 0);
+	CHECK(run_until(&e, queue_idle));
+	CHECK_INT(stats(&e).sent, 1);
+	env_close(&e);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -1089,6 +1602,15 @@ int main(void)
 	RUN(test_close_after_curl);
 	RUN(test_new_invalid);
 	RUN(test_api_prefix);
+	RUN(test_link_next);
+	RUN(test_parse_list_page);
+	RUN(test_list_pages_and_etags);
+	RUN(test_list_full_last_page);
+	RUN(test_list_pulls);
+	RUN(test_list_hostile);
+	RUN(test_list_max_pages_and_cache_bound);
+	RUN(test_list_rate_limits);
+	RUN(test_list_close);
 	fake_stop();
 	curl_global_cleanup();
 	return UNIT_DONE();
