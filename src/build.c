@@ -129,11 +129,33 @@ struct build *build_dup(const struct build *b)
 	d->last_scaled = b->last_scaled;
 	d->deleting = b->deleting;
 	d->has_finalizer = b->has_finalizer;
+	build_set_reason(d, b->reason);
+	build_set_note(d, b->note);
 	return d;
+}
+
+static void set_string(char **dst, const char *s)
+{
+	free(*dst);
+	*dst = s && *s ? xstrdup(s) : NULL;
+}
+
+void build_set_reason(struct build *b, const char *s)
+{
+	set_string(&b->reason, s);
+}
+
+void build_set_note(struct build *b, const char *s)
+{
+	set_string(&b->note, s);
 }
 
 void build_free(struct build *b)
 {
+	if (!b)
+		return;
+	free(b->reason);
+	free(b->note);
 	free(b);
 }
 
@@ -172,7 +194,9 @@ bool build_same_view(const struct build *a, const struct build *b)
 	       a->desired_replicas == b->desired_replicas && a->created == b->created &&
 	       a->created_ms == b->created_ms &&
 	       a->last_scaled == b->last_scaled && a->deleting == b->deleting &&
-	       a->has_finalizer == b->has_finalizer;
+	       a->has_finalizer == b->has_finalizer &&
+	       strcmp(a->reason ? a->reason : "", b->reason ? b->reason : "") == 0 &&
+	       strcmp(a->note ? a->note : "", b->note ? b->note : "") == 0;
 }
 
 /* ---- validation ---- */
@@ -199,133 +223,10 @@ bool build_valid_name(const char *name)
 	return name[n - 1] != '-';
 }
 
-bool build_valid_repo(const char *repo)
-{
-	if (!repo)
-		return false;
-	const char *slash = strchr(repo, '/');
-	if (!slash)
-		return false;
-	size_t owner = (size_t)(slash - repo);
-	if (owner < 1 || owner > BUILD_REPO_OWNER_MAX)
-		return false;
-	for (const char *p = repo; p < slash; p++)
-		if (!(is_alnum(*p) || *p == '-'))
-			return false;
-	const char *name = slash + 1;
-	size_t n = 0;
-	for (const char *p = name; *p; p++, n++)
-		if (n >= BUILD_REPO_NAME_MAX ||
-		    !(is_alnum(*p) || *p == '-' || *p == '_' || *p == '.'))
-			return false;
-	return n > 0 && strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
-}
-
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if invalid (overlong
- * forms, surrogates and code points above U+10FFFF are invalid). */
-static size_t utf8_seq(const unsigned char *s)
-{
-	unsigned c = s[0];
-	if (c < 0x80)
-		return 1;
-	size_t n;
-	unsigned min, cp;
-	if ((c & 0xe0) == 0xc0) {
-		n = 2, min = 0x80, cp = c & 0x1f;
-	} else if ((c & 0xf0) == 0xe0) {
-		n = 3, min = 0x800, cp = c & 0x0f;
-	} else if ((c & 0xf8) == 0xf0) {
-		n = 4, min = 0x10000, cp = c & 0x07;
-	} else {
-		return 0;
-	}
-	for (size_t i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0; /* also stops at the NUL */
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return n;
-}
-
-bool build_valid_branch(const char *branch)
-{
-	if (!branch || !*branch || branch[0] == '-' || strcmp(branch, "@") == 0)
-		return false;
-	const unsigned char *s = (const unsigned char *)branch;
-	const unsigned char *component = s;
-	size_t len = 0;
-	for (const unsigned char *p = s; *p;) {
-		unsigned c = *p;
-		if (c < 0x20 || c == 0x7f || c == ' ' || c == '~' || c == '^' || c == ':' ||
-		    c == '?' || c == '*' || c == '[' || c == '\\')
-			return false;
-		if (c == '.' && p[1] == '.')
-			return false;
-		if (c == '@' && p[1] == '{')
-			return false;
-		if (p == component && c == '.')
-			return false; /* component starts with '.' */
-		if (c == '/') {
-			if (p == component)
-				return false; /* leading '/' or "//" */
-			if (p - component >= 5 && memcmp(p - 5, ".lock", 5) == 0)
-				return false;
-			component = p + 1;
-		}
-		size_t n = utf8_seq(p);
-		if (!n)
-			return false;
-		p += n;
-		len += n;
-		if (len > BUILD_BRANCH_MAX)
-			return false;
-	}
-	const unsigned char *end = s + len;
-	if (end[-1] == '/' || end[-1] == '.')
-		return false;
-	if (end - component >= 5 && memcmp(end - 5, ".lock", 5) == 0)
-		return false;
-	return true;
-}
-
-bool build_valid_sha(const char *sha)
-{
-	if (!sha)
-		return false;
-	size_t n = 0;
-	for (const char *p = sha; *p; p++, n++)
-		if (n >= 64 || !((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
-			return false;
-	return n == 40 || n == 64;
-}
-
-bool build_valid_pr(long long pr)
-{
-	return pr >= 1 && pr <= BUILD_PR_MAX;
-}
-
-int build_parse_pr(const char *s, int *pr)
-{
-	if (!s || !*s || *s == '0')
-		return -EINVAL;
-	long long v = 0;
-	for (const char *p = s; *p; p++) {
-		if (*p < '0' || *p > '9' || p - s >= 10)
-			return -EINVAL;
-		v = v * 10 + (*p - '0');
-	}
-	if (!build_valid_pr(v))
-		return -EINVAL;
-	*pr = (int)v;
-	return 0;
-}
-
 bool build_valid_commit(const struct build_commit *c)
 {
-	return c && build_valid_repo(c->repo) && build_valid_branch(c->target_branch) &&
-	       (c->pr == 0 || build_valid_pr(c->pr)) && build_valid_sha(c->git_commit);
+	return c && validate_repo(c->repo) && validate_branch(c->target_branch) &&
+	       (c->pr == 0 || validate_pr(c->pr)) && validate_sha(c->git_commit);
 }
 
 /* ---- slug ---- */
@@ -597,25 +498,25 @@ struct build *build_from_deployment(const json_t *dep, char *err, size_t errlen)
 		return NULL;
 	}
 	if (get_str(ann, BUILD_ANN_REPO, BUILD_REPO_MAX, &repo) < 0 || !repo ||
-	    !build_valid_repo(repo)) {
+	    !validate_repo(repo)) {
 		fail(err, errlen, what, "annotation " BUILD_ANN_REPO
 		     " missing or not an owner/repo GitHub accepts");
 		return NULL;
 	}
 	if (get_str(ann, BUILD_ANN_TARGET_BRANCH, BUILD_BRANCH_MAX, &branch) < 0 || !branch ||
-	    !build_valid_branch(branch)) {
+	    !validate_branch(branch)) {
 		fail(err, errlen, what, "annotation " BUILD_ANN_TARGET_BRANCH
 		     " missing or not a valid git branch name");
 		return NULL;
 	}
 	int pr = 0;
 	if (get_str(ann, BUILD_ANN_PR, 16, &pr_s) < 0 ||
-	    (pr_s && *pr_s && build_parse_pr(pr_s, &pr) < 0)) {
+	    (pr_s && *pr_s && validate_parse_pr(pr_s, &pr) < 0)) {
 		fail(err, errlen, what, "annotation " BUILD_ANN_PR
 		     " is not \"\" or a PR number in 1..2147483647");
 		return NULL;
 	}
-	if (get_str(ann, BUILD_ANN_GIT_COMMIT, 64, &sha) < 0 || !sha || !build_valid_sha(sha)) {
+	if (get_str(ann, BUILD_ANN_GIT_COMMIT, 64, &sha) < 0 || !sha || !validate_sha(sha)) {
 		fail(err, errlen, what, "annotation " BUILD_ANN_GIT_COMMIT
 		     " missing or not 40/64 lowercase hex digits");
 		return NULL;
@@ -731,6 +632,14 @@ struct build *build_from_deployment(const json_t *dep, char *err, size_t errlen)
 	b->last_scaled = last_scaled;
 	b->deleting = del_s != NULL;
 	b->has_finalizer = finalizer;
+	const char *why = json_string_value(json_object_get(ann, BUILD_ANN_REASON));
+	if (why && *why) {
+		/* informative only: a bad one is cut, never a reason to refuse */
+		size_t full = strlen(why), n = full < BUILD_REASON_MAX ? full : BUILD_REASON_MAX;
+		while (n > 0 && n < full && ((unsigned char)why[n] & 0xC0) == 0x80)
+			n--; /* on a UTF-8 character boundary */
+		b->reason = xstrndup(why, n);
+	}
 	b->status = build_derive_status(b);
 	return b;
 }
@@ -817,6 +726,8 @@ json_t *build_to_json(const struct build *b, const struct build_links *links)
 	json_object_set_new(o, "init_status", json_string(build_init_status_str(b->init_status)));
 	json_object_set_new(o, "slug", json_string(b->slug));
 	json_object_set_new(o, "desired_replicas", json_integer(b->desired_replicas));
+	const char *why = b->note ? b->note : b->reason;
+	json_object_set_new(o, "reason", why ? json_string(why) : json_null());
 	return o;
 }
 

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "validate.h"
+
 /* Kubernetes contract (same keys as the Python runboat). */
 #define BUILD_LABEL "runboat/build"
 #define BUILD_LABEL_JOB_KIND "runboat/job-kind"
@@ -28,14 +30,17 @@
  * millisecond (RFC 3339), so that commits pushed within one second are
  * ordered. creationTimestamp has whole seconds only. */
 #define BUILD_ANN_CREATED "runboat/created"
+/* Another addition: why the build is failed when Kubernetes refused one of
+ * its steps for good (e.g. an object of its kubefiles is invalid); "" or
+ * absent when there is nothing to say. Bounded to BUILD_REASON_MAX bytes. */
+#define BUILD_ANN_REASON "runboat/reason"
+#define BUILD_REASON_MAX 1024
 
-/* Bounds of the validated inputs. */
+/* Bounds of the validated inputs (validate.h has the rules). */
 #define BUILD_NAME_MAX 63        /* a label value */
-#define BUILD_REPO_OWNER_MAX 39  /* GitHub's limit for a login */
-#define BUILD_REPO_NAME_MAX 100  /* GitHub's limit for a repository */
-#define BUILD_REPO_MAX (BUILD_REPO_OWNER_MAX + 1 + BUILD_REPO_NAME_MAX)
-#define BUILD_BRANCH_MAX 255
-#define BUILD_PR_MAX 2147483647
+#define BUILD_REPO_MAX VALIDATE_REPO_MAX
+#define BUILD_BRANCH_MAX VALIDATE_BRANCH_MAX
+#define BUILD_PR_MAX VALIDATE_PR_MAX
 #define BUILD_SLUG_MAX 63        /* a DNS-1123 label */
 
 /* Derived status (never stored); the strings are the API's. */
@@ -94,6 +99,11 @@ struct build {
 	int64_t last_scaled;         /* runboat/last-scaled, epoch s; 0 if absent */
 	bool deleting;               /* metadata.deletionTimestamp set */
 	bool has_finalizer;          /* runboat/cleanup among the finalizers */
+	char *reason;                /* runboat/reason, NULL when absent or "" */
+	char *note;                  /* what the controller says of it now (a
+	                              * step being retried, a failed cleanup),
+	                              * NULL if nothing; set by index_set_note,
+	                              * never read from Kubernetes */
 };
 
 /* A build with the given identity and strings (copied, NUL-terminated, in one
@@ -105,6 +115,9 @@ struct build {
 struct build *build_new(const char *name, const char *deployment_name,
 			const struct build_commit *commit, const char *resource_version,
 			const char *uid);
+/* Sets b->reason or b->note to a copy of s (NULL or "" clears it). */
+void build_set_reason(struct build *b, const char *s);
+void build_set_note(struct build *b, const char *s);
 /* A deep copy (owned by the caller). */
 struct build *build_dup(const struct build *b);
 /* Frees b and every string it holds; NULL is fine. */
@@ -133,27 +146,35 @@ bool build_same_view(const struct build *a, const struct build *b);
  * NULL. */
 struct build *build_from_deployment(const json_t *deployment, char *err, size_t errlen);
 
-/* Input validation shared by the webhook, the API and build_from_deployment. */
+/* Input validation. Repo, branch, sha and PR number have one set of rules,
+ * in validate.h, used by the configuration, the webhook, the API, the
+ * kubefiles and build_from_deployment. */
 
 /* A build name: [a-z][a-z0-9-]*, at most BUILD_NAME_MAX, not ending in '-'
  * (fits a label value and prefixes DNS names). */
 bool build_valid_name(const char *name);
-/* "owner/repo" as GitHub allows (any case): owner [A-Za-z0-9-]{1,39}, repo
- * [A-Za-z0-9._-]{1,100} but not "." or "..". */
-bool build_valid_repo(const char *repo);
-/* A branch name git accepts as refs/heads/<branch> (git check-ref-format
- * rules: no "..", "@{", "//", control characters, space, ~^:?*[\, no
- * component starting with '.' or ending in ".lock", not starting with '-' or
- * '/', not ending with '/' or '.', not "@"), valid UTF-8, at most
- * BUILD_BRANCH_MAX bytes. */
-bool build_valid_branch(const char *branch);
-/* 40 (sha1) or 64 (sha256) lowercase hex digits. */
-bool build_valid_sha(const char *sha);
-/* 1..BUILD_PR_MAX. */
-bool build_valid_pr(long long pr);
-/* Parses a PR number: digits only, no sign, no leading zero, in range.
- * Returns 0 and sets *pr, or -EINVAL. */
-int build_parse_pr(const char *s, int *pr);
+/* Former names of validate.h's functions, for the callers not moved yet
+ * (the API, the GitHub client); new code calls validate_*. */
+static inline bool build_valid_repo(const char *repo)
+{
+	return validate_repo(repo);
+}
+static inline bool build_valid_branch(const char *branch)
+{
+	return validate_branch(branch);
+}
+static inline bool build_valid_sha(const char *sha)
+{
+	return validate_sha(sha);
+}
+static inline bool build_valid_pr(long long pr)
+{
+	return validate_pr(pr);
+}
+static inline int build_parse_pr(const char *s, int *pr)
+{
+	return validate_parse_pr(s, pr);
+}
 /* All four of a commit (repo may be any case here). */
 bool build_valid_commit(const struct build_commit *c);
 
@@ -188,7 +209,8 @@ struct build_links {
  *  repo_commit_link: "<gh>/<repo>/commit/<sha>" or ".../pull/<pr>/commits/<sha>",
  *  webui_link: "<base_url>/builds/<name>", status,
  *  created, last_scaled: "YYYY-MM-DDTHH:MM:SSZ" (last_scaled falls back to
- *  created), and the additions init_status, slug, desired_replicas}.
+ *  created), and the additions init_status, slug, desired_replicas and
+ *  reason: the note when there is one, else the reason, else null}.
  * The branch is percent-encoded in links except for '/' (identical to Python
  * for ordinary branch names). */
 json_t *build_to_json(const struct build *b, const struct build_links *links);

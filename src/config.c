@@ -15,15 +15,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "kubefiles.h"
 #include "log.h"
 #include "toml_json.h"
 #include "util.h"
+#include "validate.h"
 
 #define SECRET_FILE_MAX_BYTES (64 * 1024)
 #define MAX_URL_LEN 2048
 #define MAX_IMAGE_LEN 512
 #define MAX_REGEX_LEN 1024
-#define MAX_BRANCH_LEN 255
 /* A slug is at most 63 characters and builds also answer on
  * <slug>.mail.<domain>: keep that within a DNS name's 253. */
 #define MAX_DOMAIN_LEN (253 - 63 - 6)
@@ -92,10 +93,7 @@ static int fail_path(struct loader *ld, const char *path, const char *fmt, ...)
 	va_start(ap, fmt);
 	buf_vprintf(&b, fmt, ap);
 	va_end(ap);
-	/* values are quoted as written: keep the error on one line */
-	for (char *c = b.data; *c; c++)
-		if ((unsigned char)*c < 0x20 || *c == 0x7f)
-			*c = '?';
+	str_one_line(b.data); /* values are quoted as written */
 	if (ld->err && ld->errlen)
 		snprintf(ld->err, ld->errlen, "%s", b.data);
 	buf_free(&b);
@@ -171,7 +169,8 @@ static size_t edit_distance(const char *a, const char *b)
 static const char *const TOP_KEYS[] = { "server", "admin", "limits", "kubernetes", "build",
 					"github", "repos", "sticky_branches", NULL };
 static const char *const SERVER_KEYS[] = { "listen", "base_url", "log_level", "access_log",
-					   "max_connections", "max_header_bytes",
+					   "max_connections", "max_connections_per_client",
+					   "max_header_bytes", "max_buffered_body_bytes",
 					   "max_request_line_bytes", "max_body_bytes",
 					   "max_webhook_body_bytes", "header_timeout",
 					   "body_timeout", "keepalive_timeout",
@@ -185,7 +184,8 @@ static const char *const KUBERNETES_KEYS[] = { "namespace", "kubeconfig", "conte
 static const char *const BUILD_KEYS[] = { "domain", "kubefiles", "env", "secret_env",
 					  "template_vars", NULL };
 static const char *const GITHUB_KEYS[] = { "api_url", "token", "token_file", "webhook_secret",
-					   "webhook_secret_file", "statuses", NULL };
+					   "webhook_secret_file", "statuses", "sync_interval",
+					   "sync_repos", NULL };
 static const char *const REPO_KEYS[] = { "repo", "branch", "image", "kubefiles", "env",
 					 "secret_env", "template_vars", NULL };
 static const char *const STICKY_KEYS[] = { "repo", "branch", NULL };
@@ -359,7 +359,7 @@ static void free_secret(char *s)
 static int get_int_into(struct loader *ld, json_t *tbl, const char *tpath, const char *key,
 			long long min, long long max, int *out)
 {
-	long long n;
+	long long n = 0;
 	int r = get_int(ld, tbl, tpath, key, min, max, &n);
 	if (r == 1)
 		*out = (int)n;
@@ -369,7 +369,7 @@ static int get_int_into(struct loader *ld, json_t *tbl, const char *tpath, const
 static int get_size_into(struct loader *ld, json_t *tbl, const char *tpath, const char *key,
 			 long long min, long long max, size_t *out)
 {
-	long long n;
+	long long n = 0;
 	int r = get_int(ld, tbl, tpath, key, min, max, &n);
 	if (r == 1)
 		*out = (size_t)n;
@@ -390,33 +390,10 @@ static char *resolve_path(const struct loader *ld, const char *p)
 	return xasprintf("%s%s%s", ld->base_dir, str_ends_with(ld->base_dir, "/") ? "" : "/", p);
 }
 
-static bool is_dns_label(const char *s, size_t len)
+/* A build domain: a DNS name short enough for "<slug>.mail.<domain>". */
+static bool is_domain(const char *s)
 {
-	if (len == 0 || len > 63 || s[0] == '-' || s[len - 1] == '-')
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		char c = s[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
-			return false;
-	}
-	return true;
-}
-
-static bool is_dns_name(const char *s)
-{
-	size_t len = strlen(s);
-	if (len == 0 || len > MAX_DOMAIN_LEN)
-		return false;
-	const char *p = s;
-	for (;;) {
-		const char *dot = strchr(p, '.');
-		size_t l = dot ? (size_t)(dot - p) : strlen(p);
-		if (!is_dns_label(p, l))
-			return false;
-		if (!dot)
-			return true;
-		p = dot + 1;
-	}
+	return strlen(s) <= MAX_DOMAIN_LEN && validate_dns_name(s);
 }
 
 static bool parse_port(const char *s, int *port)
@@ -520,38 +497,6 @@ static char *trim_url(const char *s)
 	return xstrndup(s, n);
 }
 
-static bool is_env_name(const char *s)
-{
-	if (!(isalpha((unsigned char)s[0]) || s[0] == '_'))
-		return false;
-	for (const char *c = s + 1; *c; c++)
-		if (!(isalnum((unsigned char)*c) || *c == '_'))
-			return false;
-	return true;
-}
-
-static bool is_repo_name(const char *s)
-{
-	const char *slash = strchr(s, '/');
-	if (!slash || slash == s || !slash[1] || strchr(slash + 1, '/') || strlen(s) > 200)
-		return false;
-	for (const char *c = s; *c; c++)
-		if (c != slash && !isalnum((unsigned char)*c) && !strchr("._-", *c))
-			return false;
-	return true;
-}
-
-static bool is_branch_name(const char *s)
-{
-	size_t n = strlen(s);
-	if (n == 0 || n > MAX_BRANCH_LEN)
-		return false;
-	for (const char *c = s; *c; c++)
-		if ((unsigned char)*c <= 0x20 || *c == 0x7f || strchr("~^:?*[\\", *c))
-			return false;
-	return true;
-}
-
 static const char *check_image(const char *s)
 {
 	size_t n = strlen(s);
@@ -588,7 +533,8 @@ static void split_image(const char *image, char **name, char **tag)
  * stripped, not empty, no NUL. Returns NULL and sets *why on failure. */
 static char *read_secret_file(const char *path, const char **why)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO must not block the open (it is refused below) */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0) {
 		*why = strerror(errno);
 		return NULL;
@@ -732,7 +678,7 @@ static int get_env(struct loader *ld, json_t *tbl, const char *tpath, const char
 	const char *name;
 	json_t *value;
 	json_object_foreach(env, name, value) {
-		if (!is_env_name(name)) {
+		if (!validate_env_name(name)) {
 			fail_key(ld, epath, name,
 				 "invalid environment variable name, expected [A-Za-z_][A-Za-z0-9_]*");
 			goto fail;
@@ -758,6 +704,15 @@ static int check_dir(struct loader *ld, const char *tpath, const char *key, cons
 	if (!S_ISDIR(st.st_mode))
 		return fail_key(ld, tpath, key, "\"%s\" is not a directory, expected the directory "
 				"of the kubefiles", dir);
+	/* Loaded once here so that a directory runboat cannot deploy from
+	 * (empty, a required template missing, a file too large or not text)
+	 * fails --check-config and start-up, not the first deploy. The
+	 * templates are not rendered: that needs a build. */
+	char why[1024];
+	struct kubefiles *kf = kubefiles_load(dir, why, sizeof why);
+	if (!kf)
+		return fail_key(ld, tpath, key, "%s", why);
+	kubefiles_free(kf);
 	return 0;
 }
 
@@ -772,6 +727,8 @@ static void set_defaults(struct config *c)
 	c->server.log_level = LOG_INFO;
 	c->server.access_log = true;
 	c->server.max_connections = 1024;
+	c->server.max_connections_per_client = 256;
+	c->server.max_buffered_body_bytes = 67108864;
 	c->server.max_header_bytes = 16384;
 	c->server.max_request_line_bytes = 8192;
 	c->server.max_body_bytes = 1048576;
@@ -796,6 +753,51 @@ static void set_defaults(struct config *c)
 	c->build.template_vars = json_object();
 	c->github.api_url = xstrdup("https://api.github.com");
 	c->github.statuses = true;
+	c->github.sync_interval = -1; /* resolved by resolve_sync_interval */
+}
+
+/* The sync is on by default only with a token (anonymous calls have 60 an
+ * hour, and a 304 is free only when authorized). */
+static void resolve_sync_interval(struct config *c)
+{
+	if (c->github.sync_interval < 0)
+		c->github.sync_interval = c->github.token ? 600.0 : 0.0;
+}
+
+/* [github] sync_repos: an array of "owner/repo", lowercased, duplicates
+ * dropped. */
+static int get_sync_repos(struct loader *ld, json_t *tbl, const char *tpath,
+			  struct config_github *g)
+{
+	json_t *a = json_object_get(tbl, "sync_repos");
+	if (!a)
+		return 0;
+	if (!json_is_array(a))
+		return fail_key(ld, tpath, "sync_repos", "got %s, expected an array of "
+				"\"owner/repo\" strings", kind_name(a));
+	if (json_array_size(a) > 10000)
+		return fail_key(ld, tpath, "sync_repos", "has %zu entries, expected at most 10000",
+				json_array_size(a));
+	g->sync_repos = xcalloc(json_array_size(a) + 1, sizeof *g->sync_repos);
+	size_t i;
+	json_t *v;
+	json_array_foreach(a, i, v) {
+		const char *r = json_string_value(v);
+		if (!json_is_string(v) || strlen(r) != json_string_length(v) || !validate_repo(r))
+			return fail_key(ld, tpath, "sync_repos", "entry %zu is not a repository name, "
+					"expected \"owner/repo\"", i + 1);
+		char *lower = xstrdup(r);
+		for (char *p = lower; *p; p++)
+			*p = (char)tolower((unsigned char)*p);
+		bool dup = false;
+		for (size_t k = 0; k < g->n_sync_repos && !dup; k++)
+			dup = strcmp(g->sync_repos[k], lower) == 0;
+		if (dup)
+			free(lower);
+		else
+			g->sync_repos[g->n_sync_repos++] = lower;
+	}
+	return 0;
 }
 
 #define ONE_DAY 86400.0
@@ -846,6 +848,10 @@ static int load_server(struct loader *ld, json_t *root, struct config *c)
 	}
 	if (get_bool(ld, t, P, "access_log", &s->access_log) < 0 ||
 	    get_int_into(ld, t, P, "max_connections", 1, 1000000, &s->max_connections) < 0 ||
+	    get_int_into(ld, t, P, "max_connections_per_client", 0, 1000000,
+			 &s->max_connections_per_client) < 0 ||
+	    get_size_into(ld, t, P, "max_buffered_body_bytes", 0, 16 * ONE_GIB,
+			  &s->max_buffered_body_bytes) < 0 ||
 	    get_size_into(ld, t, P, "max_header_bytes", 1024, 16 * 1024 * 1024,
 			  &s->max_header_bytes) < 0 ||
 	    get_size_into(ld, t, P, "max_request_line_bytes", 256, 16 * 1024 * 1024,
@@ -920,7 +926,7 @@ static int load_kubernetes(struct loader *ld, json_t *root, struct config *c)
 		return -1;
 	if (r == 0)
 		return fail_key(ld, P, "namespace", "missing, expected the namespace of the builds");
-	if (!is_dns_label(str, strlen(str)))
+	if (!validate_dns_label(str, strlen(str)))
 		return fail_key(ld, P, "namespace", "\"%s\" is not a valid namespace, expected a "
 				"DNS-1123 label ([a-z0-9-], at most 63, no '-' at either end)", str);
 	set_str(&k->namespace, str);
@@ -978,7 +984,7 @@ static int load_build(struct loader *ld, json_t *root, struct config *c)
 	char *lower = xstrdup(str);
 	for (char *p = lower; *p; p++)
 		*p = (char)tolower((unsigned char)*p);
-	if (!is_dns_name(lower)) {
+	if (!is_domain(lower)) {
 		free(lower);
 		return fail_key(ld, P, "domain", "\"%s\" is not a valid DNS name, expected "
 				"dot-separated labels of [a-z0-9-] (at most %d characters)", str,
@@ -1029,11 +1035,25 @@ static int load_github(struct loader *ld, json_t *root, struct config *c)
 		}
 		if (get_bool(ld, t, P, "statuses", &g->statuses) < 0)
 			return -1;
+		json_t *si = json_object_get(t, "sync_interval");
+		if (si) {
+			double d = json_is_number(si) ? json_number_value(si) : -1;
+			if (!json_is_number(si))
+				return fail_key(ld, P, "sync_interval", "got %s, expected a number "
+						"of seconds", kind_name(si));
+			if (!(d == 0 || (d >= 1 && d <= ONE_DAY)))
+				return fail_key(ld, P, "sync_interval", "%.15g is out of range, "
+						"expected 0 (off) or 1..%.15g seconds", d, ONE_DAY);
+			g->sync_interval = d;
+		}
+		if (get_sync_repos(ld, t, P, g) < 0)
+			return -1;
 	}
 	if (get_secret(ld, t, P, "token", "token_file", CONFIG_ENV_GITHUB_TOKEN, &g->token) < 0 ||
 	    get_secret(ld, t, P, "webhook_secret", "webhook_secret_file",
 		       CONFIG_ENV_WEBHOOK_SECRET, &g->webhook_secret) < 0)
 		return -1;
+	resolve_sync_interval(c);
 	return 0;
 }
 
@@ -1181,14 +1201,15 @@ static int load_one_sticky(struct loader *ld, json_t *e, const char *P, struct c
 		return -1;
 	if (rr == 0)
 		return fail_key(ld, P, "repo", "missing, expected \"owner/repo\"");
-	if (!is_repo_name(repo))
+	if (!validate_repo(repo))
 		return fail_key(ld, P, "repo", "\"%s\" is not a repository name, expected "
 				"\"owner/repo\"", repo);
 	if (rb == 0)
 		return fail_key(ld, P, "branch", "missing, expected a branch name");
-	if (!is_branch_name(branch))
-		return fail_key(ld, P, "branch", "\"%s\" is not a branch name, expected a git "
-				"branch name without spaces or control characters", branch);
+	if (!validate_branch(branch))
+		return fail_key(ld, P, "branch", "\"%s\" is not a valid branch name, expected a "
+				"git branch name (git check-ref-format rules, UTF-8, at most %d "
+				"bytes)", branch, VALIDATE_BRANCH_MAX);
 	s->repo = xstrdup(repo);
 	for (char *p = s->repo; *p; p++)
 		*p = (char)tolower((unsigned char)*p);
@@ -1297,13 +1318,13 @@ struct config *config_default(const char *namespace, const char *domain, char *e
 	struct config *c = xcalloc(1, sizeof *c);
 	c->path = xstrdup(ld.name);
 	set_defaults(c);
-	if (!namespace || !is_dns_label(namespace, strlen(namespace))) {
+	if (!namespace || !validate_dns_label(namespace, strlen(namespace))) {
 		fail_path(&ld, "kubernetes.namespace", "expected a DNS-1123 label");
 		goto fail;
 	}
 	c->kubernetes.namespace = xstrdup(namespace);
 	c->build.domain = domain ? xstrdup(domain) : NULL;
-	if (!domain || !is_dns_name(domain)) {
+	if (!domain || !is_domain(domain)) {
 		fail_path(&ld, "build.domain", "expected a lowercase DNS name");
 		goto fail;
 	}
@@ -1314,6 +1335,7 @@ struct config *config_default(const char *namespace, const char *domain, char *e
 	    get_secret(&ld, NULL, "github", "webhook_secret", "webhook_secret_file",
 		       CONFIG_ENV_WEBHOOK_SECRET, &c->github.webhook_secret) < 0)
 		goto fail;
+	resolve_sync_interval(c);
 	return c;
 fail:
 	config_free(c);
@@ -1358,6 +1380,9 @@ void config_free(struct config *c)
 	free(c->github.api_url);
 	free_secret(c->github.token);
 	free_secret(c->github.webhook_secret);
+	for (size_t i = 0; i < c->github.n_sync_repos; i++)
+		free(c->github.sync_repos[i]);
+	free(c->github.sync_repos);
 	for (size_t i = 0; i < c->n_repos; i++)
 		repo_free(&c->repos[i]);
 	free(c->repos);

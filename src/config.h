@@ -45,10 +45,12 @@ struct config_server {
 	int log_level;     /* enum log_level (log.h) */
 	bool access_log;
 	int max_connections;
+	int max_connections_per_client; /* per IPv4 address / IPv6 /64; 0: no cap */
 	size_t max_header_bytes;
 	size_t max_request_line_bytes;
 	size_t max_body_bytes;
 	size_t max_webhook_body_bytes;
+	size_t max_buffered_body_bytes; /* bodies in flight, all connections; 0: no cap */
 	double header_timeout; /* seconds, all > 0 */
 	double body_timeout;
 	double keepalive_timeout;
@@ -94,6 +96,11 @@ struct config_github {
 	char *token;          /* NULL: anonymous API calls */
 	char *webhook_secret; /* NULL: webhooks are accepted unsigned */
 	bool statuses;
+	/* missed-webhook recovery (github_sync.h): seconds between two syncs
+	 * with GitHub, 0 = off; default 600 when a token is set, else 0 */
+	double sync_interval;
+	char **sync_repos; /* lowercase "owner/repo" also looked at by the sync */
+	size_t n_sync_repos;
 };
 
 /* One [[repos]] entry, with [build] merged in: kubefiles is the entry's or
@@ -139,9 +146,14 @@ struct config {
 };
 
 /* Loads and validates the TOML file at path; secrets come from the file,
- * their *_file or the environment (see CONFIG_ENV_*). Returns a new config
- * (owned, config_free) or NULL with one line in err. Logs a warning when
- * no webhook secret is set. */
+ * their *_file or the environment (see CONFIG_ENV_*). Every kubefiles
+ * directory named ([build] and each [[repos]] entry) is loaded once with
+ * kubefiles_load, so that a directory runboat cannot deploy from (empty, a
+ * required template missing, not text) is an error of its key; sticky
+ * branches and repositories are checked with validate.h's rules, those of
+ * webhooks. Returns a new config (owned, config_free) or NULL with one line
+ * in err (the file itself must be a regular file: a FIFO is refused, not
+ * waited on). Logs a warning when no webhook secret is set. */
 struct config *config_load(const char *path, char *err, size_t errlen);
 
 /* Same for a document in memory; name stands for the file name in errors,

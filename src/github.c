@@ -3,6 +3,7 @@
 #include "github.h"
 
 #include "util.h"
+#include "validate.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -61,7 +62,7 @@ bool github_sha_normalize(const char *in, char out[GITHUB_SHA_MAX + 1])
 	for (i = 0; in[i] && i < GITHUB_SHA_MAX; i++)
 		out[i] = (char)tolower((unsigned char)in[i]);
 	out[i] = '\0';
-	if (in[i] || !build_valid_sha(out) || all_zeros(out)) {
+	if (in[i] || !validate_sha(out) || all_zeros(out)) {
 		out[0] = '\0';
 		return false;
 	}
@@ -171,7 +172,7 @@ static int get_repo(struct parse *p)
 	int rc = get_string(p, "repository.full_name", GITHUB_REPO_MAX, &s);
 	if (rc)
 		return rc;
-	if (!build_valid_repo(s))
+	if (!validate_repo(s))
 		return fail(p, "repository.full_name: expected \"owner/name\" (owner [A-Za-z0-9-]{1,39}, "
 			       "name [A-Za-z0-9._-]{1,100})");
 	size_t i;
@@ -186,13 +187,13 @@ static void try_repo(struct parse *p)
 {
 	json_t *v = at(p->root, "repository.full_name");
 	if (v && json_is_string(v) && json_string_length(v) <= GITHUB_REPO_MAX &&
-	    build_valid_repo(json_string_value(v)))
+	    validate_repo(json_string_value(v)))
 		get_repo(p);
 }
 
 static int get_branch(struct parse *p, const char *path, const char *value)
 {
-	if (!build_valid_branch(value))
+	if (!validate_branch(value))
 		return fail(p, "%s: not a valid branch name (git ref rules, UTF-8, at most %d bytes)",
 			    path, GITHUB_BRANCH_MAX);
 	snprintf(p->out->target_branch, sizeof(p->out->target_branch), "%s", value);
@@ -223,7 +224,7 @@ static int get_pr(struct parse *p)
 	if (!json_is_integer(v))
 		return fail(p, "%s: expected an integer", path);
 	json_int_t n = json_integer_value(v);
-	if (n < 1 || n > GITHUB_PR_MAX)
+	if (!validate_pr(n))
 		return fail(p, "%s: expected a pull request number in 1..%ld", path, GITHUB_PR_MAX);
 	json_t *top = json_object_get(p->root, "number");
 	if (top && (!json_is_integer(top) || json_integer_value(top) != n))

@@ -19,18 +19,19 @@
 #ifndef RUNBOAT_GITHUB_H
 #define RUNBOAT_GITHUB_H
 
-#include "build.h"
+#include "validate.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 
 /* Bounds of the validated values (bytes, without the NUL). Values are
- * validated with build.h's build_valid_repo/branch/sha/pr, so that what a
- * webhook yields is what a Deployment may carry. */
-#define GITHUB_REPO_MAX BUILD_REPO_MAX
-#define GITHUB_BRANCH_MAX BUILD_BRANCH_MAX
-#define GITHUB_SHA_MAX 64
-#define GITHUB_PR_MAX ((long)BUILD_PR_MAX)
+ * validated with validate.h's validate_repo/branch/sha/pr, so that what a
+ * webhook yields is what the configuration, the API and a Deployment
+ * accept. */
+#define GITHUB_REPO_MAX VALIDATE_REPO_MAX
+#define GITHUB_BRANCH_MAX VALIDATE_BRANCH_MAX
+#define GITHUB_SHA_MAX VALIDATE_SHA_MAX
+#define GITHUB_PR_MAX ((long)VALIDATE_PR_MAX)
 /* Largest payload parsed (GitHub caps deliveries at 25 MB). */
 #define GITHUB_WEBHOOK_MAX_BODY (25u << 20)
 /* GitHub's limit on a commit status description, in characters. */
@@ -76,7 +77,7 @@ int github_webhook_parse(const char *event, const char *body, size_t len,
 const char *github_action_kind_name(enum github_action_kind kind);
 
 /* Copies sha lowercased into out and returns true when it is a commit sha
- * (40 or 64 hex digits in either case, not all zeros; build_valid_sha once
+ * (40 or 64 hex digits in either case, not all zeros; validate_sha once
  * lowercased); otherwise returns false with out "". */
 bool github_sha_normalize(const char *sha, char out[GITHUB_SHA_MAX + 1]);
 

@@ -17,6 +17,7 @@
 #include <openssl/evp.h>
 
 #include "mustache.h"
+#include "validate.h"
 #include "yaml_json.h"
 
 static const char *const MODE_NAMES[KUBEFILES_MODE_COUNT] = {
@@ -112,6 +113,7 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
+	str_one_line(err); /* whatever a path or a parser quotes */
 }
 
 /* A value for an error message: at most 64 bytes, non-printable bytes as
@@ -292,6 +294,8 @@ static int read_file(const char *dir, struct kf_file *f, char *err, size_t errle
 
 static const struct kf_file *find_file(const struct kubefiles *kf, const char *name)
 {
+	if (kf->nfiles == 0)
+		return NULL; /* files is NULL then: bsearch(NULL, 0) is undefined */
 	struct kf_file key = {.name = (char *)name};
 	return bsearch(&key, kf->files, kf->nfiles, sizeof(key), cmp_file);
 }
@@ -313,17 +317,22 @@ struct kubefiles *kubefiles_load(const char *dir, char *err, size_t errlen)
 			goto fail;
 		}
 	}
+	struct buf missing = {0};
 	for (int m = 0; m < KUBEFILES_MODE_COUNT; m++) {
 		char name[32];
 		snprintf(name, sizeof name, "%s.yaml", MODE_NAMES[m]);
 		kf->modes[m] = find_file(kf, name);
-		if (!kf->modes[m] && MODE_REQUIRED[m]) {
-			set_err(err, errlen,
-				"%s: %s is missing (a kubefiles directory needs deployment.yaml, "
-				"initialize.yaml and cleanup.yaml)",
-				dir, name);
-			goto fail;
-		}
+		if (!kf->modes[m] && MODE_REQUIRED[m])
+			buf_printf(&missing, "%s%s", missing.len ? ", " : "", name);
+	}
+	if (missing.len) {
+		/* one line naming everything to add */
+		set_err(err, errlen, "%s: %s%s, expected a kubefiles directory with deployment.yaml, "
+			"initialize.yaml and cleanup.yaml (start.yaml, stop.yaml optional)", dir,
+			kf->nfiles ? "missing " : "no kubefile in the directory",
+			kf->nfiles ? missing.data : "");
+		buf_free(&missing);
+		goto fail;
 	}
 	fingerprint(kf->files, kf->nfiles, &kf->fingerprint);
 	return kf;
@@ -451,53 +460,12 @@ json_t *kubefiles_context(const struct kubefiles_ctx *ctx)
 
 /* --- input validation --- */
 
-/* [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63. */
-static bool valid_dns_label(const char *s, size_t len)
-{
-	if (len == 0 || len > 63)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		char c = s[i];
-		bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-		if (!alnum && (c != '-' || i == 0 || i == len - 1))
-			return false;
-	}
-	return true;
-}
-
-static bool valid_dns_name(const char *s)
-{
-	size_t len = s ? strlen(s) : 0;
-	if (len == 0 || len > 253)
-		return false;
-	const char *p = s;
-	for (;;) {
-		const char *dot = strchr(p, '.');
-		size_t l = dot ? (size_t)(dot - p) : strlen(p);
-		if (!valid_dns_label(p, l))
-			return false;
-		if (!dot)
-			return true;
-		p = dot + 1;
-	}
-}
-
-static bool valid_env_name(const char *s)
-{
-	if (!s || !(isalpha((unsigned char)*s) || *s == '_'))
-		return false;
-	for (s++; *s; s++)
-		if (!(isalnum((unsigned char)*s) || *s == '_'))
-			return false;
-	return true;
-}
-
 static int validate_env(const struct config_env_list *l, const char *what, char *err,
 			size_t errlen)
 {
 	char b[72];
 	for (size_t i = 0; l && i < l->count; i++) {
-		if (!valid_env_name(l->items[i].name)) {
+		if (!validate_env_name(l->items[i].name)) {
 			set_err(err, errlen, "%s: invalid variable name \"%s\", expected [A-Za-z_][A-Za-z0-9_]*",
 				what, shown(l->items[i].name, b));
 			return -EINVAL;
@@ -513,7 +481,7 @@ static int validate_ctx(const struct kubefiles_ctx *c, char *err, size_t errlen)
 		set_err(err, errlen, "invalid mode %d", (int)c->mode);
 		return -EINVAL;
 	}
-	if (!c->namespace || !valid_dns_label(c->namespace, strlen(c->namespace))) {
+	if (!c->namespace || !validate_dns_label(c->namespace, strlen(c->namespace))) {
 		set_err(err, errlen, "invalid namespace \"%s\", expected a DNS-1123 label",
 			shown(c->namespace, b));
 		return -EINVAL;
@@ -523,30 +491,30 @@ static int validate_ctx(const struct kubefiles_ctx *c, char *err, size_t errlen)
 			shown(c->build_name, b), BUILD_NAME_MAX);
 		return -EINVAL;
 	}
-	if (!c->build_slug || !valid_dns_label(c->build_slug, strlen(c->build_slug))) {
+	if (!c->build_slug || !validate_dns_label(c->build_slug, strlen(c->build_slug))) {
 		set_err(err, errlen, "invalid build slug \"%s\", expected a DNS-1123 label",
 			shown(c->build_slug, b));
 		return -EINVAL;
 	}
-	if (!valid_dns_name(c->build_domain)) {
+	if (!validate_dns_name(c->build_domain)) {
 		set_err(err, errlen, "invalid build domain \"%s\", expected a lowercase DNS name",
 			shown(c->build_domain, b));
 		return -EINVAL;
 	}
-	if (!c->commit.repo || !build_valid_repo(c->commit.repo)) {
+	if (!c->commit.repo || !validate_repo(c->commit.repo)) {
 		set_err(err, errlen, "invalid repo \"%s\", expected owner/name", shown(c->commit.repo, b));
 		return -EINVAL;
 	}
-	if (!c->commit.target_branch || !build_valid_branch(c->commit.target_branch)) {
+	if (!c->commit.target_branch || !validate_branch(c->commit.target_branch)) {
 		set_err(err, errlen, "invalid target branch \"%s\", expected a git branch name",
 			shown(c->commit.target_branch, b));
 		return -EINVAL;
 	}
-	if (c->commit.pr != 0 && !build_valid_pr(c->commit.pr)) {
+	if (c->commit.pr != 0 && !validate_pr(c->commit.pr)) {
 		set_err(err, errlen, "invalid PR number %d", c->commit.pr);
 		return -EINVAL;
 	}
-	if (!c->commit.git_commit || !build_valid_sha(c->commit.git_commit)) {
+	if (!c->commit.git_commit || !validate_sha(c->commit.git_commit)) {
 		set_err(err, errlen, "invalid commit sha \"%s\", expected 40 or 64 lowercase hex digits",
 			shown(c->commit.git_commit, b));
 		return -EINVAL;

@@ -14,6 +14,7 @@
 #include "kubefiles.h"
 #include "log.h"
 #include "util.h"
+#include "validate.h"
 
 #define EXIT_RENDER 1
 #define EXIT_USAGE 2
@@ -45,7 +46,11 @@ static void usage(FILE *out)
 		"                         JSON documents; raw: the rendered text, before parsing\n"
 		"                         and without the contract (to debug a template)\n"
 		"      --kinds            print the (apiVersion, kind) pairs of every mode\n"
-		"  -h, --help             this help\n");
+		"  -h, --help             this help\n"
+		"\n"
+		"Exit status: 0 rendered; 1 a template does not render or breaks the contract;\n"
+		"2 bad arguments, configuration or kubefiles directory (empty, a required\n"
+		"template missing).\n");
 }
 
 /* "name:tag" as config.h splits images. Both owned by the caller. */
@@ -181,23 +186,23 @@ int render_cmd_main(int argc, char **argv)
 	struct kubefiles_ctx ctx = {0};
 	int pr = 0;
 	if (o.repo) {
-		if (!build_valid_repo(o.repo)) {
+		if (!validate_repo(o.repo)) {
 			fprintf(stderr, "runboat render: --repo: expected owner/name\n");
 			goto out;
 		}
 		repo = lowercase(o.repo);
 	}
-	if (o.branch && !build_valid_branch(o.branch)) {
+	if (o.branch && !validate_branch(o.branch)) {
 		fprintf(stderr, "runboat render: --target-branch: not a valid git branch name\n");
 		goto out;
 	}
-	if (o.pr && build_parse_pr(o.pr, &pr) < 0) {
-		fprintf(stderr, "runboat render: --pr: expected a number from 1 to %d\n", BUILD_PR_MAX);
+	if (o.pr && validate_parse_pr(o.pr, &pr) < 0) {
+		fprintf(stderr, "runboat render: --pr: expected a number from 1 to %d\n", VALIDATE_PR_MAX);
 		goto out;
 	}
 	if (o.sha) {
 		sha = lowercase(o.sha);
-		if (!build_valid_sha(sha)) {
+		if (!validate_sha(sha)) {
 			fprintf(stderr, "runboat render: --sha: expected 40 or 64 hex digits\n");
 			goto out;
 		}
@@ -220,8 +225,8 @@ int render_cmd_main(int argc, char **argv)
 	const char *dir = o.kubefiles ? o.kubefiles : entry ? entry->kubefiles : cfg->build.kubefiles;
 	kf = kubefiles_load(dir, err, sizeof err);
 	if (!kf) {
+		/* not a kubefiles directory: a bad argument or configuration */
 		fprintf(stderr, "%s\n", err);
-		rc = EXIT_RENDER;
 		goto out;
 	}
 

@@ -14,7 +14,9 @@
 #include <string>
 #include <vector>
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <toml++/toml.h>
 
@@ -51,10 +53,7 @@ void set_err(char *err, size_t errlen, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
-	// one line, whatever the parser quotes from the document
-	for (char *c = err; *c; c++)
-		if ((unsigned char)*c < 0x20 || *c == 0x7f)
-			*c = '?';
+	str_one_line(err); // whatever the parser quotes from the document
 }
 
 bool is_digit(char c)
@@ -102,6 +101,20 @@ void append_index(std::string &path, size_t index)
 	path += '[';
 	path += std::to_string(index);
 	path += ']';
+}
+
+// A character that ends a bare token in prescan(). Not strchr(): it finds
+// the terminating NUL, so a NUL byte would end every token at length 0 and
+// the scan would never advance.
+bool ends_token(char c)
+{
+	switch (c) {
+	case ' ': case '\t': case '\r': case '\n': case ',': case '[': case ']': case '{':
+	case '}': case '=': case '#': case '"': case '\'':
+		return true;
+	default:
+		return false;
+	}
 }
 
 // Upper bound on the depth dotted keys can build: counts '.' outside
@@ -164,7 +177,7 @@ void prescan(std::string_view doc)
 			size_t end = i;
 			unsigned token_dots = 0;
 			bool numeric = false;
-			while (end < n && !strchr(" \t\r\n,[]{}=#\"'", doc[end])) {
+			while (end < n && !ends_token(doc[end])) {
 				if (doc[end] == '.') {
 					token_dots++;
 					numeric = end > i && is_digit(doc[end - 1]) && end + 1 < n &&
@@ -439,31 +452,44 @@ extern "C" json_t *toml_json_parse_file(const char *path, toml_positions **posit
 {
 	if (positions)
 		*positions = nullptr;
-	FILE *f = fopen(path, "rb");
-	if (!f) {
+	// O_NONBLOCK: a FIFO (or a device) must not block the open; it is
+	// refused below as not a regular file.
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0) {
 		set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
 		return nullptr;
 	}
 	struct stat st;
-	if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
 		set_err(err, errlen, "%s: not a regular file", path);
-		fclose(f);
+		close(fd);
 		return nullptr;
 	}
 	if ((unsigned long long)st.st_size > TOML_JSON_MAX_FILE_BYTES) {
 		set_err(err, errlen, "%s: too large (%lld bytes, at most %u)", path,
 			(long long)st.st_size, TOML_JSON_MAX_FILE_BYTES);
-		fclose(f);
+		close(fd);
 		return nullptr;
 	}
 	// Read up to one byte more than the limit: the file may grow meanwhile.
 	char *data = (char *)xmalloc(TOML_JSON_MAX_FILE_BYTES + 1);
-	size_t n = fread(data, 1, TOML_JSON_MAX_FILE_BYTES + 1, f);
-	bool bad = ferror(f) != 0;
-	int saved = errno;
-	fclose(f);
+	size_t n = 0;
+	int saved = 0;
+	while (n < TOML_JSON_MAX_FILE_BYTES + 1) {
+		ssize_t r = read(fd, data + n, TOML_JSON_MAX_FILE_BYTES + 1 - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			saved = errno;
+			break;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	close(fd);
 	json_t *out = nullptr;
-	if (bad)
+	if (saved)
 		set_err(err, errlen, "%s: cannot read: %s", path, strerror(saved));
 	else if (n > TOML_JSON_MAX_FILE_BYTES)
 		set_err(err, errlen, "%s: too large (at most %u bytes)", path, TOML_JSON_MAX_FILE_BYTES);

@@ -280,3 +280,24 @@ void buf_append_url_encoded(struct buf *b, const char *s)
 		}
 	}
 }
+
+void str_one_line(char *s)
+{
+	char *out = s;
+	for (const unsigned char *p = (const unsigned char *)s; *p;) {
+		size_t n = 0;
+		if (*p < 0x20 || *p == 0x7f)
+			n = 1;
+		else if (p[0] == 0xc2 && p[1] == 0x85)
+			n = 2;
+		else if (p[0] == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9))
+			n = 3;
+		if (n) {
+			*out++ = '?';
+			p += n;
+		} else {
+			*out++ = (char)*p++;
+		}
+	}
+	*out = '\0';
+}

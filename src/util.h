@@ -65,4 +65,9 @@ char *url_decode(const char *src, size_t len, bool plus_is_space);
 /* Appends s percent-encoded for a query string or path segment. */
 void buf_append_url_encoded(struct buf *b, const char *s);
 
+/* Makes s (NUL-terminated, edited in place) a single line for an error or a
+ * log message, whatever it quotes: control characters and the Unicode line
+ * breaks U+0085, U+2028 and U+2029 each become one '?'. */
+void str_one_line(char *s);
+
 #endif

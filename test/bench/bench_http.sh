@@ -12,7 +12,7 @@ bin=${RUNBOAT_BIN:-build/runboat}
 tmp=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$tmp"' EXIT
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-mkdir "$tmp/kubefiles"
+mkdir "$tmp/kubefiles" && touch "$tmp/kubefiles/"{deployment,initialize,cleanup}.yaml # required by the config check
 for access in true false; do
 	cat >"$tmp/runboat.toml" <<TOML
 [server]

@@ -323,5 +323,105 @@ def test_broken_kubefiles_are_reported(config, tmp_path):
 
     (kf / "deployment.yaml").unlink()
     p = render(config, *args, check=False)
-    assert p.returncode == 1
-    assert "deployment.yaml is missing" in p.stderr
+    assert p.returncode == 2
+    assert p.stderr == (f"{kf}: missing deployment.yaml, expected a kubefiles directory with "
+                        "deployment.yaml, initialize.yaml and cleanup.yaml (start.yaml, "
+                        "stop.yaml optional)\n")
+
+
+def run_bin(*args, timeout=30):
+    env = dict(os.environ)
+    env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1")
+    env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+    return subprocess.run([runboat_bin(), *args], capture_output=True, text=True, env=env,
+                          timeout=timeout)
+
+
+def assert_one_line_exit_2(p, prefix, needle):
+    """The error contract of the configuration: exit 2, one line on stderr
+    that starts with FILE:LINE:, nothing from a sanitizer."""
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    lines = [line for line in p.stderr.splitlines() if " warn " not in line]
+    assert len(lines) == 1, p.stderr
+    assert lines[0].startswith(prefix), lines[0]
+    assert needle in lines[0], lines[0]
+    assert "runtime error" not in p.stderr and "Sanitizer" not in p.stderr
+
+
+def test_empty_kubefiles_directory(config, tmp_path):
+    """`render --kubefiles EMPTY` (a bsearch(NULL, 0) under UBSan once), and a
+    configuration naming an empty or incomplete directory: one line, exit 2,
+    at --check-config and at start-up."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    p = run_bin("render", "--config", str(config), "--kubefiles", str(empty), "--mode",
+                "deployment", "--repo", "oca/x", "--target-branch", "main", "--sha", SHA)
+    assert_one_line_exit_2(p, f"{empty}: ", "no kubefile in the directory")
+    assert p.stdout == ""
+    p = run_bin("render", "--config", str(config), "--kubefiles", str(empty), "--kinds")
+    assert_one_line_exit_2(p, f"{empty}: ", "no kubefile in the directory")
+
+    cfg = tmp_path / "empty.toml"
+    cfg.write_text(f'[kubernetes]\nnamespace = "n"\n[build]\ndomain = "x.test"\n'
+                   f'kubefiles = "{empty}"\n')
+    for flag in ("--check-config", "--config"):
+        p = run_bin(flag, str(cfg))
+        assert_one_line_exit_2(p, f"{cfg}:5: build.kubefiles: {empty}: ",
+                               "no kubefile in the directory, expected a kubefiles directory "
+                               "with deployment.yaml, initialize.yaml and cleanup.yaml")
+    # a directory missing required modes (start/stop are optional)
+    for name in ("deployment.yaml", "start.yaml", "stop.yaml", "notes.txt"):
+        (empty / name).write_text("# x\n")
+    p = run_bin("--check-config", str(cfg))
+    assert_one_line_exit_2(p, f"{cfg}:5: build.kubefiles: {empty}: ",
+                           "missing initialize.yaml, cleanup.yaml, expected")
+    # per repository too
+    cfg.write_text(f'[kubernetes]\nnamespace = "n"\n[build]\ndomain = "x.test"\n'
+                   f'kubefiles = "{ROOT / "kubefiles"}"\n[[repos]]\nrepo = "a/b"\n'
+                   f'image = "i"\nkubefiles = "{empty}"\n')
+    p = run_bin("--check-config", str(cfg))
+    assert_one_line_exit_2(p, f"{cfg}:9: repos[0].kubefiles: {empty}: ", "missing initialize.yaml")
+    for name in ("initialize.yaml", "cleanup.yaml"):
+        (empty / name).write_text("# x\n")
+    p = run_bin("--check-config", str(cfg))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == f"{cfg}: ok\n"
+
+
+@pytest.mark.parametrize(
+    "doc,where",
+    [
+        (b"\0", "1:1:"),
+        (b"[server]\nlisten = \"127.0.0.1:0\"\n\0\n", "3:1:"),
+        (b"[kubernetes]\nnamespace = \"n\"\0\n", "2:16:"),
+        (b"[build\0]\n", "1:7:"),
+        (b"a.\0 = 1\n", "1:3:"),
+        (b"x = \"a\0\"\n", "1:"),  # inside a string: was already right
+        (b"# \0\n", "1:"),  # inside a comment: was already right
+    ],
+)
+def test_nul_byte_in_config(tmp_path, doc, where):
+    """A NUL byte outside strings hung --check-config and start-up at 100%
+    CPU: now one line naming the place, exit 2."""
+    cfg = tmp_path / "nul.toml"
+    cfg.write_bytes(doc)
+    for flag in ("--check-config", "--config"):
+        p = run_bin(flag, str(cfg), timeout=20)
+        assert_one_line_exit_2(p, f"{cfg}:{where}", "")
+
+
+@pytest.mark.parametrize("branch", ["a..b", "x.lock", "a b", "-x", "a\\u2028..b"])
+def test_sticky_branch_follows_the_webhook_rules(tmp_path, branch):
+    """One set of validators: a sticky branch no webhook could bring (git
+    refuses it as a branch name) fails --check-config, not a later start."""
+    cfg = tmp_path / "sticky.toml"
+    cfg.write_text(f'[kubernetes]\nnamespace = "n"\n[build]\ndomain = "x.test"\n'
+                   f'kubefiles = "{ROOT / "kubefiles"}"\n[[repos]]\nrepo = "oca/.*"\n'
+                   f'image = "i"\n[[sticky_branches]]\nrepo = "oca/x"\nbranch = "{branch}"\n')
+    for flag in ("--check-config", "--config"):
+        p = run_bin(flag, str(cfg))
+        assert_one_line_exit_2(p, f"{cfg}:11: sticky_branches[0].branch: ",
+                               "is not a valid branch name, expected a git branch name")
+    cfg.write_text(cfg.read_text().replace(f'branch = "{branch}"', 'branch = "a.b/c-d"'))
+    p = run_bin("--check-config", str(cfg))
+    assert p.returncode == 0, p.stderr

@@ -519,79 +519,10 @@ static void test_hostile_matrix(void)
 	CHECK(refused > accepted);
 }
 
+/* Build names and commits; repo, branch, sha and PR rules are validate.c's
+ * (test_validate.c). */
 static void test_validation(void)
 {
-	const char *good_repo[] = {"oca/mis-builder", "OCA/server-tools", "a/b", "a-b/.github",
-				   "x/a_b.c-d", "abcdefghijklmnopqrstuvwxyz0123456789ABC/r"};
-	const char *bad_repo[] = {"", "oca", "/x", "oca/", "oca/.", "oca/..", "o_a/x", "o.a/x",
-				  "oca/x/y", "oca/x y", "oca/é",
-				  "abcdefghijklmnopqrstuvwxyz0123456789ABCD/r"};
-	for (size_t i = 0; i < ARRAY_SIZE(good_repo); i++)
-		CHECK(build_valid_repo(good_repo[i]));
-	for (size_t i = 0; i < ARRAY_SIZE(bad_repo); i++) {
-		if (build_valid_repo(bad_repo[i])) {
-			fprintf(stderr, "  accepted repo \"%s\"\n", bad_repo[i]);
-			CHECK(0);
-		}
-	}
-	CHECK(!build_valid_repo(NULL));
-	char repo[200];
-	memset(repo, 'r', sizeof(repo));
-	memcpy(repo, "o/", 2);
-	repo[2 + 100] = '\0';
-	CHECK(build_valid_repo(repo));
-	repo[2 + 100] = 'r';
-	repo[2 + 101] = '\0';
-	CHECK(!build_valid_repo(repo));
-
-	const char *good_branch[] = {"16.0", "main", "feature/x", "a/b/c", "fix-été", "v1.2.3",
-				     "16.0-mig-foo_bar", "@x", "a@b", "x.lockx", "a.b/c.d"};
-	const char *bad_branch[] = {"", "-x", "/x", "x/", "a//b", "a..b", ".x", "a/.b", "x.",
-				    "x.lock", "a.lock/b", "a b", "a~b", "a^b", "a:b", "a?b",
-				    "a*b", "a[b", "a\\b", "a@{b", "@", "a\tb", "a\x7f", "\xff",
-				    "\xc3", "\xc0\xaf", "\xed\xa0\x80"};
-	for (size_t i = 0; i < ARRAY_SIZE(good_branch); i++) {
-		if (!build_valid_branch(good_branch[i])) {
-			fprintf(stderr, "  refused branch \"%s\"\n", good_branch[i]);
-			CHECK(0);
-		}
-	}
-	for (size_t i = 0; i < ARRAY_SIZE(bad_branch); i++) {
-		if (build_valid_branch(bad_branch[i])) {
-			fprintf(stderr, "  accepted branch \"%s\"\n", bad_branch[i]);
-			CHECK(0);
-		}
-	}
-	char *b255 = huge(255, 'b'), *b256 = huge(256, 'b');
-	CHECK(build_valid_branch(b255));
-	CHECK(!build_valid_branch(b256));
-	free(b255);
-	free(b256);
-
-	CHECK(build_valid_sha(SHA));
-	char *s64 = huge(64, 'f');
-	CHECK(build_valid_sha(s64));
-	s64[63] = '\0';
-	CHECK(!build_valid_sha(s64));
-	free(s64);
-	CHECK(!build_valid_sha("0D35A10F161B410F2BAA3D416A338D191B6DABC0"));
-	CHECK(!build_valid_sha(SHA "0"));
-	CHECK(!build_valid_sha(""));
-	CHECK(!build_valid_sha(NULL));
-
-	CHECK(build_valid_pr(1));
-	CHECK(build_valid_pr(2147483647));
-	CHECK(!build_valid_pr(0));
-	CHECK(!build_valid_pr(-5));
-	CHECK(!build_valid_pr(2147483648LL));
-	int pr = -1;
-	CHECK_INT(build_parse_pr("42", &pr), 0);
-	CHECK_INT(pr, 42);
-	CHECK_INT(build_parse_pr("042", &pr), -EINVAL);
-	CHECK_INT(build_parse_pr("", &pr), -EINVAL);
-	CHECK_INT(build_parse_pr("4294967338", &pr), -EINVAL);
-	CHECK_INT(pr, 42);
-
 	CHECK(build_valid_name("b0123456789abcdef0123456789abcdef"));
 	CHECK(build_valid_name("b3f1e2a4c-1234-4abc-8def-0123456789ab")); /* Python's b+uuid4 */
 	CHECK(!build_valid_name(""));
@@ -736,7 +667,7 @@ static void test_json(void)
 		  ".mail.runboat.example.com\","
 		  "\"desired_replicas\":1,\"init_status\":\"succeeded\","
 		  "\"last_scaled\":\"2021-11-28T11:00:00Z\","
-		  "\"name\":\"b0123456789abcdef0123456789abcdef\","
+		  "\"name\":\"b0123456789abcdef0123456789abcdef\",\"reason\":null,"
 		  "\"repo_commit_link\":\"https://github.com/oca/mis-builder/commit/" SHA "\","
 		  "\"repo_pr_link\":null,"
 		  "\"repo_target_branch_link\":\"https://github.com/oca/mis-builder/tree/16.0\","
@@ -769,8 +700,25 @@ static void test_json(void)
 	CHECK_STR(json_string_value(json_object_get(j, "deploy_link")),
 		  "http://oca-x-feat-a-b-c-pr42-" SHA12 ".d.test");
 	CHECK_STR(json_string_value(json_object_get(j, "webui_link")), "http://h:8000/builds/bpr");
-	CHECK_INT(json_object_size(j), 14);
+	CHECK_INT(json_object_size(j), 15);
 	json_decref(j);
+	/* the controller's note wins over the recorded reason */
+	build_set_reason(b, "Service refused");
+	j = build_to_json(b, &links);
+	CHECK_STR(json_string_value(json_object_get(j, "reason")), "Service refused");
+	json_decref(j);
+	build_set_note(b, "start failed 2 times; retrying in 4 s");
+	struct build *copy = build_dup(b);
+	CHECK(build_same_view(b, copy));
+	j = build_to_json(copy, &links);
+	CHECK_STR(json_string_value(json_object_get(j, "reason")),
+		  "start failed 2 times; retrying in 4 s");
+	json_decref(j);
+	build_set_note(copy, "");
+	CHECK(copy->note == NULL);
+	CHECK(!build_same_view(b, copy));
+	build_free(copy);
+	json_decref(j = NULL);
 	/* no links at all: still well-formed */
 	j = build_to_json(b, NULL);
 	CHECK_STR(json_string_value(json_object_get(j, "repo_pr_link")),
@@ -906,9 +854,53 @@ static void test_job(void)
 	json_decref(j);
 }
 
+/* runboat/reason: read, bounded on a character boundary, never a reason to
+ * refuse the build. */
+static void test_reason(void)
+{
+	json_t *d = deployment();
+	struct build *b = build_from_deployment(d, NULL, 0);
+	CHECK(b && b->reason == NULL);
+	build_free(b);
+	json_object_set_new(ann(d), BUILD_ANN_REASON, json_string(""));
+	b = build_from_deployment(d, NULL, 0);
+	CHECK(b && b->reason == NULL);
+	build_free(b);
+	json_object_set_new(ann(d), BUILD_ANN_REASON, json_string("applying Service x: refused"));
+	b = build_from_deployment(d, NULL, 0);
+	CHECK(b && b->reason && strcmp(b->reason, "applying Service x: refused") == 0);
+	build_free(b);
+	/* 2-byte characters across the bound */
+	char big[3000];
+	size_t n = 0;
+	big[n++] = 'x';
+	while (n + 2 < sizeof big) {
+		big[n++] = (char)0xC3;
+		big[n++] = (char)0xA9;
+	}
+	big[n] = '\0';
+	json_object_set_new(ann(d), BUILD_ANN_REASON, json_string(big));
+	b = build_from_deployment(d, NULL, 0);
+	CHECK(b && b->reason);
+	if (b && b->reason) {
+		CHECK(strlen(b->reason) <= BUILD_REASON_MAX);
+		json_t *t = json_string(b->reason); /* still valid UTF-8 */
+		CHECK(t != NULL);
+		json_decref(t);
+		CHECK_INT(strlen(b->reason), BUILD_REASON_MAX - 1);
+	}
+	build_free(b);
+	json_object_set_new(ann(d), BUILD_ANN_REASON, json_integer(3));
+	b = build_from_deployment(d, NULL, 0);
+	CHECK(b && b->reason == NULL);
+	build_free(b);
+	json_decref(d);
+}
+
 int main(void)
 {
 	RUN(test_enums);
+	RUN(test_reason);
 	RUN(test_parse_fields);
 	RUN(test_status_derivation);
 	RUN(test_hostile);

@@ -31,6 +31,20 @@ static void write_file(const char *path, const char *content)
 	fclose(f);
 }
 
+/* The three required templates in dir (what config_load checks; their
+ * content is only rendered at deploy time). */
+static void make_kubefiles(const char *dir)
+{
+	static const char *const required[] = { "deployment.yaml", "initialize.yaml",
+						"cleanup.yaml" };
+	mkdir(dir, 0755);
+	for (size_t i = 0; i < 3; i++) {
+		char path[700];
+		snprintf(path, sizeof path, "%s/%s", dir, required[i]);
+		write_file(path, "# template\n");
+	}
+}
+
 /* Writes content to <tmpdir>/runboat.toml and loads it. */
 static struct config *load(const char *content)
 {
@@ -251,7 +265,7 @@ static void test_unknown_keys(void)
 	/* the first by line, although "aaa" sorts first */
 	EXPECT_ERROR(REQUIRED "[github]\nzzz = 1\naaa = 2\n",
 		     "6: github.zzz: unknown key, expected one of: api_url, token, token_file, "
-		     "webhook_secret, webhook_secret_file, statuses");
+		     "webhook_secret, webhook_secret_file, statuses, sync_interval, sync_repos");
 	EXPECT_ERROR(REQUIRED "[[repos]]\nrepo = 'a/b'\nimage = 'x'\nbrnch = 'main'\n",
 		     "8: repos[0].brnch: unknown key, did you mean \"branch\"?");
 	EXPECT_ERROR(REQUIRED "[[sticky_branches]]\nrepo = 'a/b'\nbranches = 'x'\n",
@@ -375,6 +389,26 @@ static void test_out_of_range(void)
 	EXPECT_ERROR(REQUIRED "[[repos]]\nrepo = 'a/.*'\nimage = 'i'\n[[sticky_branches]]\n"
 			      "repo = 'nope'\nbranch = 'main'\n",
 		     "9: sticky_branches[0].repo: \"nope\" is not a repository name, expected \"owner/repo\"");
+	/* sticky branches follow the same rules as webhooks and Deployments
+	 * (validate.h): "a..b" used to pass here and fail at run time */
+	EXPECT_ERROR(REQUIRED "[[repos]]\nrepo = 'a/.*'\nimage = 'i'\n[[sticky_branches]]\n"
+			      "repo = 'a/b'\nbranch = 'a..b'\n",
+		     "10: sticky_branches[0].branch: \"a..b\" is not a valid branch name, expected a "
+		     "git branch name (git check-ref-format rules, UTF-8, at most 255 bytes)");
+	EXPECT_ERROR(REQUIRED "[[repos]]\nrepo = 'a/.*'\nimage = 'i'\n[[sticky_branches]]\n"
+			      "repo = 'a/b'\nbranch = 'x.lock'\n",
+		     "10: sticky_branches[0].branch: \"x.lock\" is not a valid branch name, expected "
+		     "a git branch name (git check-ref-format rules, UTF-8, at most 255 bytes)");
+	EXPECT_ERROR(REQUIRED "[[repos]]\nrepo = '.*'\nimage = 'i'\n[[sticky_branches]]\n"
+			      "repo = 'o_a/b'\nbranch = 'main'\n",
+		     "9: sticky_branches[0].repo: \"o_a/b\" is not a repository name, expected "
+		     "\"owner/repo\"");
+	struct config *sticky = load(REQUIRED "[[repos]]\nrepo = 'a/.*'\nimage = 'i'\n"
+					      "[[sticky_branches]]\nrepo = 'A/b'\nbranch = 'a.b/c'\n");
+	CHECK(sticky != NULL);
+	if (sticky)
+		CHECK(config_is_sticky(sticky, "a/b", "a.b/c"));
+	config_free(sticky);
 	EXPECT_ERROR("[kubernetes]\nnamespace = \"n\"\n[build]\ndomain = \"x.org\"\nkubefiles = \"nowhere\"\n",
 		     "5: build.kubefiles: \"%s/nowhere\": No such file or directory, expected the "
 		     "directory of the kubefiles",
@@ -470,6 +504,142 @@ static void test_syntax_errors(void)
 	CHECK(str_starts_with(err, "mem:1:"));
 }
 
+/* Writes len bytes (NULs included) as the config file and loads it. */
+static struct config *load_bytes(const char *content, size_t len)
+{
+	FILE *f = fopen(cfg_path, "wb");
+	if (!f || fwrite(content, 1, len, f) != len) {
+		perror(cfg_path);
+		exit(2);
+	}
+	fclose(f);
+	err[0] = '\0';
+	return config_load(cfg_path, err, sizeof err);
+}
+
+/* A NUL byte anywhere: one error line naming file, line and column, never
+ * a hang (the pre-scan of dotted keys used to stop advancing on a NUL
+ * outside strings). */
+static void test_nul_bytes(void)
+{
+	static const struct {
+		const char *doc;
+		size_t len;
+		const char *where; /* expected "LINE:COL:" */
+	} cases[] = {
+		{ "\0", 1, "1:1:" },
+		{ "x = 1\n\0\n", 8, "2:1:" },
+		{ "x = 1\0\n", 7, "1:6:" },
+		{ "[server\0]\n", 10, "1:8:" },
+		{ "[kubernetes]\nname\0space = \"n\"\n", 31, "2:5:" },
+		{ "a.\0b = 1\n", 9, "1:3:" },
+		{ "x = [1,\0]\n", 10, "1:8:" },
+		{ "x = \"a\0b\"\n", 10, "1:" },    /* in a string */
+		{ "# a\0b\nx = 1\n", 12, "1:" },   /* in a comment */
+		{ "x = '''\0'''\n", 12, "1:" },   /* in a multi-line literal string */
+	};
+	struct config *c;
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		c = load_bytes(cases[i].doc, cases[i].len);
+		char prefix[700];
+		snprintf(prefix, sizeof prefix, "%s:%s", cfg_path, cases[i].where);
+		CHECK(c == NULL);
+		if (!str_starts_with(err, prefix))
+			fprintf(stderr, "case %zu: \"%s\" does not start with \"%s\"\n", i, err, prefix);
+		CHECK(str_starts_with(err, prefix));
+		CHECK(strchr(err, '\n') == NULL);
+		config_free(c);
+	}
+	/* Unicode line breaks that the parser or a value quotes stay on the line */
+	c = load("x\xe2\x80\xa8 = 1\n");
+	CHECK(c == NULL);
+	CHECK(strstr(err, "saw '?'") != NULL && !strstr(err, "\xe2\x80\xa8"));
+	config_free(c);
+	EXPECT_ERROR("[kubernetes]\nnamespace = \"a\\u2028b\\u0085c\\u2029\"\n[build]\n"
+		     "domain = \"x.org\"\n",
+		     "2: kubernetes.namespace: \"a?b?c?\" is not a valid namespace, expected a "
+		     "DNS-1123 label ([a-z0-9-], at most 63, no '-' at either end)");
+	/* the same through the in-memory parser */
+	json_t *j = toml_json_parse_string("a = 1\n\0", 7, "mem", NULL, err, sizeof err);
+	CHECK(j == NULL);
+	CHECK(str_starts_with(err, "mem:2:1:"));
+}
+
+/* The kubefiles directory is loaded at config time: empty or incomplete is
+ * an error of the key that names it. */
+static void test_kubefiles_dir(void)
+{
+	char dir[600], path[800];
+	snprintf(dir, sizeof dir, "%s/kf-empty", tmpdir);
+	mkdir(dir, 0755);
+	EXPECT_ERROR("[kubernetes]\nnamespace = \"n\"\n[build]\ndomain = \"x.org\"\n"
+		     "kubefiles = \"kf-empty\"\n",
+		     "5: build.kubefiles: %s: no kubefile in the directory, expected a kubefiles "
+		     "directory with deployment.yaml, initialize.yaml and cleanup.yaml (start.yaml, "
+		     "stop.yaml optional)",
+		     dir);
+	snprintf(path, sizeof path, "%s/deployment.yaml", dir);
+	write_file(path, "x: 1\n");
+	snprintf(path, sizeof path, "%s/README.md", dir);
+	write_file(path, "notes\n");
+	EXPECT_ERROR(REQUIRED "[[repos]]\nrepo = 'a/b'\nimage = 'i'\nkubefiles = 'kf-empty'\n",
+		     "8: repos[0].kubefiles: %s: missing initialize.yaml, cleanup.yaml, expected a "
+		     "kubefiles directory with deployment.yaml, initialize.yaml and cleanup.yaml "
+		     "(start.yaml, stop.yaml optional)",
+		     dir);
+	/* the default directory (no kubefiles key) is checked too, reported at [build] */
+	char sub[700];
+	snprintf(sub, sizeof sub, "%s/sub", tmpdir);
+	mkdir(sub, 0755);
+	snprintf(path, sizeof path, "%s/kubefiles", sub);
+	mkdir(path, 0755);
+	snprintf(path, sizeof path, "%s/runboat.toml", sub);
+	write_file(path, "[kubernetes]\nnamespace = \"n\"\n[build]\ndomain = \"x.org\"\n");
+	struct config *c = config_load(path, err, sizeof err);
+	CHECK(c == NULL);
+	char want[2000];
+	snprintf(want, sizeof want, "%s:3: build.kubefiles: %s/kubefiles: no kubefile in the "
+		 "directory, expected", path, sub);
+	CHECK(str_starts_with(err, want));
+	if (!str_starts_with(err, want))
+		fprintf(stderr, "  got:      \"%s\"\n  expected: \"%s...\"\n", err, want);
+	config_free(c);
+	/* a template that is not text */
+	snprintf(path, sizeof path, "%s/initialize.yaml", dir);
+	write_file(path, "\xff\xfe\n");
+	snprintf(path, sizeof path, "%s/cleanup.yaml", dir);
+	write_file(path, "x: 1\n");
+	EXPECT_ERROR(REQUIRED "[[repos]]\nrepo = 'a/b'\nimage = 'i'\nkubefiles = 'kf-empty'\n",
+		     "8: repos[0].kubefiles: %s/initialize.yaml: not valid UTF-8", dir);
+	snprintf(path, sizeof path, "%s/initialize.yaml", dir);
+	write_file(path, "x: 1\n");
+	c = load(REQUIRED "[[repos]]\nrepo = 'a/b'\nimage = 'i'\nkubefiles = 'kf-empty'\n");
+	CHECK(c != NULL);
+	config_free(c);
+}
+
+/* A FIFO (as config or secret file) is refused at once, never waited on. */
+static void test_special_files(void)
+{
+	char fifo[600];
+	snprintf(fifo, sizeof fifo, "%s/fifo", tmpdir);
+	CHECK_INT(mkfifo(fifo, 0600), 0);
+	struct config *c = config_load(fifo, err, sizeof err);
+	CHECK(c == NULL);
+	char want[700];
+	snprintf(want, sizeof want, "%s: not a regular file", fifo);
+	CHECK_STR(err, want);
+	EXPECT_ERROR(REQUIRED "[admin]\npassword_file = \"fifo\"\n",
+		     "6: admin.password_file: cannot read \"%s\": not a regular file, expected a "
+		     "readable file holding the secret",
+		     fifo);
+	c = config_load(tmpdir, err, sizeof err);
+	CHECK(c == NULL);
+	snprintf(want, sizeof want, "%s: not a regular file", tmpdir);
+	CHECK_STR(err, want);
+	unlink(fifo);
+}
+
 static void test_secrets(void)
 {
 	char path[600];
@@ -547,7 +717,7 @@ static void test_repos(void)
 {
 	char dir[600];
 	snprintf(dir, sizeof dir, "%s/kf-special", tmpdir);
-	mkdir(dir, 0755);
+	make_kubefiles(dir);
 	struct config *c = load(REQUIRED
 				"[build.env]\nA = \"1\"\nB = \"2\"\n"
 				"[build.secret_env]\nS = \"s\"\n"
@@ -614,7 +784,7 @@ int main(void)
 	snprintf(cfg_path, sizeof cfg_path, "%s/runboat.toml", tmpdir);
 	char kf[600];
 	snprintf(kf, sizeof kf, "%s/kubefiles", tmpdir);
-	mkdir(kf, 0755);
+	make_kubefiles(kf);
 	log_set_level(LOG_ERROR);
 	clear_secret_env();
 
@@ -627,6 +797,9 @@ int main(void)
 	RUN(test_missing_required);
 	RUN(test_out_of_range);
 	RUN(test_syntax_errors);
+	RUN(test_nul_bytes);
+	RUN(test_kubefiles_dir);
+	RUN(test_special_files);
 	RUN(test_secrets);
 	RUN(test_repos);
 

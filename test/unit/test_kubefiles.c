@@ -751,7 +751,29 @@ static void test_load_errors(void)
 	remove_file(dir, "cleanup.yaml");
 	kf = kubefiles_load(dir, err, sizeof err);
 	CHECK(kf == NULL);
-	CHECK(strstr(err, "cleanup.yaml is missing") != NULL);
+	char *want = xasprintf("%s: missing cleanup.yaml, expected a kubefiles directory with "
+			       "deployment.yaml, initialize.yaml and cleanup.yaml (start.yaml, "
+			       "stop.yaml optional)", dir);
+	CHECK_STR(err, want);
+	free(want);
+	/* every missing template in one line */
+	remove_file(dir, "deployment.yaml");
+	write_file(dir, "start.yaml", MIN_JOB);
+	kf = kubefiles_load(dir, err, sizeof err);
+	CHECK(kf == NULL);
+	CHECK(strstr(err, ": missing deployment.yaml, cleanup.yaml, expected") != NULL);
+	/* an empty directory (no file at all: bsearch must not see files == NULL) */
+	remove_file(dir, "start.yaml");
+	remove_file(dir, "initialize.yaml");
+	kf = kubefiles_load(dir, err, sizeof err);
+	CHECK(kf == NULL);
+	want = xasprintf("%s: no kubefile in the directory, expected a kubefiles directory with "
+			 "deployment.yaml, initialize.yaml and cleanup.yaml (start.yaml, stop.yaml "
+			 "optional)", dir);
+	CHECK_STR(err, want);
+	free(want);
+	write_file(dir, "deployment.yaml", MIN_DEPLOYMENT);
+	write_file(dir, "initialize.yaml", MIN_JOB);
 	write_file(dir, "cleanup.yaml", MIN_JOB);
 
 	/* optional modes render nothing */
@@ -899,7 +921,7 @@ static void test_cache(void)
 	/* broken: an error, nothing stale */
 	remove_file(dir, "deployment.yaml");
 	CHECK(kubefiles_cache_get(c, dir, err, sizeof err) == NULL);
-	CHECK(strstr(err, "deployment.yaml is missing") != NULL);
+	CHECK(strstr(err, "missing deployment.yaml") != NULL);
 	write_file(dir, "deployment.yaml", MIN_DEPLOYMENT);
 	CHECK(kubefiles_cache_get(c, dir, err, sizeof err) != NULL);
 	/* two directories side by side */
