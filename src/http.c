@@ -12,11 +12,14 @@
 
 #include "log.h"
 #include "router.h"
+#include "strmap.h"
 
 #define READ_BUF_SIZE 65536
 #define MAX_HEADERS 100
 #define LINGER_MS 2000
 #define LINGER_MAX_BYTES (1024 * 1024)
+#define MAX_DETAIL 1024
+#define REFUSAL_LOG_MS 1000
 
 enum conn_state {
 	CS_IDLE,     /* between requests */
@@ -44,6 +47,14 @@ struct http_server {
 	void *done_data;
 	bool done_called;
 	int port;
+	/* open connections per client address (values: counts as pointers) */
+	struct strmap per_client;
+	size_t body_bytes; /* charged to lim.max_buffered_body_bytes */
+	/* refused connections, logged once a second */
+	uv_timer_t refusal_timer;
+	bool refusal_timer_init, refusal_timer_on;
+	unsigned long refused_total, refused_client;
+	char refused_last[48];
 	char read_buf[READ_BUF_SIZE];
 	char date[64];
 	time_t date_time;
@@ -56,7 +67,19 @@ struct http_conn {
 	struct http_conn *prev, *next;
 	llhttp_t parser;
 	enum conn_state state;
-	struct buf in; /* received, not yet parsed */
+	struct buf in; /* received; parsed up to in_off */
+	size_t in_off;
+	/* the last bytes parsed before in.data + in_off: line ends are checked
+	 * behind llhttp's spans */
+	char tail[4];
+	size_t tail_len;
+	char peer[48];    /* client address key ("" for detached conns) */
+	bool peer_counted;
+	unsigned messages; /* requests begun on this connection */
+	bool headers_paused; /* llhttp stopped at the end of a header section */
+	bool te_chunked;     /* Transfer-Encoding: chunked seen */
+	size_t body_charged; /* bytes of srv->body_bytes this request holds */
+	bool out_blocked;    /* output over max_output_pending: not read */
 	struct http_req req;
 	struct route_match match;
 	bool have_req;
@@ -102,6 +125,7 @@ struct write_req {
 
 static void conn_close(struct http_conn *c);
 static void conn_process(struct http_conn *c);
+static void read_control(struct http_conn *c);
 static void conn_finish_request(struct http_conn *c);
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
 
@@ -117,9 +141,12 @@ static void server_check_done(struct http_server *srv);
 void http_limits_default(struct http_limits *lim)
 {
 	lim->max_connections = 1024;
+	lim->max_connections_per_client = 256;
 	lim->max_header_bytes = 16384;
 	lim->max_request_line_bytes = 8192;
 	lim->max_body_bytes = 1024 * 1024;
+	lim->max_buffered_body_bytes = 64 * 1024 * 1024;
+	lim->max_output_pending = 64 * 1024;
 	lim->header_timeout_ms = 10000;
 	lim->body_timeout_ms = 60000;
 	lim->keepalive_timeout_ms = 30000;
@@ -199,6 +226,12 @@ static void on_write(uv_write_t *w, int status)
 		conn_close(c);
 		return;
 	}
+	if (c->out_blocked && c->write_pending <= c->srv->lim.max_output_pending / 2) {
+		/* the client reads again: so do we */
+		c->out_blocked = false;
+		if (!c->processing)
+			conn_process(c);
+	}
 	conn_linger(c);
 }
 
@@ -223,6 +256,12 @@ static void conn_write(struct http_conn *c, const void *a, size_t alen, const vo
 		c->write_pending -= wr->len;
 		free(wr);
 		conn_close(c);
+		return;
+	}
+	if (c->write_pending > c->srv->lim.max_output_pending && !c->out_blocked) {
+		/* the client does not read: stop reading it (read_control) */
+		c->out_blocked = true;
+		read_control(c);
 	}
 }
 
@@ -294,24 +333,86 @@ void http_respond_static(struct http_req *req, int status, const char *content_t
 
 void http_respond_json(struct http_req *req, int status, json_t *value)
 {
-	char *s = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
+	char *s = value ? json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
 	json_decref(value);
 	if (!s) {
-		http_respond_error(req, 500, "could not serialize the response");
+		/* a handler bug (a NULL from json_pack, e.g. invalid UTF-8) */
+		log_error("http: %s %s: the handler's JSON could not be serialized", req->method,
+			  req->target ? req->target : "-");
+		static const char body[] = "{\"detail\":\"could not serialize the response\"}";
+		respond_common(req, 500, "application/json", body, sizeof body - 1);
 		return;
 	}
 	respond_common(req, status, "application/json", s, strlen(s));
 	free(s);
 }
 
+/* Length of the well-formed UTF-8 character at s (n bytes available), or
+ * 0: a stray byte, an overlong form, a surrogate, beyond U+10FFFF, or cut
+ * short. As strict as jansson, so that its json_string never fails. */
+static size_t utf8_char_len(const unsigned char *s, size_t n)
+{
+	unsigned char b = s[0];
+	size_t len;
+	uint32_t cp;
+	if (b < 0x80)
+		return 1;
+	if (b >= 0xc2 && b <= 0xdf) {
+		len = 2;
+		cp = b & 0x1f;
+	} else if (b >= 0xe0 && b <= 0xef) {
+		len = 3;
+		cp = b & 0x0f;
+	} else if (b >= 0xf0 && b <= 0xf4) {
+		len = 4;
+		cp = b & 0x07;
+	} else {
+		return 0;
+	}
+	if (n < len)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[i] & 0x3f);
+	}
+	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+/* Copies s into out as valid UTF-8 of at most max bytes: each invalid byte
+ * becomes U+FFFD, and the cut falls between characters. */
+static void utf8_clean(struct buf *out, const char *s, size_t n, size_t max)
+{
+	static const char replacement[] = "\xef\xbf\xbd";
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i = 0;
+	while (i < n) {
+		size_t l = utf8_char_len(u + i, n - i);
+		const char *piece = l ? s + i : replacement;
+		size_t plen = l ? l : 3;
+		if (out->len + plen > max)
+			break;
+		buf_append(out, piece, plen);
+		i += l ? l : 1;
+	}
+	if (!out->data)
+		buf_append(out, "", 0);
+}
+
 void http_respond_error(struct http_req *req, int status, const char *fmt, ...)
 {
-	char detail[512];
+	struct buf raw = {0}, detail = {0};
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(detail, sizeof detail, fmt, ap);
+	buf_vprintf(&raw, fmt, ap);
 	va_end(ap);
-	json_t *body = json_pack("{s:s}", "detail", detail);
+	utf8_clean(&detail, raw.data ? raw.data : "", raw.len, MAX_DETAIL);
+	json_t *body = json_pack("{s:s}", "detail", detail.data ? detail.data : "");
+	buf_free(&raw);
+	buf_free(&detail);
 	http_respond_json(req, status, body);
 }
 
@@ -443,6 +544,8 @@ static void req_clear(struct http_conn *c)
 	free(r->path);
 	free(r->query);
 	buf_free(&r->body);
+	c->srv->body_bytes -= c->body_charged;
+	c->body_charged = 0;
 	route_match_clear(&c->match);
 	memset(r, 0, sizeof *r);
 	r->conn = c;
@@ -451,6 +554,8 @@ static void req_clear(struct http_conn *c)
 	buf_reset(&c->url);
 	buf_reset(&c->resp_headers);
 	c->header_bytes = 0;
+	c->headers_paused = false;
+	c->te_chunked = false;
 	c->err_status = 0;
 	c->err_detail[0] = '\0';
 	c->route_status = 0;
@@ -481,6 +586,7 @@ static void conn_finish_request(struct http_conn *c)
 		c->state = CS_LINGER;
 		c->linger_bytes = 0;
 		buf_free(&c->in);
+		c->in_off = 0;
 		timer_set(c, LINGER_MS);
 		conn_linger(c);
 		return;
@@ -534,8 +640,32 @@ static int on_message_begin(llhttp_t *p)
 	c->have_req = true;
 	c->req.start_ms = uv_hrtime() / 1000;
 	c->state = CS_HEADERS;
-	timer_set(c, c->srv->lim.header_timeout_ms);
+	/* the first request's deadline runs from the accept */
+	if (c->messages++ > 0)
+		timer_set(c, c->srv->lim.header_timeout_ms);
 	return 0;
+}
+
+/* The byte k places (k >= 1) before p, a position in the input being
+ * parsed, or -1 if it is not known. */
+static int byte_before(const struct http_conn *c, const char *p, size_t k)
+{
+	const char *base = c->in.data ? c->in.data + c->in_off : NULL;
+	size_t off = 0;
+	if (base && p >= base && p <= c->in.data + c->in.len)
+		off = (size_t)(p - base);
+	if (k <= off)
+		return (unsigned char)p[-(ptrdiff_t)k];
+	size_t back = k - off;
+	if (back > c->tail_len)
+		return -1;
+	return (unsigned char)c->tail[c->tail_len - back];
+}
+
+/* Whether at starts a line, i.e. follows a CRLF. */
+static bool starts_line(const struct http_conn *c, const char *at)
+{
+	return byte_before(c, at, 1) == '\n' && byte_before(c, at, 2) == '\r';
 }
 
 static int on_url(llhttp_t *p, const char *at, size_t len)
@@ -560,12 +690,22 @@ static int header_span(struct http_conn *c, struct buf *into, const char *at, si
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
 	struct http_conn *c = conn_of(p);
+	/* llhttp takes a bare LF after the request line (RFC 9112 2.2: the
+	 * line ends with CRLF; the README promises a 400) */
+	if (c->hname.len == 0 && len > 0 && !starts_line(c, at))
+		return fail(c, 400, "bare LF line end: lines end with CRLF");
 	return header_span(c, &c->hname, at, len);
 }
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
 {
 	struct http_conn *c = conn_of(p);
+	/* a value piece right after a CRLF continues a folded line, which
+	 * llhttp unfolds: RFC 9112 5.2 lets a server refuse it, and a proxy
+	 * in front may read it otherwise (smuggling) */
+	if (len > 0 && starts_line(c, at))
+		return fail(c, 400, "obsolete line folding in a header (a line starting with "
+				    "a space or a tab)");
 	return header_span(c, &c->hvalue, at, len);
 }
 
@@ -573,6 +713,51 @@ static bool is_tchar(unsigned char ch)
 {
 	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
 	       (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+/* RFC 9112 3.2: Host = uri-host [ ":" port ], i.e. reg-name or IP-literal
+ * characters only (no userinfo, path or whitespace). */
+static bool host_valid(const char *v)
+{
+	for (const unsigned char *s = (const unsigned char *)v; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+		      strchr("-._~%!$&'()*+,;=:[]", *s)))
+			return false;
+	return true;
+}
+
+/* Transfer-Encoding, RFC 9112 6: the codings of a request end with chunked,
+ * applied once; we decode no other (501). Elements are comma-separated, with
+ * optional whitespace; empty ones are ignored but a field of none is not. */
+static int check_transfer_encoding(struct http_conn *c, const char *v)
+{
+	bool any = false;
+	while (*v) {
+		size_t n = strcspn(v, ",");
+		const char *e = v + n;
+		while (v < e && (*v == ' ' || *v == '\t'))
+			v++;
+		const char *end = e;
+		while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+			end--;
+		if (end > v) {
+			any = true;
+			if (c->te_chunked)
+				return fail(c, 400, "chunked must be the last transfer coding, applied once");
+			if (!span_ieq(v, (size_t)(end - v), "chunked")) {
+				char detail[120];
+				snprintf(detail, sizeof detail,
+					 "unsupported transfer coding \"%.*s\": send chunked or "
+					 "Content-Length", (int)((end - v) > 40 ? 40 : (end - v)), v);
+				return fail(c, 501, detail);
+			}
+			c->te_chunked = true;
+		}
+		v = *e ? e + 1 : e;
+	}
+	if (!any)
+		return fail(c, 400, "empty Transfer-Encoding");
+	return 0;
 }
 
 static int on_header_value_complete(llhttp_t *p)
@@ -610,6 +795,14 @@ static int on_header_value_complete(llhttp_t *p)
 	h->value = xstrndup(v, vl);
 	buf_reset(&c->hname);
 	buf_reset(&c->hvalue);
+	if (strcmp(h->name, "host") == 0) {
+		if (http_req_header(r, "host") != h->value)
+			return fail(c, 400, "more than one Host header");
+		if (!host_valid(h->value))
+			return fail(c, 400, "invalid Host header");
+	} else if (strcmp(h->name, "transfer-encoding") == 0) {
+		return check_transfer_encoding(c, h->value);
+	}
 	return 0;
 }
 
@@ -681,20 +874,74 @@ static int on_headers_complete(llhttp_t *p)
 	if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->body_limit)
 		return fail(c, 413, "request body too large");
 	const char *expect = http_req_header(r, "expect");
-	if (expect) {
-		if (strcasecmp(expect, "100-continue") != 0)
-			return fail(c, 417, "unsupported expectation");
-		if (r->http_minor >= 1)
-			conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25, NULL, 0);
+	if (expect && strcasecmp(expect, "100-continue") != 0)
+		return fail(c, 417, "unsupported expectation");
+	/* stop here: conn_process finishes the checks (headers_ready) before
+	 * any body byte is parsed */
+	c->headers_paused = true;
+	return HPE_PAUSED;
+}
+
+/* Charges n more body bytes of c's request to the server-wide budget.
+ * Returns 0, or -1 (and a 503 to answer) when that would go beyond it. */
+static int body_charge(struct http_conn *c, size_t n)
+{
+	struct http_server *srv = c->srv;
+	size_t cap = srv->lim.max_buffered_body_bytes;
+	if (cap && (n > cap || srv->body_bytes > cap - n)) {
+		http_add_header(&c->req, "Retry-After", "1");
+		return fail(c, 503, "too many request bodies in flight, try again later");
 	}
+	srv->body_bytes += n;
+	c->body_charged += n;
+	return 0;
+}
+
+/* The header section is complete and no body byte has been parsed: checks
+ * what llhttp's callbacks cannot see (the section's end), runs the route's
+ * check_headers hook, reserves the body budget, then says 100 Continue.
+ * end is where the section ends in the input. Returns 0, or -1 with the
+ * refusal in c->err_status. */
+static int headers_ready(struct http_conn *c, const char *end)
+{
+	struct http_req *r = &c->req;
+	llhttp_t *p = &c->parser;
+	static const char crlf2[] = "\r\n\r\n";
+	for (size_t k = 1; k <= 4; k++)
+		if (byte_before(c, end, k) != crlf2[4 - k])
+			return fail(c, 400, "bare LF line end: lines end with CRLF");
+	if (!c->route_status && c->match.check_headers) {
+		const char *detail = NULL;
+		r->match = &c->match;
+		int st = c->match.check_headers(r, c->match.data, &detail);
+		r->match = NULL;
+		if (st) {
+			if (st < 400 || st > 599) {
+				log_error("http: %s %s: check_headers returned %d", r->method, r->target,
+					  st);
+				st = 500;
+			}
+			return fail(c, st, detail ? detail : http_status_text(st));
+		}
+	}
+	if ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0) {
+		if (body_charge(c, (size_t)p->content_length) < 0)
+			return -1;
+		buf_reserve(&r->body, (size_t)p->content_length);
+	}
+	if (http_req_header(r, "expect") && r->http_minor >= 1)
+		conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25, NULL, 0);
 	return 0;
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t len)
 {
 	struct http_conn *c = conn_of(p);
-	if (c->req.body.len + len > c->body_limit)
+	size_t need = c->req.body.len + len;
+	if (need > c->body_limit)
 		return fail(c, 413, "request body too large");
+	if (need > c->body_charged && body_charge(c, need - c->body_charged) < 0)
+		return -1;
 	buf_append(&c->req.body, at, len);
 	return 0;
 }
@@ -741,6 +988,14 @@ static void conn_close(struct http_conn *c)
 		cb(c->up_data);
 	}
 	req_clear(c);
+	if (c->peer_counted) {
+		uintptr_t n = (uintptr_t)strmap_get(&srv->per_client, c->peer);
+		if (n > 1)
+			strmap_put(&srv->per_client, c->peer, (void *)(n - 1));
+		else
+			strmap_del(&srv->per_client, c->peer);
+		c->peer_counted = false;
+	}
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -796,12 +1051,18 @@ static void read_control(struct http_conn *c)
 {
 	if (c->detached || c->closing)
 		return;
-	/* while a handler holds a request, buffer a bounded amount of what
-	 * follows (pipelining), then stop reading */
-	bool want = c->state == CS_UPGRADED ? !c->up_paused
-					     : c->state != CS_HANDLING ||
-						       c->in.len < c->srv->lim.max_header_bytes +
-									   c->srv->lim.max_request_line_bytes;
+	bool want;
+	if (c->state == CS_LINGER)
+		want = true; /* drained and dropped */
+	else if (c->out_blocked)
+		want = false; /* backpressure: the client is not reading its answers */
+	else if (c->state == CS_UPGRADED)
+		want = !c->up_paused;
+	else
+		/* what is read is parsed at once, except while a handler holds
+		 * a request: then a bounded amount of what follows (pipelining) */
+		want = c->state != CS_HANDLING || c->in.len - c->in_off < c->srv->lim.max_header_bytes +
+									 c->srv->lim.max_request_line_bytes;
 	if (want && !c->reading) {
 		if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
 			c->reading = true;
@@ -811,26 +1072,74 @@ static void read_control(struct http_conn *c)
 	}
 }
 
+/* Marks n more bytes of the input as parsed. */
+static void conn_consume(struct http_conn *c, size_t n)
+{
+	const char *p = c->in.data + c->in_off;
+	size_t keep = sizeof c->tail;
+	if (n >= keep) {
+		memcpy(c->tail, p + n - keep, keep);
+		c->tail_len = keep;
+	} else if (n) {
+		size_t old = c->tail_len + n > keep ? keep - n : c->tail_len;
+		memmove(c->tail, c->tail + c->tail_len - old, old);
+		memcpy(c->tail + old, p, n);
+		c->tail_len = old + n;
+	}
+	c->in_off += n;
+	if (c->in_off >= c->in.len) {
+		/* an idle connection keeps no big buffer */
+		if (c->in.cap > 4096)
+			buf_free(&c->in);
+		else
+			buf_reset(&c->in);
+		c->in_off = 0;
+	}
+}
+
 /* Parses what is buffered, handing complete requests to their handlers,
- * until input runs out or a handler keeps a request. */
+ * until input runs out, a handler keeps a request, or the answers to
+ * earlier ones wait for the client to read (backpressure). */
 static void conn_process(struct http_conn *c)
 {
 	c->processing = true;
-	while (!c->closing && (c->state == CS_IDLE || c->state == CS_HEADERS || c->state == CS_BODY) &&
-	       c->in.len) {
-		enum llhttp_errno err = llhttp_execute(&c->parser, c->in.data, c->in.len);
-		size_t used = c->in.len;
+	bool again = false; /* run the parser once more, even on no input */
+	while (!c->closing && (c->state == CS_IDLE || c->state == CS_HEADERS || c->state == CS_BODY)) {
+		if (c->state == CS_IDLE && c->out_blocked)
+			break; /* no new request until the client reads */
+		size_t avail = c->in.len - c->in_off;
+		if (!avail && !again)
+			break;
+		again = false;
+		const char *data = avail ? c->in.data + c->in_off : "";
+		enum llhttp_errno err = llhttp_execute(&c->parser, data, avail);
+		size_t used = avail;
 		if (err != HPE_OK) {
 			const char *pos = llhttp_get_error_pos(&c->parser);
-			if (pos && pos >= c->in.data && pos <= c->in.data + c->in.len)
-				used = (size_t)(pos - c->in.data);
+			if (pos && pos >= data && pos <= data + avail)
+				used = (size_t)(pos - data);
 		}
 		if (err == HPE_OK) {
-			buf_reset(&c->in);
+			conn_consume(c, used);
+			break;
+		}
+		if (err == HPE_PAUSED && c->headers_paused) {
+			c->headers_paused = false;
+			llhttp_resume(&c->parser);
+			int rc = headers_ready(c, data + used);
+			conn_consume(c, used);
+			if (rc == 0) {
+				/* a message without a body completes with no more input */
+				again = true;
+				continue;
+			}
+			/* refused before the body: answer and close */
+			c->close_after = true;
+			dispatch(c);
 			break;
 		}
 		if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
-			buf_consume(&c->in, used);
+			conn_consume(c, used);
 			dispatch(c);
 			continue;
 		}
@@ -840,7 +1149,7 @@ static void conn_process(struct http_conn *c)
 									 : "malformed request");
 		if (c->err_status == 400 && c->err_detail[0] == '\0')
 			snprintf(c->err_detail, sizeof c->err_detail, "malformed request");
-		buf_reset(&c->in);
+		conn_consume(c, avail);
 		if (!c->have_req) {
 			c->req.start_ms = uv_hrtime() / 1000;
 			c->have_req = true;
@@ -852,10 +1161,12 @@ static void conn_process(struct http_conn *c)
 		break;
 	}
 	c->processing = false;
-	if (!c->closing && c->state == CS_UPGRADED && c->in.len) {
+	if (!c->closing && c->state == CS_UPGRADED && c->in.len > c->in_off) {
 		/* what the client sent right after the upgrade request */
-		struct buf early = c->in;
-		memset(&c->in, 0, sizeof c->in);
+		struct buf early = {0};
+		buf_append(&early, c->in.data + c->in_off, c->in.len - c->in_off);
+		buf_free(&c->in);
+		c->in_off = 0;
 		c->up.on_data(c->up_data, early.data, early.len);
 		buf_free(&early);
 	}
@@ -895,6 +1206,11 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		c->up.on_data(c->up_data, buf->base, (size_t)n);
 		return;
 	}
+	if (c->in_off) {
+		/* drop what was parsed before growing the buffer */
+		buf_consume(&c->in, c->in_off);
+		c->in_off = 0;
+	}
 	buf_append(&c->in, buf->base, (size_t)n);
 	if (!c->processing)
 		conn_process(c);
@@ -914,38 +1230,93 @@ static void conn_init(struct http_server *srv, struct http_conn *c)
 	srv->n_conns++;
 }
 
-static void on_refused_closed(uv_handle_t *h)
+/* The key of a client for max_connections_per_client: its IPv4 address, or
+ * the /64 of its IPv6 one (what one host or site usually gets); "" if the
+ * peer is unknown. */
+static void peer_key(uv_tcp_t *t, char out[48])
 {
-	free(h);
+	struct sockaddr_storage ss;
+	int len = sizeof ss;
+	out[0] = '\0';
+	if (uv_tcp_getpeername(t, (struct sockaddr *)&ss, &len) < 0)
+		return;
+	if (ss.ss_family == AF_INET) {
+		uv_ip4_name((struct sockaddr_in *)&ss, out, 48);
+	} else if (ss.ss_family == AF_INET6) {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+		static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+		if (memcmp(a->sin6_addr.s6_addr, v4mapped, 12) == 0) {
+			uv_inet_ntop(AF_INET, &a->sin6_addr.s6_addr[12], out, 48);
+			return;
+		}
+		memset(&a->sin6_addr.s6_addr[8], 0, 8);
+		uv_inet_ntop(AF_INET6, &a->sin6_addr, out, 44);
+		strcat(out, "/64");
+	}
 }
 
-static void on_refused_written(uv_write_t *w, int status)
+static void on_refusal_tick(uv_timer_t *t)
 {
-	UNUSED(status);
-	uv_close((uv_handle_t *)w->data, on_refused_closed);
-	free(w);
-}
-
-/* Over the connection cap: a short 503 and close, without a connection
- * object, so the others keep being served. */
-static void refuse(struct http_server *srv)
-{
-	uv_tcp_t *t = xmalloc(sizeof *t);
-	uv_tcp_init(srv->loop, t);
-	if (uv_accept((uv_stream_t *)&srv->listener, (uv_stream_t *)t) < 0) {
-		uv_close((uv_handle_t *)t, on_refused_closed);
+	struct http_server *srv = t->data;
+	if (!srv->refused_total) {
+		uv_timer_stop(t);
+		srv->refusal_timer_on = false;
 		return;
 	}
-	static const char msg[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-				  "Content-Length: 38\r\nConnection: close\r\n\r\n"
-				  "{\"detail\": \"too many connections\"}\r\n\r\n";
-	uv_write_t *w = xmalloc(sizeof *w);
-	w->data = t;
-	uv_buf_t b = uv_buf_init((char *)msg, sizeof msg - 1);
-	if (uv_write(w, (uv_stream_t *)t, &b, 1, on_refused_written) < 0) {
-		free(w);
-		uv_close((uv_handle_t *)t, on_refused_closed);
+	log_warn("http: refused %lu more connections in %.1fs (%lu over max_connections_per_client = "
+		 "%u; %u connections open, max_connections = %u); the last from %s",
+		 srv->refused_total, REFUSAL_LOG_MS / 1000.0, srv->refused_client,
+		 srv->lim.max_connections_per_client, srv->n_conns, srv->lim.max_connections,
+		 srv->refused_last);
+	srv->refused_total = srv->refused_client = 0;
+}
+
+/* Logs a refusal: the first at once, then one summary line a second. */
+static void note_refusal(struct http_server *srv, bool per_client, const char *peer)
+{
+	if (!srv->refusal_timer_on) {
+		log_warn("http: refusing a connection from %s: %s (%u open); further refusals are "
+			 "counted once a second", peer[0] ? peer : "?",
+			 per_client ? "max_connections_per_client reached"
+				    : "max_connections reached", srv->n_conns);
+		if (!srv->refusal_timer_init) {
+			uv_timer_init(srv->loop, &srv->refusal_timer);
+			srv->refusal_timer.data = srv;
+			uv_unref((uv_handle_t *)&srv->refusal_timer);
+			srv->refusal_timer_init = true;
+		}
+		uv_timer_start(&srv->refusal_timer, on_refusal_tick, REFUSAL_LOG_MS, REFUSAL_LOG_MS);
+		srv->refusal_timer_on = true;
+		return;
 	}
+	srv->refused_total++;
+	if (per_client)
+		srv->refused_client++;
+	snprintf(srv->refused_last, sizeof srv->refused_last, "%s", peer[0] ? peer : "?");
+}
+
+static void on_refused_closed(uv_handle_t *h)
+{
+	free(h->data); /* the connection object, never initialized further */
+}
+
+/* Over a connection cap: a short 503 and close; the connection object is
+ * not linked nor counted, so the others keep being served. */
+static void refuse(struct http_conn *c, bool per_client)
+{
+	char body[128];
+	int blen = snprintf(body, sizeof body, "{\"detail\":\"%s\"}",
+			    per_client ? "too many connections from your address"
+				       : "too many connections");
+	char *msg = xasprintf("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+			      "Content-Length: %d\r\nConnection: close\r\nRetry-After: 1\r\n\r\n%s",
+			      blen, body);
+	uv_buf_t b = uv_buf_init(msg, (unsigned)strlen(msg));
+	/* a refusal is short: it goes out at once or not at all */
+	int rc = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+	free(msg);
+	UNUSED(rc);
+	uv_close((uv_handle_t *)&c->tcp, on_refused_closed);
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -957,24 +1328,34 @@ static void on_connection(uv_stream_t *server, int status)
 	}
 	if (srv->shutting_down)
 		return;
-	if (srv->n_conns >= srv->lim.max_connections) {
-		log_warn("http: %u connections open, refusing a new one", srv->n_conns);
-		refuse(srv);
-		return;
-	}
 	struct http_conn *c = xcalloc(1, sizeof *c);
 	uv_tcp_init(srv->loop, &c->tcp);
-	uv_timer_init(srv->loop, &c->timer);
 	c->tcp.data = c;
+	if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
+		uv_close((uv_handle_t *)&c->tcp, on_refused_closed);
+		return;
+	}
+	peer_key(&c->tcp, c->peer);
+	unsigned cap = srv->lim.max_connections_per_client;
+	uintptr_t from_peer = c->peer[0] ? (uintptr_t)strmap_get(&srv->per_client, c->peer) : 0;
+	if (srv->n_conns >= srv->lim.max_connections || (cap && from_peer >= cap)) {
+		bool per_client = srv->n_conns < srv->lim.max_connections;
+		note_refusal(srv, per_client, c->peer);
+		refuse(c, per_client);
+		return;
+	}
+	if (c->peer[0]) {
+		strmap_put(&srv->per_client, c->peer, (void *)(from_peer + 1));
+		c->peer_counted = true;
+	}
+	uv_timer_init(srv->loop, &c->timer);
 	c->timer.data = c;
 	c->open_handles = 2;
 	conn_init(srv, c);
-	if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
-		conn_close(c);
-		return;
-	}
 	uv_tcp_nodelay(&c->tcp, 1);
-	timer_set(c, srv->lim.keepalive_timeout_ms);
+	/* the first request's headers are due header_timeout after the accept:
+	 * a socket that sends nothing is closed then */
+	timer_set(c, srv->lim.header_timeout_ms);
 	read_control(c);
 }
 
@@ -1108,6 +1489,11 @@ unsigned http_server_connections(const struct http_server *srv)
 	return srv->n_conns;
 }
 
+size_t http_server_buffered_body(const struct http_server *srv)
+{
+	return srv->body_bytes;
+}
+
 static void on_server_handle_closed(uv_handle_t *h)
 {
 	struct http_server *srv = h->data;
@@ -1156,6 +1542,12 @@ void http_server_shutdown(struct http_server *srv, void (*on_done)(void *data), 
 		srv->pending_closes++;
 		uv_close((uv_handle_t *)&srv->listener, on_server_handle_closed);
 	}
+	if (srv->refusal_timer_init) {
+		if (srv->refused_total)
+			on_refusal_tick(&srv->refusal_timer);
+		srv->pending_closes++;
+		uv_close((uv_handle_t *)&srv->refusal_timer, on_server_handle_closed);
+	}
 	struct http_conn *c = srv->conns;
 	while (c) {
 		struct http_conn *next = c->next;
@@ -1182,6 +1574,7 @@ void http_server_shutdown(struct http_server *srv, void (*on_done)(void *data), 
 
 void http_server_free(struct http_server *srv)
 {
+	strmap_clear(&srv->per_client, NULL);
 	free(srv);
 }
 
@@ -1202,6 +1595,10 @@ void http_conn_feed(struct http_conn *c, const char *data, size_t len)
 	if (c->state == CS_UPGRADED) {
 		c->up.on_data(c->up_data, data, len);
 		return;
+	}
+	if (c->in_off) {
+		buf_consume(&c->in, c->in_off);
+		c->in_off = 0;
 	}
 	buf_append(&c->in, data, len);
 	if (!c->processing)

@@ -18,10 +18,23 @@ struct route_match;
 
 struct http_limits {
 	unsigned max_connections;
+	/* connections from one client address (IPv4 address, IPv6 /64);
+	 * beyond: 503 and close; 0: no per-client cap */
+	unsigned max_connections_per_client;
 	size_t max_header_bytes;       /* whole header section; beyond: 431 */
 	size_t max_request_line_bytes; /* request target; beyond: 414 */
 	size_t max_body_bytes;         /* default body limit; beyond: 413 */
-	uint64_t header_timeout_ms;    /* first byte of a request to end of headers */
+	/* request body bytes buffered across all connections; a request that
+	 * would go beyond gets 503 and a close, from its Content-Length before
+	 * any body byte is read when it has one; 0: no cap */
+	size_t max_buffered_body_bytes;
+	/* response bytes queued for one client beyond which the connection is
+	 * not read (no request parsed, no WebSocket frame read) until half of
+	 * it has drained; one response is always queued whole */
+	size_t max_output_pending;
+	/* end of headers: from the first byte of a request, and for the first
+	 * request of a connection from its accept (a silent socket is closed) */
+	uint64_t header_timeout_ms;
 	uint64_t body_timeout_ms;      /* end of headers to end of body */
 	uint64_t keepalive_timeout_ms; /* idle between requests */
 	uint64_t shutdown_timeout_ms;  /* in-flight responses get this long at exit */
@@ -83,6 +96,8 @@ void http_server_shutdown(struct http_server *srv, void (*on_done)(void *data), 
 /* Frees a server whose shutdown has completed. */
 void http_server_free(struct http_server *srv);
 unsigned http_server_connections(const struct http_server *srv);
+/* Request body bytes buffered (charged to max_buffered_body_bytes) now. */
+size_t http_server_buffered_body(const struct http_server *srv);
 
 /* Request accessors. */
 /* Value of a header (name in lowercase), or NULL. */
@@ -104,7 +119,9 @@ void http_respond_static(struct http_req *req, int status, const char *content_t
 			 const void *body, size_t len);
 /* Answers with value serialized as JSON; steals the reference. */
 void http_respond_json(struct http_req *req, int status, json_t *value);
-/* Answers {"detail": "..."} with status. */
+/* Answers {"detail": "..."} with status. The detail may hold client input:
+ * it is cut at 1 KiB on a character boundary and invalid UTF-8 becomes
+ * U+FFFD, so the body is always valid JSON. */
 void http_respond_error(struct http_req *req, int status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void http_redirect(struct http_req *req, int status, const char *location);

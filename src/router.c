@@ -18,6 +18,7 @@ struct route {
 	route_handler_cb handler;
 	void *data;
 	size_t max_body;
+	route_check_cb check_headers;
 };
 
 struct router {
@@ -47,13 +48,21 @@ void router_free(struct router *r)
 void router_add(struct router *r, const char *method, const char *pattern, route_handler_cb handler,
 		void *data, size_t max_body)
 {
+	struct route_opts o = {.handler = handler, .data = data, .max_body = max_body};
+	router_add_opts(r, method, pattern, &o);
+}
+
+void router_add_opts(struct router *r, const char *method, const char *pattern,
+		     const struct route_opts *opts)
+{
 	r->routes = xrealloc(r->routes, (r->n_routes + 1) * sizeof(struct route));
 	struct route *rt = &r->routes[r->n_routes++];
 	memset(rt, 0, sizeof *rt);
 	rt->method = xstrdup(method);
-	rt->handler = handler;
-	rt->data = data;
-	rt->max_body = max_body;
+	rt->handler = opts->handler;
+	rt->data = opts->data;
+	rt->max_body = opts->max_body;
+	rt->check_headers = opts->check_headers;
 	const char *p = pattern;
 	while (*p == '/') {
 		p++;
@@ -157,6 +166,7 @@ enum router_result router_match(const struct router *r, const char *method, cons
 			m->handler = rt->handler;
 			m->data = rt->data;
 			m->max_body = rt->max_body;
+			m->check_headers = rt->check_headers;
 			return ROUTER_FOUND;
 		}
 		path_known = true;

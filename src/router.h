@@ -10,6 +10,15 @@ struct http_req;
 
 typedef void (*route_handler_cb)(struct http_req *req, void *data);
 
+/* Runs as soon as a request's header section is complete, before any byte of
+ * its body is read (and before "100 Continue"), for requests this route will
+ * handle. req has its method, target, headers and route parameters; its body
+ * is empty. Returns 0 to go on, or a 4xx/5xx status to refuse the request:
+ * the server then answers {"detail": *detail} (a static string; NULL: the
+ * reason phrase) with that status, plus any header the hook added with
+ * http_add_header, and closes the connection without reading the body. */
+typedef int (*route_check_cb)(struct http_req *req, void *data, const char **detail);
+
 #define ROUTE_MAX_PARAMS 4
 
 struct route;
@@ -19,6 +28,7 @@ struct route_match {
 	route_handler_cb handler;
 	void *data;
 	size_t max_body; /* 0: the server's default */
+	route_check_cb check_headers; /* NULL: none */
 	size_t n_params;
 	const char *names[ROUTE_MAX_PARAMS];
 	char *values[ROUTE_MAX_PARAMS]; /* owned by the match */
@@ -32,6 +42,18 @@ void router_free(struct router *r);
  * overrides the server's body limit when non-zero. data is borrowed. */
 void router_add(struct router *r, const char *method, const char *pattern, route_handler_cb handler,
 		void *data, size_t max_body);
+
+/* What a route does, for router_add_opts. */
+struct route_opts {
+	route_handler_cb handler;
+	void *data;                   /* borrowed, passed to handler and check_headers */
+	size_t max_body;              /* 0: the server's body limit */
+	route_check_cb check_headers; /* optional: refuse at the headers */
+};
+
+/* Registers a route with every option (opts is copied). */
+void router_add_opts(struct router *r, const char *method, const char *pattern,
+		     const struct route_opts *opts);
 
 enum router_result { ROUTER_FOUND = 0, ROUTER_NOT_FOUND = 404, ROUTER_BAD_METHOD = 405, ROUTER_BAD_PATH = 400 };
 

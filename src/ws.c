@@ -32,6 +32,9 @@ struct ws {
 	bool closing;    /* close frame queued or connection going */
 	bool gone;       /* the connection is closed */
 	bool in_proceed;
+	/* a frame-level protocol error: wslay queues a close without a status
+	 * code for those, which on_wslay_send turns into a 1002 */
+	bool proto_error;
 	uint64_t close_started_ms;
 	uint64_t close_wait_ms; /* how long the peer gets to answer our close */
 };
@@ -143,6 +146,13 @@ static ssize_t on_wslay_send(wslay_event_context_ptr ctx, const uint8_t *data, s
 	UNUSED(ctx);
 	UNUSED(flags);
 	struct ws *ws = user;
+	if (ws->proto_error && len == 2 && data[0] == 0x88 && data[1] == 0x00) {
+		/* RFC 6455 7.4.1: a protocol error closes with 1002 */
+		static const uint8_t close_1002[] = {0x88, 0x02, 0x03, 0xea};
+		buf_append(&ws->out, close_1002, sizeof close_1002);
+		ws->proto_error = false;
+		return (ssize_t)len;
+	}
 	buf_append(&ws->out, data, len);
 	return (ssize_t)len;
 }
@@ -167,6 +177,11 @@ static void on_wslay_msg(wslay_event_context_ptr ctx, const struct wslay_event_o
 			ws->cbs.on_message(ws, (const char *)arg->msg, arg->msg_length,
 					   arg->opcode == WSLAY_TEXT_FRAME, ws->data);
 	} else if (arg->opcode == WSLAY_CONNECTION_CLOSE) {
+		/* a close body is empty or a code and a reason: one byte is a
+		 * protocol error (RFC 6455 5.5.1), which wslay echoes as a
+		 * close without a code */
+		if (arg->msg_length == 1)
+			ws->proto_error = true;
 		mark_closing(ws);
 	}
 }
@@ -201,8 +216,15 @@ static void proceed(struct ws *ws)
 		bool progressed = false;
 		if (wslay_event_want_read(ws->ctx) && ws->in_off < ws->in.len) {
 			size_t before = ws->in_off;
-			if (wslay_event_recv(ws->ctx) != 0) {
-				/* a protocol error: wslay queued a close frame */
+			int rc = wslay_event_recv(ws->ctx);
+			if (rc != 0) {
+				/* our receive callback never fails: this is a
+				 * frame-level protocol error (a control frame too
+				 * long or fragmented, a length not in its shortest
+				 * form), for which wslay queued a close without a
+				 * code */
+				if (rc == WSLAY_ERR_CALLBACK_FAILURE)
+					ws->proto_error = true;
 				mark_closing(ws);
 			}
 			progressed = ws->in_off != before;

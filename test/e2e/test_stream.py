@@ -183,6 +183,69 @@ def test_ping_fragments_and_close(env):
     assert ws.eof_within(5)
 
 
+def test_frame_level_errors_close_with_1002(env):
+    """Errors wslay finds in a frame's header close with 1002 too (RFC 6455
+    7.4.1), not with a close frame without a code."""
+    cases = [
+        (0x9, b"x" * 126, True),   # a control frame over 125 bytes
+        (0x9, b"ping", False),     # a fragmented control frame
+        (0x8, b"\x03", True),      # a close body of one byte
+    ]
+    for opcode, payload, fin in cases:
+        ws = RawWS(env.rb.port)
+        ws.send_frame(opcode, payload, fin=fin)
+        assert ws.close_code() == 1002, (opcode, payload, fin)
+    # a length not in its shortest form (126 for a 3-byte payload)
+    ws = RawWS(env.rb.port)
+    m = os.urandom(4)
+    ws.sock.sendall(struct.pack("!BBH", 0x81, 0x80 | 126, 3) + m + bytes(c ^ m[i] for i, c in enumerate(b"abc")))
+    assert ws.close_code() == 1002
+    ws = RawWS(env.rb.port)
+    ws.send_frame(0x1, b"bad \xff utf-8")
+    assert ws.close_code() == 1007
+
+
+SMALL_QUARANTINE = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=1:quarantine_size_mb=16"}
+
+
+def test_ping_flood_without_reading_is_bounded(make_env):
+    """A client floods pings and reads no pong (this took RSS from 13 to
+    1,979 MiB in 20 s): the server stops reading it once its pongs wait, so
+    the client's sends block, memory stays flat and the others are served."""
+    env = make_env(env=SMALL_QUARANTINE)
+    pid = env.rb.proc.pid
+    flood = RawWS(env.rb.port, rcvbuf=4096)
+    assert flood.status == 101
+    time.sleep(0.3)
+    rss0 = rss_kb(pid)
+    m = os.urandom(4)
+    ping = struct.pack("!BB", 0x89, 0x80 | 125) + m + bytes((ord("p") ^ m[i % 4]) for i in range(125))
+    block = ping * 500
+    flood.sock.settimeout(3)
+    sent, blocked = 0, False
+    t_end = time.monotonic() + 30
+    try:
+        while sent < 200 * 1024 * 1024 and time.monotonic() < t_end:
+            flood.sock.sendall(block)
+            sent += len(block)
+    except socket.timeout:
+        blocked = True
+    assert blocked, f"{sent} bytes of pings were all read"
+    assert sent < 64 * 1024 * 1024, sent  # the kernel's buffers, not the server
+    rss1 = rss_kb(pid)
+    assert rss1 - rss0 < 64 * 1024, (rss0, rss1)
+    # the others are served
+    t0 = time.monotonic()
+    assert requests.get(env.rb.url("/healthz"), timeout=5).status_code == 200
+    other = RawWS(env.rb.port)
+    other.send_frame(0x9, b"still there?")
+    while (frame := other.recv_frame(timeout=5))[0] != 0xA:
+        pass  # events of the snapshot, if any
+    assert frame == (0xA, b"still there?")
+    assert time.monotonic() - t0 < 5
+    flood.sock.close()
+
+
 def test_protocol_violations_close(env):
     ws = RawWS(env.rb.port)
     ws.send_frame(0x1, b"unmasked", mask=False)

@@ -17,6 +17,7 @@
 
 static struct app app;
 static struct http_server *srv;
+static struct api *api;
 
 static void setup(void)
 {
@@ -37,7 +38,7 @@ static void setup(void)
 				       .kubefiles = app.kubefiles, .links = &app.links};
 	app.controller = controller_new(&deps, NULL);
 	app.router = router_new();
-	api_register(app.router, &app);
+	api = api_register(app.router, &app); /* kept for the process's life */
 	struct http_limits lim;
 	http_limits_default(&lim);
 	lim.max_header_bytes = 2048;

@@ -1,7 +1,9 @@
 /* A tiny HTTP/1.1 server on a libuv loop for client tests: one request per
  * connection, handed to a handler that answers (stub_respond), streams
- * (stub_send ... stub_end) or never answers. Not a fake Kubernetes: tests
- * script exactly the answers they need. Include once per test file. */
+ * (stub_send ... stub_end) or never answers; or keep-alive answers
+ * (stub_respond_keepalive), after which the connection reads the next
+ * request. Not a fake Kubernetes: tests script exactly the answers they
+ * need. Include once per test file. */
 #ifndef RUNBOAT_TEST_HTTP_STUB_H
 #define RUNBOAT_TEST_HTTP_STUB_H
 
@@ -21,6 +23,7 @@ struct stub_conn {
 	struct buf in;
 	bool got_request;
 	bool closing;
+	bool keepalive; /* answered: read the next request once the handler returns */
 	struct stub_conn *next;
 };
 
@@ -39,6 +42,7 @@ struct stub {
 	uv_tcp_t tcp;
 	int port;
 	int requests;
+	int accepted; /* connections */
 	struct stub_conn *conns;
 	stub_handler handler;
 	void *data;
@@ -111,6 +115,19 @@ static inline void stub_respond(struct stub_conn *c, int status, const char *ext
 		   status, strlen(body), extra_headers ? extra_headers : "", body);
 	stub_write(c, r.data, r.len, true);
 	buf_free(&r);
+}
+
+/* A complete response on a connection that stays open for the next request. */
+static inline void stub_respond_keepalive(struct stub_conn *c, int status,
+					  const char *extra_headers, const char *body)
+{
+	struct buf r = {0};
+	buf_printf(&r, "HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+		       "%s\r\n%s",
+		   status, strlen(body), extra_headers ? extra_headers : "", body);
+	stub_write(c, r.data, r.len, false);
+	buf_free(&r);
+	c->keepalive = true;
 }
 
 /* Streaming: headers (connection-close delimited body), then stub_send. */
@@ -192,6 +209,12 @@ static void stub_on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 	snprintf(s->last_body, sizeof(s->last_body), "%s", req.body);
 	s->last.body = s->last_body;
 	s->handler(c, &req, s->data);
+	if (c->keepalive && !c->closing) {
+		/* the request's bytes are done with: ready for the next one */
+		c->keepalive = false;
+		c->got_request = false;
+		buf_consume(&c->in, head + clen);
+	}
 }
 
 static void stub_on_connection(uv_stream_t *st, int status)
@@ -201,6 +224,7 @@ static void stub_on_connection(uv_stream_t *st, int status)
 		return;
 	struct stub_conn *c = xcalloc(1, sizeof(*c));
 	c->stub = s;
+	s->accepted++;
 	uv_tcp_init(st->loop, &c->tcp);
 	c->tcp.data = c;
 	c->next = s->conns;
