@@ -9,7 +9,7 @@ packages=(
 	libuv1-dev libcurl4-openssl-dev libjansson-dev libwslay-dev libssl-dev
 	libyaml-dev libtomlplusplus-dev node-llhttp libbsd-dev
 	clang libclang-rt-14-dev wrk
-	python3 python3-venv
+	python3 python3-venv nodejs
 	chromium chromium-driver
 )
 

@@ -12,6 +12,7 @@ struct config;
 struct controller;
 struct curl_uv;
 struct github_client;
+struct github_sync;
 struct http_server;
 struct hub;
 struct index;
@@ -28,6 +29,7 @@ struct app {
 	struct kube *kube;            /* NULL when Kubernetes is not configured */
 	char kube_error[512];         /* why kube is NULL */
 	struct github_client *github; /* NULL if it could not be set up */
+	struct github_sync *github_sync; /* NULL: no missed-webhook recovery */
 	struct kubefiles_cache *kubefiles;
 	struct index *index;
 	struct controller *controller;

@@ -19,6 +19,7 @@ const char *assets_content_type(const char *path)
 	} types[] = {
 		{".html", "text/html; charset=utf-8"},
 		{".js", "text/javascript; charset=utf-8"},
+		{".mjs", "text/javascript; charset=utf-8"},
 		{".css", "text/css; charset=utf-8"},
 		{".json", "application/json"},
 		{".svg", "image/svg+xml"},

@@ -16,6 +16,7 @@
 #include "controller.h"
 #include "curl_uv.h"
 #include "github_client.h"
+#include "github_sync.h"
 #include "http.h"
 #include "hub.h"
 #include "index.h"
@@ -75,6 +76,8 @@ static void on_http_done(void *data)
 {
 	struct signals *s = data;
 	struct app *app = s->app;
+	github_sync_free(app->github_sync);
+	app->github_sync = NULL;
 	controller_free(app->controller);
 	app->controller = NULL;
 	hub_free(app->hub);
@@ -110,6 +113,8 @@ static void limits_from_config(const struct config *cfg, struct http_limits *lim
 {
 	http_limits_default(lim);
 	lim->max_connections = (unsigned)cfg->server.max_connections;
+	lim->max_connections_per_client = (unsigned)cfg->server.max_connections_per_client;
+	lim->max_buffered_body_bytes = cfg->server.max_buffered_body_bytes;
 	lim->max_header_bytes = cfg->server.max_header_bytes;
 	lim->max_request_line_bytes = cfg->server.max_request_line_bytes;
 	lim->max_body_bytes = cfg->server.max_body_bytes;
@@ -192,9 +197,16 @@ static int run(struct config *cfg)
 		.links = &app.links,
 	};
 	app.controller = controller_new(&deps, NULL);
+	if (cfg->github.sync_interval > 0) {
+		struct github_sync_deps sd = {.loop = &loop, .cfg = cfg, .idx = app.index,
+					      .controller = app.controller, .github = app.github};
+		struct github_sync_opts so = {
+			.interval_ms = (uint64_t)(cfg->github.sync_interval * 1000)};
+		app.github_sync = github_sync_new(&sd, &so);
+	}
 
 	app.router = router_new();
-	api_register(app.router, &app);
+	struct api *api = api_register(app.router, &app);
 
 	struct http_limits lim;
 	limits_from_config(cfg, &lim);
@@ -218,6 +230,7 @@ static int run(struct config *cfg)
 	uv_unref((uv_handle_t *)&sig.flush);
 
 	controller_start(app.controller);
+	github_sync_start(app.github_sync);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	rc = 0;
 out:
@@ -225,6 +238,7 @@ out:
 		/* nothing to drain: close what was opened */
 		sig.app = &app;
 		http_server_shutdown(app.http, NULL, NULL);
+		github_sync_free(app.github_sync);
 		controller_free(app.controller);
 		hub_free(app.hub);
 		github_client_close(app.github);
@@ -234,6 +248,7 @@ out:
 		uv_run(&loop, UV_RUN_DEFAULT);
 	}
 	http_server_free(app.http);
+	api_free(api);
 	router_free(app.router);
 	index_free(app.index);
 	kubefiles_cache_free(app.kubefiles);

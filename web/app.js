@@ -1,5 +1,8 @@
-// runboat dashboard: one ES module, no framework, no build step, no network
-// resource other than runboat's own API.
+// runboat dashboard: ES modules, no framework, no build step, no network
+// resource other than runboat's own API. This module does the DOM, the
+// network and the timers; the pure logic (grouping, filters, sorting, the
+// resynchronization merge, status words, ages, URLs) is in logic.mjs, which
+// test/web/ tests with node's test runner.
 //
 // Safety: builds carry hostile strings (branch names, repos). Every piece of
 // data reaches the DOM through textContent or setAttribute; links are checked
@@ -39,25 +42,19 @@
 // Counters: /api/v1/status is fetched at start, at most once a second after
 // events (throttled), after each (re)synchronization and every 30 s.
 
+import {
+  ACTION_WORDS, STATUS_WORDS, age, allowedActions, b64utf8, backoffDelay, buildLabel,
+  counterView, filtersUrl, groupBuilds, matches, parseEvent, parseLocation, parseTime, prOf,
+  resyncPlan, safeUrl as safeUrlFrom, shortSha, statusLine, statusWord, str, summaryText,
+  validBuild,
+} from "./logic.mjs";
+
 const API = "/api/v1";
-const BACKOFF_MIN_MS = 1000;
-const BACKOFF_MAX_MS = 30000;
 const STABLE_MS = 5000;
 const POLL_MS = 30000;
 const STATUS_THROTTLE_MS = 1000;
 const AGE_TICK_MS = 15000;
 const PENDING_TIMEOUT_MS = 20000;
-
-const STATUS_WORDS = {
-  initializing: "Initializing",
-  failed: "Failed",
-  stopped: "Stopped",
-  stopping: "Stopping",
-  starting: "Starting",
-  started: "Started",
-  undeploying: "Undeploying",
-};
-const ACTION_WORDS = { start: "start", stop: "stop", reset: "reset", undeploy: "undeploy" };
 
 // ---------------------------------------------------------------- helpers
 
@@ -79,13 +76,7 @@ function h(tag, attrs = {}, ...children) {
 
 // The URL if it is http(s) (absolute or relative to this page), else null.
 function safeUrl(u) {
-  if (typeof u !== "string" || u === "") return null;
-  try {
-    const p = new URL(u, location.href);
-    return p.protocol === "http:" || p.protocol === "https:" ? p.href : null;
-  } catch {
-    return null;
-  }
+  return safeUrlFrom(u, location.href);
 }
 
 // Sets or removes an <a>'s href; an <a> without href is not a link (not
@@ -95,59 +86,6 @@ function setHref(a, url) {
   if (u) a.setAttribute("href", u);
   else a.removeAttribute("href");
   return !!u;
-}
-
-function str(v) {
-  return typeof v === "string" ? v : v === null || v === undefined ? "" : String(v);
-}
-
-function shortSha(sha) {
-  return str(sha).slice(0, 7);
-}
-
-function parseTime(s) {
-  if (typeof s !== "string") return NaN;
-  return Date.parse(s);
-}
-
-// "just now", "5 min ago", "3 h ago", "2 days ago".
-function age(ms, now = Date.now()) {
-  if (!Number.isFinite(ms)) return "";
-  const s = Math.max(0, Math.round((now - ms) / 1000));
-  if (s < 45) return "just now";
-  const m = Math.round(s / 60);
-  if (m < 60) return `${m} min ago`;
-  const hrs = Math.round(m / 60);
-  if (hrs < 24) return `${hrs} h ago`;
-  const d = Math.round(hrs / 24);
-  return d === 1 ? "1 day ago" : `${d} days ago`;
-}
-
-// A build as received, checked enough that rendering cannot throw.
-function validBuild(b) {
-  return b && typeof b === "object" && typeof b.name === "string" && b.name !== "" &&
-    b.commit_info && typeof b.commit_info === "object";
-}
-
-function prOf(b) {
-  const pr = b.commit_info.pr;
-  if (pr === null || pr === undefined || pr === "") return null;
-  const n = Number(pr);
-  return Number.isInteger(n) ? n : null;
-}
-
-function buildLabel(b) {
-  const ci = b.commit_info;
-  const pr = prOf(b);
-  const where = pr !== null ? `PR #${pr}` : str(ci.target_branch);
-  return `${shortSha(ci.git_commit) || b.name} of ${where}`;
-}
-
-function b64utf8(s) {
-  const bytes = new TextEncoder().encode(s);
-  let bin = "";
-  for (const x of bytes) bin += String.fromCharCode(x);
-  return btoa(bin);
 }
 
 // ------------------------------------------------------------------ state
@@ -257,26 +195,22 @@ async function fetchStatus() {
 
 function renderCounters() {
   const c = state.counts;
-  const num = (v) => (Number.isFinite(Number(v)) && v !== null ? Number(v) : null);
   const set = (key, value, max, extra) => {
     const li = document.querySelector(`.counter[data-counter="${key}"]`);
     if (!li) return;
-    const v = num(value);
-    const m = num(max);
-    let text = v === null ? "–" : m !== null ? `${v} / ${m}` : `${v}`;
-    if (extra) text += ` ${extra}`;
-    li.querySelector(".counter-value").textContent = text;
+    const v = counterView(value, max, extra);
+    li.querySelector(".counter-value").textContent = v.text;
     const bar = li.querySelector(".bar > span");
-    if (bar) bar.style.width = v !== null && m ? `${Math.min(100, (100 * v) / m)}%` : "0%";
-    li.classList.toggle("full", v !== null && m !== null && m > 0 && v >= m);
+    if (bar) bar.style.width = `${v.percent}%`;
+    li.classList.toggle("full", v.full);
   };
   if (!c) return;
-  const queued = num(c.to_initialize);
+  const queued = Number.isFinite(Number(c.to_initialize)) ? Number(c.to_initialize) : 0;
   set("started", c.started, c.max_started);
   set("initializing", c.initializing, c.max_initializing, queued ? `+${queued} queued` : "");
   set("deployed", c.deployed, c.max_deployed);
   set("failed", c.failed, null);
-  document.querySelector('.counter[data-counter="failed"]').classList.toggle("bad", num(c.failed) > 0);
+  document.querySelector('.counter[data-counter="failed"]').classList.toggle("bad", Number(c.failed) > 0);
 }
 
 // ------------------------------------------------------------------ repos
@@ -380,8 +314,7 @@ function connect() {
 
 function scheduleReconnect() {
   if (retryTimer) return;
-  const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** Math.min(attempt, 10));
-  const delay = base / 2 + Math.random() * (base / 2);
+  const delay = backoffDelay(attempt, Math.random());
   attempt++;
   const next = `Next attempt in ${Math.ceil(delay / 1000)} s`;
   if (navigator.onLine === false) setConn("offline", `The browser is offline. ${next}`);
@@ -427,14 +360,9 @@ async function resync(gen) {
     return;
   }
   if (gen !== wsGen || !seen) return;
-  // builds absent from the list and not announced by the stream are gone
-  const listed = new Map(list.filter(validBuild).map((b) => [b.name, b]));
-  for (const name of Array.from(state.builds.keys())) {
-    if (!listed.has(name) && seen.get(name) !== "upd") state.builds.delete(name);
-  }
-  for (const [name, b] of listed) {
-    if (!seen.has(name)) setBuild(b);
-  }
+  const plan = resyncPlan(state.builds, list, seen);
+  for (const name of plan.remove) state.builds.delete(name);
+  for (const b of plan.add) setBuild(b);
   state.loaded = true;
   state.loadError = "";
   if (reposFailed) fetchRepos();
@@ -445,23 +373,20 @@ async function resync(gen) {
 }
 
 function onEvent(data) {
-  let msg;
-  try { msg = JSON.parse(data); } catch { return; }
-  if (!msg || typeof msg !== "object" || !validBuild(msg.build)) return;
+  const msg = parseEvent(data);
+  if (!msg) return;
   const b = msg.build;
   if (msg.event === "upd") {
     setBuild(b);
     if (seen) seen.set(b.name, "upd");
     if (b.commit_info.repo && !state.repos.some((r) => r.name === b.commit_info.repo)) fetchRepos();
-  } else if (msg.event === "del") {
+  } else {
     const old = state.builds.get(b.name);
     state.builds.delete(b.name);
     if (seen) seen.set(b.name, "del");
     if (old && (state.watched.has(b.name) || b.name === state.buildName)) {
       announce(`Build ${buildLabel(old)} was undeployed`);
     }
-  } else {
-    return;
   }
   scheduleRender();
   scheduleStatus();
@@ -473,7 +398,7 @@ function setBuild(b) {
   if (old && old.status !== b.status) {
     clearPending(b.name);
     if (state.watched.has(b.name) || b.name === state.buildName) {
-      announce(`Build ${buildLabel(b)} is now ${STATUS_WORDS[b.status] || str(b.status)}`);
+      announce(`Build ${buildLabel(b)} is now ${statusWord(b.status)}`);
     }
   }
 }
@@ -602,54 +527,6 @@ function scheduleRender() {
   requestAnimationFrame(() => { renderQueued = false; render(); });
 }
 
-function matches(b) {
-  if (state.status && b.status !== state.status) return false;
-  const t = state.text.trim().toLowerCase();
-  if (!t) return true;
-  const pr = prOf(b);
-  const num = /^#?(\d+)$/.exec(t);
-  if (num && pr !== null && pr === Number(num[1])) return true;
-  if (t.startsWith("#")) return false;
-  return str(b.commit_info.target_branch).toLowerCase().includes(t);
-}
-
-const byNewest = (a, b) => {
-  const ta = parseTime(a.created);
-  const tb = parseTime(b.created);
-  if (Number.isFinite(ta) && Number.isFinite(tb) && ta !== tb) return tb - ta;
-  if (Number.isFinite(ta) !== Number.isFinite(tb)) return Number.isFinite(ta) ? -1 : 1;
-  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
-};
-
-const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" });
-
-// Rows: one per (repo, target branch) for branch builds and one per (repo, PR).
-// Branch rows: highest branch first by natural order (18.0, 17.0, 16.0, then
-// names); PR rows: newest PR (highest number) first; cards: newest first.
-function groupBuilds(list) {
-  const groups = new Map();
-  for (const b of list) {
-    const pr = prOf(b);
-    const repo = str(b.commit_info.repo);
-    const branch = str(b.commit_info.target_branch);
-    const key = pr !== null ? `pr\u0000${repo}\u0000${pr}` : `br\u0000${repo}\u0000${branch}`;
-    let g = groups.get(key);
-    if (!g) {
-      g = { key, repo, branch, pr, builds: [] };
-      groups.set(key, g);
-    }
-    g.builds.push(b);
-  }
-  for (const g of groups.values()) g.builds.sort(byNewest);
-  const all = Array.from(groups.values());
-  const byRepo = (a, b) => collator.compare(a.repo, b.repo);
-  const branches = all.filter((g) => g.pr === null)
-    .sort((a, b) => byRepo(a, b) || collator.compare(b.branch, a.branch));
-  const prs = all.filter((g) => g.pr !== null)
-    .sort((a, b) => byRepo(a, b) || b.pr - a.pr);
-  return { branches, prs };
-}
-
 const cardEls = new Map();  // name -> card parts
 const groupEls = new Map(); // key -> group parts
 let focusCard = null;
@@ -666,7 +543,7 @@ function place(container, children) {
 function render() {
   renderFocus();
   const all = Array.from(state.builds.values());
-  const shown = all.filter(matches);
+  const shown = all.filter((b) => matches(b, state));
   const { branches, prs } = groupBuilds(shown);
   const usedGroups = new Set();
   const usedCards = new Set();
@@ -699,29 +576,10 @@ function render() {
   checkLive();
 }
 
-function plural(n, one, many) {
-  return `${n} ${n === 1 ? one : many}`;
-}
-
-function renderSummary(total, shown, nbranches, nprs) {
-  const s = $("summary");
-  if (!state.loaded) {
-    s.textContent = state.loadError
-      ? `Could not load the builds (${state.loadError}). Retrying…`
-      : "Loading builds…";
-    return;
-  }
-  const scope = state.repo ? `in ${state.repo}` : "";
-  if (total === 0) {
-    s.textContent = state.repo ? `No builds ${scope} yet.` : "No builds yet.";
-  } else if (shown === 0) {
-    s.textContent = `No build matches the filter (${plural(total, "build", "builds")} ${scope}).`;
-  } else {
-    const parts = [plural(shown, "build", "builds")];
-    if (nbranches) parts.push(plural(nbranches, "branch", "branches"));
-    if (nprs) parts.push(plural(nprs, "pull request", "pull requests"));
-    s.textContent = parts.join(" · ") + (shown < total ? ` (of ${total})` : "");
-  }
+function renderSummary(total, shown, branches, prs) {
+  $("summary").textContent = summaryText({
+    loaded: state.loaded, loadError: state.loadError, repo: state.repo, total, shown, branches, prs,
+  });
 }
 
 function createGroup(g) {
@@ -798,8 +656,8 @@ function createCard(name, big) {
 
 function updateCard(c, b) {
   const ci = b.commit_info;
-  const status = STATUS_WORDS[b.status] ? b.status : "unknown";
   const pending = state.pending.get(b.name);
+  const { status, words } = statusLine(b, pending ? pending.action : null);
   const sha = shortSha(ci.git_commit);
   const pr = prOf(b);
   const label = buildLabel(b);
@@ -809,12 +667,6 @@ function updateCard(c, b) {
   c.root.classList.toggle("is-pending", !!pending);
   c.root.classList.toggle("is-current", !c.root.classList.contains("card-big") && b.name === state.buildName);
 
-  let words = STATUS_WORDS[status] || `Unknown (${str(b.status)})`;
-  if (status === "initializing") {
-    if (b.init_status === "todo") words += " · queued";
-    else if (b.init_status === "started") words += " · running";
-  }
-  if (pending) words += ` · ${ACTION_WORDS[pending.action]} requested`;
   c.statusText.textContent = words;
 
   const created = parseTime(b.created);
@@ -855,12 +707,7 @@ function updateCard(c, b) {
   c.log.setAttribute("href", `${API}/builds/${encodeURIComponent(b.name)}/log`);
   c.log.setAttribute("aria-label", `Log of build ${label}`);
 
-  const can = {
-    start: status === "stopped",
-    stop: status === "started" || status === "starting",
-    reset: status !== "undeploying",
-    undeploy: status !== "undeploying",
-  };
+  const can = allowedActions(status);
   for (const [action, bt] of Object.entries(c.buttons)) {
     bt.disabled = !!pending || !can[action];
     const word = bt.textContent;
@@ -944,7 +791,7 @@ function checkLive() {
   } else if (b.status === "undeploying") {
     parts.push(h("p", {}, "This build is being undeployed and cannot be started."));
   } else {
-    const words = (STATUS_WORDS[b.status] || str(b.status)).toLowerCase();
+    const words = statusWord(b.status).toLowerCase();
     parts.push(h("p", {}, `This build is ${words}. You will be taken to it as soon as it is started.`));
     if (b.status === "stopped") {
       const start = h("button", { type: "button", class: "btn btn-primary", id: "live-start" }, "Start it now");
@@ -968,32 +815,18 @@ function tickAges() {
 // The filters as a /builds?... URL (what a user can share).
 function syncUrl() {
   if (state.buildName) return;
-  const q = new URLSearchParams();
-  if (state.repo) q.set("repo", state.repo);
-  const t = state.text.trim();
-  const num = /^#(\d+)$/.exec(t);
-  if (num) q.set("pr", num[1]);
-  else if (t) q.set("target_branch", t);
-  if (state.status) q.set("status", state.status);
-  const s = q.toString();
-  const url = s ? `/builds?${s}` : location.pathname === "/" ? "/" : "/builds";
+  const url = filtersUrl(state, location.pathname);
   if (url !== location.pathname + location.search) history.replaceState(null, "", url);
 }
 
 function readLocation() {
-  const q = new URLSearchParams(location.search);
-  const m = /^\/builds\/([^/]+)\/?$/.exec(location.pathname);
-  if (m) {
-    try { state.buildName = decodeURIComponent(m[1]); } catch { state.buildName = m[1]; }
-    state.live = q.has("live");
-  }
-  state.repo = q.get("repo") || "";
-  const tb = q.get("target_branch") || q.get("branch") || "";
-  const pr = q.get("pr");
-  state.text = pr ? `#${pr}` : tb;
-  const st = q.get("status") || "";
-  state.status = STATUS_WORDS[st] ? st : "";
-  if (!m && !q.has("repo")) {
+  const l = parseLocation(location.pathname, location.search);
+  state.buildName = l.buildName;
+  state.live = l.live;
+  state.repo = l.repo;
+  state.text = l.text;
+  state.status = l.status;
+  if (!l.buildName && !l.hasRepo) {
     try { state.repo = localStorage.getItem("runboat.repo") || ""; } catch { /* ignore */ }
   }
 }

@@ -1,0 +1,186 @@
+#include "streams.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+#include "api.h"
+#include "app.h"
+#include "config.h"
+#include "http.h"
+#include "hub.h"
+#include "router.h"
+#include "util.h"
+#include "ws.h"
+
+#define SSE_KEEPALIVE_MS 15000
+#define WS_MAX_MESSAGE 4096
+
+/* ---- streams: Server-Sent Events ---- */
+
+struct sse {
+	struct http_req *req;
+	struct hub_sub *sub;
+	uv_timer_t keepalive;
+	bool ended;
+};
+
+static int sse_send(void *conn, const char *json, size_t len)
+{
+	struct sse *s = conn;
+	if (s->ended)
+		return -EPIPE;
+	struct buf b = {0};
+	buf_append_str(&b, "data: ");
+	buf_append(&b, json, len);
+	buf_append_str(&b, "\n\n");
+	int rc = http_stream_write(s->req, b.data, b.len);
+	buf_free(&b);
+	return rc;
+}
+
+static size_t sse_pending(void *conn)
+{
+	struct sse *s = conn;
+	return s->ended ? 0 : http_stream_pending(s->req);
+}
+
+static void on_sse_timer_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+/* Ends the subscription; the stream too unless the connection is gone. */
+static void sse_finish(struct sse *s, bool end_stream)
+{
+	if (s->ended)
+		return;
+	s->ended = true;
+	hub_unsubscribe(s->sub);
+	s->req->on_abort = NULL;
+	s->req->on_shutdown = NULL;
+	if (end_stream)
+		http_stream_end(s->req);
+	uv_close((uv_handle_t *)&s->keepalive, on_sse_timer_closed);
+}
+
+static void sse_kick(void *conn, const char *reason)
+{
+	UNUSED(reason);
+	sse_finish(conn, true);
+}
+
+static void on_sse_abort(struct http_req *req, void *data)
+{
+	UNUSED(req);
+	sse_finish(data, false);
+}
+
+static void on_sse_shutdown(struct http_req *req, void *data)
+{
+	UNUSED(req);
+	sse_finish(data, true);
+}
+
+static void on_sse_keepalive(uv_timer_t *t)
+{
+	struct sse *s = t->data;
+	if (!s->ended)
+		http_stream_write(s->req, ": keepalive\n\n", 13);
+}
+
+static const struct hub_sink sse_sink = {sse_send, sse_pending, sse_kick};
+
+static void on_build_events(struct http_req *req, void *data)
+{
+	struct app *app = data;
+	struct api_filter q;
+	if (!api_require_ready(req, app) || !api_parse_filter(req, &q, false, true))
+		return;
+	struct sse *s = xcalloc(1, sizeof *s);
+	s->req = req;
+	http_add_header(req, "X-Accel-Buffering", "no");
+	http_stream_begin(req, 200, "text/event-stream");
+	req->on_abort = on_sse_abort;
+	req->on_shutdown = on_sse_shutdown;
+	req->abort_data = s;
+	uv_timer_init(app->loop, &s->keepalive);
+	s->keepalive.data = s;
+	uv_timer_start(&s->keepalive, on_sse_keepalive, SSE_KEEPALIVE_MS, SSE_KEEPALIVE_MS);
+	s->sub = hub_subscribe(app->hub, &q.f, &sse_sink, s);
+	api_filter_free(&q);
+}
+
+/* ---- streams: WebSocket ---- */
+
+struct wsconn {
+	struct ws *ws;
+	struct hub_sub *sub;
+};
+
+static int wsc_send(void *conn, const char *json, size_t len)
+{
+	struct wsconn *w = conn;
+	return ws_send_text(w->ws, json, len);
+}
+
+static size_t wsc_pending(void *conn)
+{
+	struct wsconn *w = conn;
+	return ws_pending(w->ws);
+}
+
+static void wsc_kick(void *conn, const char *reason)
+{
+	struct wsconn *w = conn;
+	ws_close(w->ws, 1008, reason);
+}
+
+static const struct hub_sink ws_sink = {wsc_send, wsc_pending, wsc_kick};
+
+static void on_ws_message(struct ws *ws, const char *msg, size_t len, bool text, void *data)
+{
+	UNUSED(ws);
+	UNUSED(msg);
+	UNUSED(len);
+	UNUSED(text);
+	UNUSED(data);
+	/* the stream is one-way: what clients send is ignored */
+}
+
+static void on_ws_close(struct ws *ws, void *data)
+{
+	UNUSED(ws);
+	struct wsconn *w = data;
+	if (w->sub)
+		hub_unsubscribe(w->sub);
+	free(w);
+}
+
+static void on_ws(struct http_req *req, void *data)
+{
+	struct app *app = data;
+	char accept[32];
+	const char *detail = NULL;
+	int st = ws_handshake_check(req, app->cfg->server.base_url, accept, &detail);
+	if (st) {
+		if (st == 426)
+			http_add_header(req, "Upgrade", "websocket");
+		http_respond_error(req, st, "%s", detail);
+		return;
+	}
+	struct api_filter q;
+	if (!api_require_ready(req, app) || !api_parse_filter(req, &q, false, true))
+		return;
+	struct wsconn *w = xcalloc(1, sizeof *w);
+	struct ws_opts wo = {.max_message = WS_MAX_MESSAGE};
+	struct ws_cbs cbs = {.on_message = on_ws_message, .on_close = on_ws_close};
+	w->ws = ws_accept(req, app->loop, accept, &wo, &cbs, w);
+	w->sub = hub_subscribe(app->hub, &q.f, &ws_sink, w);
+	api_filter_free(&q);
+}
+
+void streams_register(struct router *r, struct app *app)
+{
+	router_add(r, "GET", "/api/v1/build-events", on_build_events, app, 0);
+	router_add(r, "GET", "/api/v1/ws", on_ws, app, 0);
+}

@@ -1,0 +1,313 @@
+// The dashboard's pure logic (web/logic.mjs) under node's test runner:
+//   node --test test/web/*.test.mjs
+// Only node:test and node:assert (Debian 12's nodejs 18 has both).
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import * as L from "../../web/logic.mjs";
+
+const T0 = Date.parse("2024-05-01T12:00:00Z");
+
+let seq = 0;
+// A build as the API sends it; fields override the defaults.
+function build({ name, repo = "oca/web", branch = "16.0", pr = null, status = "stopped",
+  created = "2024-05-01T10:00:00Z", ...rest } = {}) {
+  seq++;
+  return {
+    name: name || `b${seq}`,
+    commit_info: { repo, target_branch: branch, pr, git_commit: "0d35a10f161b410f2baa3d416a338d191b6dabc0" },
+    status, created, ...rest,
+  };
+}
+
+const names = (list) => list.map((b) => b.name);
+
+test("age words", () => {
+  const at = (s) => L.age(T0 - s * 1000, T0);
+  assert.equal(at(0), "just now");
+  assert.equal(at(44), "just now");
+  assert.equal(at(-3600), "just now"); // a clock ahead of ours
+  assert.equal(at(45), "1 min ago");
+  assert.equal(at(59 * 60), "59 min ago");
+  assert.equal(at(60 * 60), "1 h ago");
+  assert.equal(at(23 * 3600), "23 h ago");
+  assert.equal(at(24 * 3600), "1 day ago");
+  assert.equal(at(36 * 3600), "2 days ago");
+  assert.equal(at(400 * 86400), "400 days ago");
+  assert.equal(L.age(NaN, T0), "");
+  assert.equal(L.age(L.parseTime("not a time"), T0), "");
+  assert.equal(L.age(L.parseTime(null), T0), "");
+});
+
+test("values never throw on hostile input", () => {
+  assert.equal(L.str(null), "");
+  assert.equal(L.str(undefined), "");
+  assert.equal(L.str(12), "12");
+  assert.equal(L.shortSha({}), "[object");
+  assert.equal(L.shortSha("0d35a10f161b"), "0d35a10");
+  assert.equal(L.plural(1, "build", "builds"), "1 build");
+  assert.equal(L.plural(0, "build", "builds"), "0 builds");
+  assert.equal(L.b64utf8("admin:pässword"), Buffer.from("admin:pässword").toString("base64"));
+});
+
+test("safeUrl keeps http(s) only", () => {
+  const base = "http://runboat.test/builds";
+  assert.equal(L.safeUrl("https://x.test/a?b", base), "https://x.test/a?b");
+  assert.equal(L.safeUrl("/builds/b1", base), "http://runboat.test/builds/b1");
+  for (const bad of ["javascript:alert(1)", " JavaScript:alert(1)", "data:text/html,x",
+    "vbscript:x", "", null, 42, {}, "http://[::1"]) {
+    assert.equal(L.safeUrl(bad, base), null, String(bad));
+  }
+});
+
+test("validBuild, prOf, buildLabel", () => {
+  assert.equal(L.validBuild(build()), true);
+  for (const bad of [null, "b1", {}, { name: "" , commit_info: {} }, { name: "b", commit_info: null },
+    { name: 3, commit_info: {} }]) {
+    assert.equal(L.validBuild(bad), false, JSON.stringify(bad));
+  }
+  assert.equal(L.prOf(build({ pr: 12 })), 12);
+  assert.equal(L.prOf(build({ pr: "12" })), 12);
+  assert.equal(L.prOf(build({ pr: null })), null);
+  assert.equal(L.prOf(build({ pr: "" })), null);
+  assert.equal(L.prOf(build({ pr: "x" })), null);
+  assert.equal(L.prOf(build({ pr: 1.5 })), null);
+  assert.equal(L.buildLabel(build({ pr: 7 })), "0d35a10 of PR #7");
+  assert.equal(L.buildLabel(build({ branch: "17.0" })), "0d35a10 of 17.0");
+  const noSha = build({ name: "bx" });
+  noSha.commit_info.git_commit = null;
+  assert.equal(L.buildLabel(noSha), "bx of 16.0");
+});
+
+test("status words and the actions a status allows", () => {
+  assert.deepEqual(L.statusLine(build({ status: "started" })), { status: "started", words: "Started" });
+  assert.equal(L.statusLine(build({ status: "initializing", init_status: "todo" })).words,
+    "Initializing · queued");
+  assert.equal(L.statusLine(build({ status: "initializing", init_status: "started" })).words,
+    "Initializing · running");
+  assert.equal(L.statusLine(build({ status: "stopped" }), "start").words, "Stopped · start requested");
+  // unknown, including names of Object.prototype's members
+  for (const s of ["weird", "constructor", "__proto__", "toString", null]) {
+    const line = L.statusLine(build({ status: s }));
+    assert.equal(line.status, "unknown", String(s));
+    assert.equal(line.words, `Unknown (${L.str(s)})`);
+    assert.equal(L.statusWord(s), L.str(s));
+  }
+  assert.equal(L.statusWord("undeploying"), "Undeploying");
+  assert.deepEqual(L.allowedActions("stopped"), { start: true, stop: false, reset: true, undeploy: true });
+  assert.deepEqual(L.allowedActions("started"), { start: false, stop: true, reset: true, undeploy: true });
+  assert.deepEqual(L.allowedActions("starting"), { start: false, stop: true, reset: true, undeploy: true });
+  assert.deepEqual(L.allowedActions("undeploying"), { start: false, stop: false, reset: false, undeploy: false });
+  assert.deepEqual(L.allowedActions("failed"), { start: false, stop: false, reset: true, undeploy: true });
+});
+
+test("filters: status, PR number, branch substring", () => {
+  const b16 = build({ branch: "16.0", status: "started" });
+  const feat = build({ branch: "Feature/Login-16", status: "stopped" });
+  const pr12 = build({ branch: "16.0", pr: 12, status: "failed" });
+  const all = [b16, feat, pr12];
+  const f = (filter) => names(all.filter((b) => L.matches(b, filter)));
+  assert.deepEqual(f({}), names(all));
+  assert.deepEqual(f({ text: "  " }), names(all));
+  assert.deepEqual(f({ status: "failed" }), [pr12.name]);
+  assert.deepEqual(f({ text: "16" }), names(all)); // branch substring, every one
+  assert.deepEqual(f({ text: "12" }), [pr12.name]); // the PR number
+  assert.deepEqual(f({ text: "#12" }), [pr12.name]);
+  assert.deepEqual(f({ text: "#16" }), []); // "#" means a PR, none is 16
+  assert.deepEqual(f({ text: "#feat" }), []);
+  assert.deepEqual(f({ text: "LOGIN" }), [feat.name]); // case-insensitive
+  assert.deepEqual(f({ text: "16.0", status: "started" }), [b16.name]);
+});
+
+test("byNewest: newest first, invalid times last, then by name", () => {
+  const a = build({ name: "a", created: "2024-05-01T10:00:00Z" });
+  const b = build({ name: "b", created: "2024-05-02T10:00:00Z" });
+  const c = build({ name: "c", created: "garbage" });
+  const d = build({ name: "d", created: null });
+  const e = build({ name: "e", created: "2024-05-01T10:00:00Z" });
+  assert.deepEqual(names([c, a, d, e, b].sort(L.byNewest)), ["b", "a", "e", "c", "d"]);
+});
+
+test("grouping by branch and by PR, and their order", () => {
+  const list = [
+    build({ name: "w16old", repo: "oca/web", branch: "16.0", created: "2024-05-01T10:00:00Z" }),
+    build({ name: "w16new", repo: "oca/web", branch: "16.0", created: "2024-05-01T11:00:00Z" }),
+    build({ name: "w9", repo: "oca/web", branch: "9.0" }),
+    build({ name: "w17", repo: "oca/web", branch: "17.0" }),
+    build({ name: "wmain", repo: "oca/web", branch: "main" }),
+    build({ name: "a16", repo: "acme/addons", branch: "16.0" }),
+    build({ name: "pr3", repo: "oca/web", branch: "16.0", pr: 3 }),
+    build({ name: "pr12a", repo: "oca/web", branch: "17.0", pr: 12, created: "2024-05-01T09:00:00Z" }),
+    build({ name: "pr12b", repo: "oca/web", branch: "17.0", pr: 12, created: "2024-05-01T12:00:00Z" }),
+    build({ name: "apr1", repo: "acme/addons", branch: "16.0", pr: 1 }),
+  ];
+  const { branches, prs } = L.groupBuilds(list);
+  // by repo; within one, highest branch first in natural order (17.0 > 9.0)
+  assert.deepEqual(branches.map((g) => `${g.repo} ${g.branch}`),
+    ["acme/addons 16.0", "oca/web main", "oca/web 17.0", "oca/web 16.0", "oca/web 9.0"]);
+  assert.deepEqual(names(branches[3].builds), ["w16new", "w16old"]);
+  assert.equal(branches[0].pr, null);
+  // PR rows apart from branch rows (a PR to 16.0 is not in the 16.0 row)
+  assert.deepEqual(prs.map((g) => `${g.repo} #${g.pr}`), ["acme/addons #1", "oca/web #12", "oca/web #3"]);
+  assert.deepEqual(names(prs[1].builds), ["pr12b", "pr12a"]);
+  assert.equal(prs[1].branch, "17.0");
+  // keys tell rows apart even when names collide
+  const keys = [...branches, ...prs].map((g) => g.key);
+  assert.equal(new Set(keys).size, keys.length);
+  assert.deepEqual(L.groupBuilds([]), { branches: [], prs: [] });
+});
+
+test("backoff: doubles from 1 s, capped at 30 s, equal jitter", () => {
+  assert.equal(L.backoffDelay(0, 0), 500);
+  assert.equal(L.backoffDelay(0, 0.999999) < 1000, true);
+  assert.equal(L.backoffDelay(1, 0), 1000);
+  assert.equal(L.backoffDelay(3, 0.5), 6000);
+  assert.equal(L.backoffDelay(5, 0), 15000); // 32 s capped to 30 s
+  assert.equal(L.backoffDelay(1000, 1), 30000);
+});
+
+test("stream messages", () => {
+  const b = build({ name: "b1" });
+  assert.deepEqual(L.parseEvent(JSON.stringify({ event: "upd", build: b })), { event: "upd", build: b });
+  assert.equal(L.parseEvent(JSON.stringify({ event: "del", build: b })).event, "del");
+  for (const bad of ["", "{", "null", "[]", "42", JSON.stringify({ event: "upd" }),
+    JSON.stringify({ event: "new", build: b }), JSON.stringify({ event: "upd", build: { name: "x" } })]) {
+    assert.equal(L.parseEvent(bad), null, bad);
+  }
+});
+
+test("resync: the list and the stream merged", () => {
+  const keep = build({ name: "keep", status: "stopped" });
+  const gone = build({ name: "gone" });
+  const streamed = build({ name: "streamed", status: "started" }); // the stream's newer version
+  const deleted = build({ name: "deleted" });
+  const fresh = build({ name: "fresh" });
+  const current = new Map([[keep.name, keep], [gone.name, gone], [streamed.name, streamed]]);
+  const list = [
+    { ...keep, status: "starting" }, // listed, not mentioned by the stream: the list's version
+    { ...streamed, status: "stopped" }, // older than what the stream said
+    deleted, // the stream deleted it after the list was made
+    fresh, // new in the list
+    { name: "" }, null, "junk", // invalid entries are ignored
+  ];
+  const seen = new Map([["streamed", "upd"], ["deleted", "del"], ["brandnew", "upd"]]);
+  current.set("brandnew", build({ name: "brandnew" })); // announced after the list was made
+  const plan = L.resyncPlan(current, list, seen);
+  assert.deepEqual(plan.remove, ["gone"]);
+  assert.deepEqual(names(plan.add), ["keep", "fresh"]);
+  assert.equal(plan.add[0].status, "starting");
+  // not a list: everything not announced is gone, nothing added
+  assert.deepEqual(L.resyncPlan(current, null, new Map()), {
+    remove: ["keep", "gone", "streamed", "brandnew"], add: [],
+  });
+});
+
+test("resync converges whatever the interleaving (model check)", () => {
+  // A server with builds changing over time; the page applies the events
+  // after its socket opened, then the plan of a list taken at a random point
+  // in the stream, then the rest of the stream: it must end equal to the
+  // server.
+  let rnd = 1;
+  const random = () => ((rnd = (rnd * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  for (let round = 0; round < 500; round++) {
+    const server = new Map();
+    const page = new Map();
+    for (let i = 0; i < 6; i++) {
+      if (random() < 0.5) {
+        const b = build({ name: `n${i}`, status: "stopped" });
+        server.set(b.name, b);
+        if (random() < 0.7) page.set(b.name, b); // the page saw it before a disconnection
+      } else if (random() < 0.3) {
+        page.set(`n${i}`, build({ name: `n${i}` })); // deleted while disconnected
+      }
+    }
+    // the stream after the socket opened: a snapshot upd of each build, then changes
+    const events = [...server.values()].map((b) => ({ event: "upd", build: b }));
+    const steps = Math.floor(random() * 8);
+    for (let k = 0; k < steps; k++) {
+      const name = `n${Math.floor(random() * 6)}`;
+      if (server.has(name) && random() < 0.4) {
+        server.delete(name);
+        events.push({ event: "del", build: build({ name }) });
+      } else {
+        const b = build({ name, status: random() < 0.5 ? "started" : "stopping" });
+        server.set(name, b);
+        events.push({ event: "upd", build: b });
+      }
+    }
+    // the list is the server's state after some prefix of the changes:
+    // replay the events up to a cut to know it
+    const cut = Math.floor(random() * (events.length + 1));
+    const atCut = new Map();
+    events.slice(0, cut).forEach((e) => (e.event === "upd" ? atCut.set(e.build.name, e.build) : atCut.delete(e.build.name)));
+    // page: applies the events it received before the list came back
+    const delivered = Math.floor(random() * (events.length - cut + 1)) + cut;
+    const seen = new Map();
+    const apply = (e) => {
+      if (e.event === "upd") page.set(e.build.name, e.build);
+      else page.delete(e.build.name);
+    };
+    for (const e of events.slice(0, delivered)) {
+      apply(e);
+      seen.set(e.build.name, e.event);
+    }
+    const plan = L.resyncPlan(page, [...atCut.values()], seen);
+    for (const n of plan.remove) page.delete(n);
+    for (const b of plan.add) page.set(b.name, b);
+    for (const e of events.slice(delivered)) apply(e);
+    const want = [...server.keys()].sort();
+    assert.deepEqual([...page.keys()].sort(), want, `round ${round}`);
+    for (const n of want) assert.equal(page.get(n).status, server.get(n).status, `round ${round} ${n}`);
+  }
+});
+
+test("counters", () => {
+  assert.deepEqual(L.counterView(3, 5), { text: "3 / 5", percent: 60, full: false });
+  assert.deepEqual(L.counterView(5, 5), { text: "5 / 5", percent: 100, full: true });
+  assert.deepEqual(L.counterView(9, 5), { text: "9 / 5", percent: 100, full: true });
+  assert.deepEqual(L.counterView(2, 4, "+1 queued"), { text: "2 / 4 +1 queued", percent: 50, full: false });
+  assert.deepEqual(L.counterView(7, null), { text: "7", percent: 0, full: false });
+  assert.deepEqual(L.counterView(0, 0), { text: "0 / 0", percent: 0, full: false });
+  for (const bad of [undefined, null, "", "x", {}]) {
+    assert.deepEqual(L.counterView(bad, 5), { text: "–", percent: 0, full: false }, String(bad));
+  }
+});
+
+test("summary line", () => {
+  const s = (o) => L.summaryText({ loaded: true, total: 0, shown: 0, branches: 0, prs: 0, ...o });
+  assert.equal(L.summaryText({ loaded: false }), "Loading builds…");
+  assert.equal(L.summaryText({ loaded: false, loadError: "503 not ready" }),
+    "Could not load the builds (503 not ready). Retrying…");
+  assert.equal(s({}), "No builds yet.");
+  assert.equal(s({ repo: "oca/web" }), "No builds in oca/web yet.");
+  assert.equal(s({ total: 4, repo: "oca/web" }), "No build matches the filter (4 builds in oca/web).");
+  assert.equal(s({ total: 4, shown: 4, branches: 1, prs: 2 }), "4 builds · 1 branch · 2 pull requests");
+  assert.equal(s({ total: 4, shown: 1, branches: 1 }), "1 build · 1 branch (of 4)");
+});
+
+test("locations and filter URLs", () => {
+  assert.deepEqual(L.parseLocation("/", ""),
+    { buildName: null, live: false, repo: "", hasRepo: false, text: "", status: "" });
+  assert.deepEqual(L.parseLocation("/builds", "?repo=oca%2Fweb&target_branch=16.0&status=started"),
+    { buildName: null, live: false, repo: "oca/web", hasRepo: true, text: "16.0", status: "started" });
+  assert.equal(L.parseLocation("/builds", "?branch=main").text, "main");
+  assert.equal(L.parseLocation("/builds", "?pr=12&target_branch=16.0").text, "#12");
+  assert.equal(L.parseLocation("/builds", "?status=constructor").status, "");
+  const page = L.parseLocation("/builds/b%2Fx/", "?live");
+  assert.equal(page.buildName, "b/x");
+  assert.equal(page.live, true);
+  assert.equal(L.parseLocation("/builds/%E0%A4%A", "").buildName, "%E0%A4%A"); // malformed: as is
+  assert.equal(L.parseLocation("/builds/a/b", "").buildName, null);
+
+  assert.equal(L.filtersUrl({}, "/"), "/");
+  assert.equal(L.filtersUrl({}, "/builds"), "/builds");
+  assert.equal(L.filtersUrl({ repo: "oca/web", text: " #12 ", status: "failed" }, "/"),
+    "/builds?repo=oca%2Fweb&pr=12&status=failed");
+  assert.equal(L.filtersUrl({ text: "feature/x y" }, "/"), "/builds?target_branch=feature%2Fx+y");
+  // the round trip
+  for (const f of [{ repo: "oca/web", text: "16.0", status: "" }, { repo: "", text: "#7", status: "started" }]) {
+    const u = new URL(L.filtersUrl(f, "/"), "http://x");
+    const back = L.parseLocation(u.pathname, u.search);
+    assert.deepEqual({ repo: back.repo, text: back.text, status: back.status }, f);
+  }
+});

@@ -1,0 +1,289 @@
+// The dashboard's pure logic: no DOM, no network, no timers, no globals
+// except what is passed in. app.js does the I/O and the rendering with these;
+// test/web/logic.test.mjs tests them with node's test runner
+// (`node --test test/web/*.test.mjs`).
+//
+// Builds are API objects ({name, commit_info: {repo, target_branch, pr,
+// git_commit}, status, created, ...}) from a server that relays hostile
+// strings: every function here accepts any value and never throws on one.
+
+export const BACKOFF_MIN_MS = 1000;
+export const BACKOFF_MAX_MS = 30000;
+
+export const STATUS_WORDS = {
+  initializing: "Initializing",
+  failed: "Failed",
+  stopped: "Stopped",
+  stopping: "Stopping",
+  starting: "Starting",
+  started: "Started",
+  undeploying: "Undeploying",
+};
+export const ACTION_WORDS = { start: "start", stop: "stop", reset: "reset", undeploy: "undeploy" };
+
+// ------------------------------------------------------------ values
+
+export function str(v) {
+  return typeof v === "string" ? v : v === null || v === undefined ? "" : String(v);
+}
+
+export function shortSha(sha) {
+  return str(sha).slice(0, 7);
+}
+
+export function parseTime(s) {
+  if (typeof s !== "string") return NaN;
+  return Date.parse(s);
+}
+
+// "just now", "5 min ago", "3 h ago", "1 day ago", "2 days ago"; "" for a
+// time that is not a number. A time in the future is "just now".
+export function age(ms, now = Date.now()) {
+  if (!Number.isFinite(ms)) return "";
+  const s = Math.max(0, Math.round((now - ms) / 1000));
+  if (s < 45) return "just now";
+  const m = Math.round(s / 60);
+  if (m < 60) return `${m} min ago`;
+  const hrs = Math.round(m / 60);
+  if (hrs < 24) return `${hrs} h ago`;
+  const d = Math.round(hrs / 24);
+  return d === 1 ? "1 day ago" : `${d} days ago`;
+}
+
+export function plural(n, one, many) {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+// The URL if it is http(s) (absolute, or relative to base), else null.
+export function safeUrl(u, base) {
+  if (typeof u !== "string" || u === "") return null;
+  try {
+    const p = new URL(u, base);
+    return p.protocol === "http:" || p.protocol === "https:" ? p.href : null;
+  } catch {
+    return null;
+  }
+}
+
+// Base64 of the UTF-8 bytes of s (HTTP Basic credentials).
+export function b64utf8(s) {
+  const bytes = new TextEncoder().encode(s);
+  let bin = "";
+  for (const x of bytes) bin += String.fromCharCode(x);
+  return btoa(bin);
+}
+
+// ------------------------------------------------------------ builds
+
+// A build as received, checked enough that rendering cannot throw.
+export function validBuild(b) {
+  return !!b && typeof b === "object" && typeof b.name === "string" && b.name !== "" &&
+    !!b.commit_info && typeof b.commit_info === "object";
+}
+
+// The PR number of a build, or null for a branch build.
+export function prOf(b) {
+  const pr = b.commit_info.pr;
+  if (pr === null || pr === undefined || pr === "") return null;
+  const n = Number(pr);
+  return Number.isInteger(n) ? n : null;
+}
+
+// "0d35a10 of 16.0", "0d35a10 of PR #12": how messages name a build.
+export function buildLabel(b) {
+  const ci = b.commit_info;
+  const pr = prOf(b);
+  const where = pr !== null ? `PR #${pr}` : str(ci.target_branch);
+  return `${shortSha(ci.git_commit) || b.name} of ${where}`;
+}
+
+// The word of a status ("Started"), or the status itself when this page
+// does not know it.
+export function statusWord(status) {
+  return Object.hasOwn(STATUS_WORDS, status) ? STATUS_WORDS[status] : str(status);
+}
+
+// The status a card shows ("unknown" for a status this page does not know)
+// and its words: the init step of an initializing build, the action asked
+// and not yet seen done (pendingAction, or null).
+export function statusLine(b, pendingAction = null) {
+  const status = Object.hasOwn(STATUS_WORDS, b.status) ? b.status : "unknown";
+  let words = STATUS_WORDS[status] || `Unknown (${str(b.status)})`;
+  if (status === "initializing") {
+    if (b.init_status === "todo") words += " · queued";
+    else if (b.init_status === "started") words += " · running";
+  }
+  if (pendingAction) words += ` · ${ACTION_WORDS[pendingAction] || str(pendingAction)} requested`;
+  return { status, words };
+}
+
+// Which actions a build in that status allows.
+export function allowedActions(status) {
+  return {
+    start: status === "stopped",
+    stop: status === "started" || status === "starting",
+    reset: status !== "undeploying",
+    undeploy: status !== "undeploying",
+  };
+}
+
+// ------------------------------------------------------------ filters and grouping
+
+// The client-side filters: status (exact, "" = any) and text, which matches
+// a PR by number ("12" or "#12") or a target branch by substring (case
+// insensitive); "#..." that is not a number matches nothing.
+export function matches(b, { text = "", status = "" } = {}) {
+  if (status && b.status !== status) return false;
+  const t = str(text).trim().toLowerCase();
+  if (!t) return true;
+  const pr = prOf(b);
+  const num = /^#?(\d+)$/.exec(t);
+  if (num && pr !== null && pr === Number(num[1])) return true;
+  if (t.startsWith("#")) return false;
+  return str(b.commit_info.target_branch).toLowerCase().includes(t);
+}
+
+// Newest first by creation time; builds without a valid time last; then by
+// name, so that the order is total.
+export function byNewest(a, b) {
+  const ta = parseTime(a.created);
+  const tb = parseTime(b.created);
+  if (Number.isFinite(ta) && Number.isFinite(tb) && ta !== tb) return tb - ta;
+  if (Number.isFinite(ta) !== Number.isFinite(tb)) return Number.isFinite(ta) ? -1 : 1;
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}
+
+const collator = new Intl.Collator("en", { numeric: true, sensitivity: "base" });
+
+// Rows: one per (repo, target branch) for branch builds and one per (repo, PR).
+// Branch rows: by repo, then highest branch first in natural order (18.0,
+// 17.0, 16.0, then names); PR rows: by repo, then newest PR (highest number)
+// first; the builds of a row newest first. Returns {branches, prs}, each a
+// list of {key, repo, branch, pr, builds}.
+export function groupBuilds(list) {
+  const groups = new Map();
+  for (const b of list) {
+    const pr = prOf(b);
+    const repo = str(b.commit_info.repo);
+    const branch = str(b.commit_info.target_branch);
+    const key = pr !== null ? `pr\u0000${repo}\u0000${pr}` : `br\u0000${repo}\u0000${branch}`;
+    let g = groups.get(key);
+    if (!g) {
+      g = { key, repo, branch, pr, builds: [] };
+      groups.set(key, g);
+    }
+    g.builds.push(b);
+  }
+  for (const g of groups.values()) g.builds.sort(byNewest);
+  const all = Array.from(groups.values());
+  const byRepo = (a, b) => collator.compare(a.repo, b.repo);
+  const branches = all.filter((g) => g.pr === null)
+    .sort((a, b) => byRepo(a, b) || collator.compare(b.branch, a.branch));
+  const prs = all.filter((g) => g.pr !== null)
+    .sort((a, b) => byRepo(a, b) || b.pr - a.pr);
+  return { branches, prs };
+}
+
+// ------------------------------------------------------------ the stream
+
+// The delay before reconnection attempt number `attempt` (0 for the first
+// retry): exponential from BACKOFF_MIN_MS, capped at BACKOFF_MAX_MS, with
+// "equal jitter" (a delay d becomes d/2 + random * d/2). random in [0, 1).
+export function backoffDelay(attempt, random) {
+  const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** Math.min(attempt, 10));
+  return base / 2 + random * (base / 2);
+}
+
+// One stream message (text) as {event: "upd"|"del", build}, or null when it
+// is not JSON, not an object, names another event or carries no valid build.
+export function parseEvent(data) {
+  let msg;
+  try { msg = JSON.parse(data); } catch { return null; }
+  if (!msg || typeof msg !== "object" || !validBuild(msg.build)) return null;
+  if (msg.event !== "upd" && msg.event !== "del") return null;
+  return { event: msg.event, build: msg.build };
+}
+
+// The resynchronization after a (re)connection (app.js explains it): current
+// is the page's Map name -> build, list the GET /builds answer (fetched
+// after the socket opened), seen the Map name -> "upd"|"del" of what the
+// stream said since it opened. Returns what to do, without doing it:
+// remove (names that are gone: neither listed nor announced by an "upd"),
+// and add (listed builds the stream has not mentioned: the list's version;
+// one the stream mentioned keeps the stream's, one it deleted stays deleted).
+export function resyncPlan(current, list, seen) {
+  const listed = new Map();
+  for (const b of Array.isArray(list) ? list : []) if (validBuild(b)) listed.set(b.name, b);
+  const remove = [];
+  for (const name of current.keys()) {
+    if (!listed.has(name) && seen.get(name) !== "upd") remove.push(name);
+  }
+  const add = [];
+  for (const [name, b] of listed) if (!seen.has(name)) add.push(b);
+  return { remove, add };
+}
+
+// ------------------------------------------------------------ counters and summary
+
+// One counter of the top bar: "3 / 5", "2 / 4 +1 queued", "7", or "–" when
+// the value is unknown; percent fills its bar; full when at its limit.
+export function counterView(value, max, extra = "") {
+  const num = (x) => (x !== null && x !== undefined && x !== "" && Number.isFinite(Number(x))
+    ? Number(x) : null);
+  const v = num(value);
+  const m = num(max);
+  let text = v === null ? "–" : m !== null ? `${v} / ${m}` : `${v}`;
+  if (extra) text += ` ${extra}`;
+  const percent = v !== null && m ? Math.min(100, (100 * v) / m) : 0;
+  return { text, percent, full: v !== null && m !== null && m > 0 && v >= m };
+}
+
+// The line above the builds.
+export function summaryText({ loaded, loadError = "", repo = "", total, shown, branches, prs }) {
+  if (!loaded) {
+    return loadError ? `Could not load the builds (${loadError}). Retrying…` : "Loading builds…";
+  }
+  const scope = repo ? `in ${repo}` : "";
+  if (total === 0) return repo ? `No builds ${scope} yet.` : "No builds yet.";
+  if (shown === 0) return `No build matches the filter (${plural(total, "build", "builds")} ${scope}).`;
+  const parts = [plural(shown, "build", "builds")];
+  if (branches) parts.push(plural(branches, "branch", "branches"));
+  if (prs) parts.push(plural(prs, "pull request", "pull requests"));
+  return parts.join(" · ") + (shown < total ? ` (of ${total})` : "");
+}
+
+// ------------------------------------------------------------ locations
+
+// What a location (pathname, search) asks for: the build page
+// (/builds/{name}[?live]) or the list, with its filters: repo (hasRepo says
+// whether the URL named one), text (#PR or branch) and status (a known one,
+// else "").
+export function parseLocation(pathname, search) {
+  const q = new URLSearchParams(search);
+  const out = { buildName: null, live: false, repo: q.get("repo") || "", hasRepo: q.has("repo") };
+  const m = /^\/builds\/([^/]+)\/?$/.exec(pathname);
+  if (m) {
+    try { out.buildName = decodeURIComponent(m[1]); } catch { out.buildName = m[1]; }
+    out.live = q.has("live");
+  }
+  const tb = q.get("target_branch") || q.get("branch") || "";
+  const pr = q.get("pr");
+  out.text = pr ? `#${pr}` : tb;
+  const st = q.get("status") || "";
+  out.status = Object.hasOwn(STATUS_WORDS, st) ? st : "";
+  return out;
+}
+
+// The filters as the /builds?... URL a user can share (the inverse of
+// parseLocation); "/" stays "/" when there is no filter.
+export function filtersUrl({ repo = "", text = "", status = "" }, pathname) {
+  const q = new URLSearchParams();
+  if (repo) q.set("repo", repo);
+  const t = str(text).trim();
+  const num = /^#(\d+)$/.exec(t);
+  if (num) q.set("pr", num[1]);
+  else if (t) q.set("target_branch", t);
+  if (status) q.set("status", status);
+  const s = q.toString();
+  return s ? `/builds?${s}` : pathname === "/" ? "/" : "/builds";
+}
