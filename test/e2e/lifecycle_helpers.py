@@ -91,7 +91,8 @@ image = "{IMAGE}"
 class Env:
     """One runboat on the control plane, in a namespace of its own."""
 
-    def __init__(self, make_runboat, kube, github, limits="", extra="", env=None, server_extra=""):
+    def __init__(self, make_runboat, kube, github, limits="", extra="", env=None, server_extra="",
+                 kubeconfig=None, kube_extra=""):
         self.kube = kube
         self.github = github
         self.namespace = "rb-" + uuid.uuid4().hex[:10]
@@ -101,7 +102,9 @@ class Env:
         wait_for(lambda: kube.request(
             "GET", f"/api/v1/namespaces/{self.namespace}/serviceaccounts/default").status_code == 200,
             60, "the namespace's default ServiceAccount")
-        self.kubeconfig = str(cluster_dir() / "kubeconfig")
+        # kubeconfig: another one for runboat (e.g. through a fault proxy)
+        self.kubeconfig = kubeconfig or str(cluster_dir() / "kubeconfig")
+        self.kube_extra = kube_extra  # more [kubernetes] keys
         self.make_runboat = make_runboat
         self.limits = limits
         self.extra = extra
@@ -113,7 +116,7 @@ class Env:
     def start(self):
         self.rb = self.make_runboat(
             server_extra=self.server_extra,
-            kube_extra=f'kubeconfig = "{self.kubeconfig}"',
+            kube_extra=f'kubeconfig = "{self.kubeconfig}"\n{self.kube_extra}',
             extra=self.config_extra(),
             env=self.env,
             namespace=self.namespace,
