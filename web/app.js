@@ -631,6 +631,8 @@ function createCard(name, big) {
   const sep = () => h("span", { class: "crumb-sep", "aria-hidden": "true" }, "›");
   c.prSep = sep();
   c.crumbs = h("p", { class: "crumbs" }, c.repo, sep(), c.branch, c.prSep, c.pr, sep(), c.commit);
+  // why the build is failed, or what runboat is retrying for it (text only)
+  c.reason = h("p", { class: "reason", role: "note" });
 
   c.open = h("a", { class: "btn btn-primary btn-link", target: "_blank", rel: "noopener" }, "Open");
   c.mail = h("a", { class: "btn btn-link", target: "_blank", rel: "noopener" }, "Mail");
@@ -650,7 +652,7 @@ function createCard(name, big) {
   }
   c.actions = actions;
   c.root = h("article", { class: big ? "card card-big" : "card", "data-name": name },
-    c.head, c.page, c.crumbs, c.links, actions);
+    c.head, c.page, c.crumbs, c.reason, c.links, actions);
   return c;
 }
 
@@ -668,6 +670,10 @@ function updateCard(c, b) {
   c.root.classList.toggle("is-current", !c.root.classList.contains("card-big") && b.name === state.buildName);
 
   c.statusText.textContent = words;
+  const reason = str(b.reason);
+  c.reason.hidden = !reason;
+  c.reason.textContent = reason;
+  c.reason.title = reason;
 
   const created = parseTime(b.created);
   c.created = created;

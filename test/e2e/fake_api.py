@@ -130,6 +130,12 @@ class FakeRunboat:
             if not silent:
                 self._emit("upd", b)
 
+    def set_reason(self, name, reason):
+        with self.lock:
+            b = self.builds[name]
+            b["reason"] = reason
+            self._emit("upd", b)
+
     def remove_build(self, name, silent=False):
         with self.lock:
             b = self.builds.pop(name, None)
@@ -202,6 +208,7 @@ class FakeRunboat:
             "slug": slug,
             "created": b["created"],
             "last_scaled": b["last_scaled"],
+            "reason": b.get("reason"),
         }
 
     @staticmethod

@@ -94,6 +94,9 @@ class Backend:
     def fail_next_action(self, status, detail):
         pytest.skip("needs a backend that can make an action fail")
 
+    def set_reason(self, name, reason):
+        pytest.skip("needs a backend that can set a build's reason")
+
 
 class FakeBackend(Backend):
     def __init__(self, server):
@@ -115,6 +118,9 @@ class FakeBackend(Backend):
 
     def fail_next_action(self, status, detail):
         self.fake.set_fail_next(status, detail)
+
+    def set_reason(self, name, reason):
+        self.fake.set_reason(name, reason)
 
 
 @pytest.fixture
@@ -519,6 +525,23 @@ def test_hostile_branch_renders_as_text(ui, backend):
     page.wait_for_timeout(300)
     assert p.dialogs == []
     assert page.evaluate("document.querySelectorAll('img[src=x]').length") == 0
+
+
+def test_reason_is_shown_as_text(ui, backend):
+    """A build's reason (a refusal, or what is being retried) is on its
+    card, as text, and goes away when cleared."""
+    b = need(backend, status="stopped")
+    p = ui()
+    page = p.open(f"/builds?repo={b['commit_info']['repo']}")
+    card = p.card(b["name"])
+    expect(card.locator(".reason")).to_be_hidden()
+    why = 'applying Service <img src=x onerror=alert(1)> failed: spec.ports: Required value'
+    backend.set_reason(b["name"], why)
+    expect(card.locator(".reason")).to_have_text(why)
+    assert page.locator("#builds img").count() == 0
+    backend.set_reason(b["name"], None)
+    expect(card.locator(".reason")).to_be_hidden()
+    assert p.dialogs == []
 
 
 def test_action_errors_are_shown(ui, backend):
