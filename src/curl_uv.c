@@ -751,8 +751,10 @@ struct curl_uv_request *curl_uv_start(struct curl_uv *cu, const struct curl_uv_r
 	curl_easy_setopt(e, CURLOPT_MAXAGE_CONN, cu->opt.max_idle_s);
 	r->fb_timeout_ms = o->first_byte_timeout_ms > 0 ? o->first_byte_timeout_ms : 0;
 	r->stale_fb_timeout_ms = o->stale_first_byte_timeout_ms > 0 ? o->stale_first_byte_timeout_ms : 0;
-	if (o->fresh_connection)
-		curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+	/* libcurl counts idle time in whole seconds: 0 passes over a
+	 * connection idle for CURL_UV_STALE_IDLE_MS (1 s) or more */
+	if (o->avoid_stale)
+		curl_easy_setopt(e, CURLOPT_MAXAGE_CONN, 0L);
 	r->timeout_ms = o->timeout_ms;
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");

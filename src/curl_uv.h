@@ -106,9 +106,11 @@ struct curl_uv_request_opts {
 	 * is likeliest (lower than first_byte_timeout_ms, so that a dead
 	 * connection is found out fast); 0: first_byte_timeout_ms. */
 	long stale_first_byte_timeout_ms;
-	/* A new connection, never a kept-alive one (for a request that cannot
-	 * be repeated: a kept-alive connection may have died silently). */
-	bool fresh_connection;
+	/* Never on a kept-alive connection that has been idle for
+	 * CURL_UV_STALE_IDLE_MS or more: a new one instead (for a request that
+	 * cannot be repeated; such a connection may have died silently). The
+	 * idle connections passed over are closed. */
+	bool avoid_stale;
 	size_t max_response;             /* buffered bytes limit; 0: 64 MiB */
 	const struct curl_uv_tls *tls;   /* NULL: defaults */
 	const char *user_agent;          /* NULL: none sent */

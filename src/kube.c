@@ -900,9 +900,9 @@ static void send_call(struct kube_call *c)
 		.connect_timeout_ms = first_byte,
 		.first_byte_timeout_ms = first_byte,
 		.stale_first_byte_timeout_ms = stale_first_byte,
-		/* a call that cannot be repeated does not trust a kept-alive
-		 * connection */
-		.fresh_connection = !c->safe && !c->stream,
+		/* a call that cannot be repeated does not trust a connection
+		 * that has been idle */
+		.avoid_stale = !c->safe && !c->stream,
 		.max_response = k->opt.max_response,
 		.tls = &tls,
 		.user_agent = k->user_agent,

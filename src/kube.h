@@ -17,8 +17,8 @@
  * get, list (page by page), pod logs, discovery, server-side apply, delete,
  * deletecollection, a JSON patch holding a "test" op, a raw GET/HEAD, and a
  * patch marked idempotent (kube_write_opts). A create is never repeated;
- * a call that cannot be repeated opens a new connection rather than trust a
- * kept-alive one.
+ * a call that cannot be repeated opens a new connection rather than trust
+ * one that has been idle for a second or more.
  *
  * Every call returns a struct kube_call handle (NULL only when the client is
  * closing) and later invokes its completion callback EXACTLY ONCE, never from
@@ -54,7 +54,7 @@ struct kube_options {
 	 * second or more, where a silent drop is likeliest: found out fast, and
 	 * the call repeated on another connection if it is safe; 0: 3000,
 	 * < 0: first_byte_timeout_ms. A call that is not safe to repeat never
-	 * goes on a kept-alive connection: it opens a new one. */
+	 * goes on such a connection: it opens a new one. */
 	long stale_first_byte_timeout_ms;
 	/* Repeats of a call safe to repeat whose connection failed before any
 	 * answer; 0: 3, < 0: none. */

@@ -628,7 +628,7 @@ static void test_idle_age(void)
 }
 
 /* A kept-alive connection idle for CURL_UV_STALE_IDLE_MS is "stale": it
- * gets the short first-byte bound; fresh_connection never reuses one. */
+ * gets the short first-byte bound; avoid_stale never reuses one. */
 static void test_stale_and_fresh(void)
 {
 	uv_loop_t loop;
@@ -663,13 +663,21 @@ static void test_stale_and_fresh(void)
 	CHECK_STR(r.message, "no response within 300 ms of sending the request (first-byte "
 			     "timeout, on a connection idle before)");
 
-	/* fresh_connection: a new one although one is kept alive */
+	/* avoid_stale: a connection used just now is fine, one idle for a
+	 * second is not */
 	get_via_opts(&loop, cu, &p, "/ka", &r, o);
 	CHECK_INT(r.new_connections, 1);
-	o.fresh_connection = true;
+	o.avoid_stale = true;
+	sleep_loop(&loop, 200);
+	get_via_opts(&loop, cu, &p, "/ka", &r, o);
+	CHECK_INT(r.error, 0);
+	CHECK_INT(r.new_connections, 0);
+	sleep_loop(&loop, CURL_UV_STALE_IDLE_MS + 200);
+	fproxy_silence_all(&p);
 	get_via_opts(&loop, cu, &p, "/ka", &r, o);
 	CHECK_INT(r.error, 0);
 	CHECK_INT(r.new_connections, 1);
+	CHECK(r.took_ms < 290);
 	fproxy_stop(&p);
 	finish_loop(&loop, cu, &s);
 }

@@ -832,6 +832,17 @@ static void fenv_start(struct fenv *e, long timeout_ms, long first_byte_ms)
 	fenv_start_opts(e, &o);
 }
 
+static void pause_loop(uv_loop_t *loop, uint64_t ms);
+
+/* Closes every open connection (FIN, as a server's idle close) and lets the
+ * client see it. */
+static void close_all(struct fenv *e)
+{
+	for (int id = 1; id <= e->proxy.accepted; id++)
+		fproxy_close_id(&e->proxy, id, false);
+	pause_loop(&e->loop, 50);
+}
+
 static void on_pause(uv_timer_t *t)
 {
 	*(int *)t->data = 1;
@@ -918,12 +929,12 @@ static int served(const struct kscript *s)
 	return s->gets + s->creates + s->patches + s->deletes + s->applies;
 }
 
-/* After a silent drop of the idle connection, every kind of call: those
- * safe to repeat are tried on it, cut at the first-byte deadline and sent
- * again on a new connection; the others never trust a kept-alive
- * connection: they open a new one at once. Then with a blackhole for new
- * connections: those are sent once, fail at the first-byte deadline and are
- * reported as maybe applied. */
+/* After a silent drop of the connection idle for a second, every kind of
+ * call: those safe to repeat are tried on it, cut at the first-byte
+ * deadline and sent again on a new connection; the others do not trust a
+ * connection idle that long: they open a new one at once. Then with a
+ * blackhole for new connections: those are sent once, fail at the
+ * first-byte deadline and are reported as maybe applied. */
 static void test_silent_drop_retries(void)
 {
 	for (int op = K_GET; op <= K_RAW_POST; op++) {
@@ -934,6 +945,7 @@ static void test_silent_drop_retries(void)
 		CHECK_INT(r.error, 0);
 		int accepted = e.proxy.accepted;
 		int before = served(&e.script);
+		pause_loop(&e.loop, 1100);
 		CHECK_INT(fproxy_silence_all(&e.proxy), 1);
 
 		int swallowed = e.proxy.swallowed;
@@ -954,9 +966,10 @@ static void test_silent_drop_retries(void)
 			fprintf(stderr, "  %s: %d %s (%llu ms)\n", KOP_NAMES[op], r.error, r.message,
 				(unsigned long long)r.took_ms);
 
-		/* new connections are accepted, then silent */
+		/* new connections are accepted, then silent; the open ones are
+		 * closed (FIN): every attempt needs a new one */
 		e.proxy.blackhole = true;
-		fproxy_silence_all(&e.proxy);
+		close_all(&e);
 		accepted = e.proxy.accepted;
 		before = served(&e.script);
 		kcall(&e, (enum kop)op, &r);
@@ -967,8 +980,7 @@ static void test_silent_drop_retries(void)
 		CHECK_INT(served(&e.script) - before, 0);
 		CHECK(strstr(r.message, "first-byte timeout") != NULL);
 		if (safe) {
-			/* the idle one, then 3 new ones */
-			CHECK_INT(e.proxy.accepted - accepted, 3);
+			CHECK_INT(e.proxy.accepted - accepted, 4);
 			CHECK(strstr(r.message, "(after 4 attempts)") != NULL);
 		} else {
 			CHECK_INT(e.proxy.accepted - accepted, 1); /* sent once */
@@ -977,6 +989,28 @@ static void test_silent_drop_retries(void)
 		json_decref(r.body);
 		fenv_stop(&e);
 	}
+}
+
+/* A connection used just now and dropped at once is trusted even by a call
+ * that cannot be repeated: sent once, it fails at the first-byte deadline,
+ * reported as maybe applied (and it was not). */
+static void test_silent_drop_unrepeatable(void)
+{
+	struct fenv e;
+	fenv_start(&e, 5000, 300);
+	struct result r = {0};
+	kcall(&e, K_GET, &r);
+	CHECK_INT(fproxy_silence_all(&e.proxy), 1);
+	int accepted = e.proxy.accepted;
+	kcall(&e, K_CREATE, &r);
+	CHECK_INT(r.error, -ETIMEDOUT);
+	CHECK_INT(r.maybe_applied, 1);
+	CHECK_INT(r.transient, 1);
+	CHECK_INT(e.script.creates, 0);
+	CHECK_INT(e.proxy.accepted - accepted, 0);
+	CHECK(strstr(r.message, "attempts") == NULL);
+	json_decref(r.body);
+	fenv_stop(&e);
 }
 
 /* Reset before any answer byte: the same split; reset after the status line
@@ -1001,6 +1035,7 @@ static void test_reset_retries(void)
 	CHECK_INT(e.script.applies, 2);
 	CHECK_INT(e.proxy.resets, 1);
 
+	close_all(&e);
 	e.proxy.reset_conns = 1;
 	e.proxy.reset_after = 0;
 	accepted = e.proxy.accepted;
@@ -1182,6 +1217,7 @@ int main(void)
 	RUN(test_exec_refresh_on_401);
 	RUN(test_transient_table);
 	RUN(test_silent_drop_retries);
+	RUN(test_silent_drop_unrepeatable);
 	RUN(test_reset_retries);
 	RUN(test_first_byte_and_deadline);
 	RUN(test_watch_exempt_and_refused);
