@@ -80,7 +80,9 @@ def test_limits(make_env):
     # four branches, and three commits on one of them
     for i, branch in enumerate(["a", "b", "c", "d"]):
         env.webhook("push", push_payload(branch, sha(100 + i)))
-    deadline = time.monotonic() + 90
+    # four initializations one after the other, then the stopper: a loaded
+    # machine needs time (this is a wait, not a timed assertion)
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         st = env.status()
         seen_initializing.append(st["initializing"])
