@@ -647,12 +647,39 @@ static void lookup_answer(struct job *j, const struct curl_uv_response *res)
 	lookup_fail(j, -EPROTO, msg);
 }
 
+/* What a failed GET of path (not retried) comes to, for a lookup or a
+ * listing: the error (-ENOENT 404, -EACCES 401/403, -EIO 5xx, -EAGAIN rate
+ * limited, which also pauses the queue, -EPROTO otherwise, or the transport
+ * error) and a one-line message in msg. */
+static int get_failure(struct github_client *gc, struct curl_uv_request *req,
+		       const struct curl_uv_response *res, const char *path, char *msg,
+		       size_t msglen)
+{
+	char api[256];
+	uint64_t pause;
+	if (res->error) {
+		snprintf(msg, msglen, "GET %s: %s", path, res->error_message);
+		return res->error == -EMSGSIZE ? -EPROTO : res->error;
+	}
+	api_message(res, api, sizeof(api));
+	if (rate_limited(gc, req, res, &pause)) {
+		pause_queue(gc, pause);
+		snprintf(msg, msglen, "GET %s: rate limited by GitHub for %llu s (%s)", path,
+			 (unsigned long long)(pause + 999) / 1000, api);
+		return -EAGAIN;
+	}
+	snprintf(msg, msglen, "GET %s: %ld %s", path, res->status, api[0] ? api : "(no message)");
+	return res->status == 404			       ? -ENOENT
+	       : res->status == 401 || res->status == 403 ? -EACCES
+	       : res->status >= 500		       ? -EIO
+							       : -EPROTO;
+}
+
 /* A lookup answered: called back, or retried later. */
 static void lookup_done(struct github_client *gc, struct job *j, struct curl_uv_request *req,
 			const struct curl_uv_response *res)
 {
-	char msg[512], api[256];
-	uint64_t pause;
+	char msg[512];
 	if (res->error == -ECANCELED || gc->closing) {
 		lookup_fail(j, -ECANCELED, "cancelled");
 		job_free(j);
@@ -673,31 +700,7 @@ static void lookup_done(struct github_client *gc, struct job *j, struct curl_uv_
 		arm_timer(gc);
 		return;
 	}
-	int error;
-	if (res->error) {
-		error = res->error == -EMSGSIZE ? -EPROTO : res->error;
-		snprintf(msg, sizeof(msg), "GET %s: %s", j->path, res->error_message);
-	} else {
-		api_message(res, api, sizeof(api));
-		if (rate_limited(gc, req, res, &pause)) {
-			pause_queue(gc, pause);
-			error = -EAGAIN;
-			snprintf(msg, sizeof(msg), "GET %s: rate limited by GitHub for %llu s (%s)",
-				 j->path, (unsigned long long)(pause + 999) / 1000, api);
-		} else {
-			if (res->status == 404)
-				error = -ENOENT;
-			else if (res->status == 401 || res->status == 403)
-				error = -EACCES;
-			else if (res->status >= 500)
-				error = -EIO;
-			else
-				error = -EPROTO;
-			snprintf(msg, sizeof(msg), "GET %s: %ld %s", j->path, res->status,
-				 api[0] ? api : "(no message)");
-		}
-	}
-	lookup_fail(j, error, msg);
+	lookup_fail(j, get_failure(gc, req, res, j->path, msg, sizeof(msg)), msg);
 	job_free(j);
 }
 
@@ -774,8 +777,7 @@ static const char *next_path(struct github_client *gc, const char *url)
 static void list_done(struct github_client *gc, struct job *j, struct curl_uv_request *req,
 		      const struct curl_uv_response *res)
 {
-	char msg[512], api[256];
-	uint64_t pause;
+	char msg[512];
 	char *next = NULL;
 	if (res->error == -ECANCELED || gc->closing) {
 		list_finish(j, -ECANCELED, "cancelled");
@@ -889,27 +891,7 @@ static void list_done(struct github_client *gc, struct job *j, struct curl_uv_re
 		arm_timer(gc);
 		return;
 	} else {
-		int error;
-		if (res->error) {
-			error = res->error == -EMSGSIZE ? -EPROTO : res->error;
-			snprintf(msg, sizeof(msg), "GET %s: %s", j->path, res->error_message);
-		} else {
-			api_message(res, api, sizeof(api));
-			if (rate_limited(gc, req, res, &pause)) {
-				pause_queue(gc, pause);
-				error = -EAGAIN;
-				snprintf(msg, sizeof(msg), "GET %s: rate limited by GitHub for %llu s (%s)",
-					 j->path, (unsigned long long)(pause + 999) / 1000, api);
-			} else {
-				error = res->status == 404		       ? -ENOENT
-					: res->status == 401 || res->status == 403 ? -EACCES
-					: res->status >= 500		       ? -EIO
-										       : -EPROTO;
-				snprintf(msg, sizeof(msg), "GET %s: %ld %s", j->path, res->status,
-					 api[0] ? api : "(no message)");
-			}
-		}
-		list_finish(j, error, msg);
+		list_finish(j, get_failure(gc, req, res, j->path, msg, sizeof(msg)), msg);
 		job_free(j);
 		return;
 	}
