@@ -42,6 +42,8 @@
  * 100-200 ms, 200-400 ms, ... at most 1 s */
 #define CONN_RETRY_BASE_MS 100
 #define CONN_RETRY_MAX_MS 1000
+/* how long idle connections are passed over after one was found dead */
+#define DISTRUST_IDLE_MS 30000
 /* an attempt with less time than this left is not worth starting */
 #define MIN_ATTEMPT_MS 200
 
@@ -130,6 +132,9 @@ struct kube_call {
 struct kube {
 	uv_loop_t *loop;
 	uint64_t dead_conns; /* calls whose connection failed before any answer */
+	/* until then, no call goes on a connection idle for a second or more:
+	 * one was found dead, and the others idle as long are likely dead too */
+	uint64_t distrust_idle_until_ms;
 	struct kubeconfig *kc;
 	struct curl_uv *cu;
 	struct kube_cred *cred;
@@ -901,8 +906,10 @@ static void send_call(struct kube_call *c)
 		.first_byte_timeout_ms = first_byte,
 		.stale_first_byte_timeout_ms = stale_first_byte,
 		/* a call that cannot be repeated does not trust a connection
-		 * that has been idle */
-		.avoid_stale = !c->safe && !c->stream,
+		 * that has been idle, nor does a repeat after a failed one, nor
+		 * any call for a while after an idle connection was found dead */
+		.avoid_stale = !c->stream && (!c->safe || c->conn_retries > 0 ||
+					      now_ms() < k->distrust_idle_until_ms),
 		.max_response = k->opt.max_response,
 		.tls = &tls,
 		.user_agent = k->user_agent,
@@ -1030,8 +1037,11 @@ static void on_http_done(struct curl_uv_request *req, const struct curl_uv_respo
 		return;
 	}
 	if (res->error) {
-		if (res->conn_failed && !res->response_started && !c->stream)
+		if (res->conn_failed && !res->response_started && !c->stream) {
 			k->dead_conns++;
+			if (res->stale_connection)
+				k->distrust_idle_until_ms = now_ms() + DISTRUST_IDLE_MS;
+		}
 		if (res->conn_failed && !res->response_started && c->safe && !c->stream &&
 		    c->conn_retries < k->opt.max_conn_retries) {
 			uint64_t delay = backoff_next(&c->bo);
