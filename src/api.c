@@ -428,10 +428,14 @@ static void serve_log(struct http_req *req, struct app *app, bool init)
 		return;
 	struct pending_log *p = xcalloc(1, sizeof *p);
 	p->req = req;
-	p->log = controller_log(app->controller, b->name, init, on_log_done, p);
-	if (!p->log) {
+	int rc = controller_log(app->controller, b->name, init, on_log_done, p, &p->log);
+	if (rc) {
 		free(p);
-		http_respond_error(req, 503, "the Kubernetes client is not available");
+		if (rc == -EAGAIN)
+			http_respond_error(req, 503, "%d logs are being fetched already: try again shortly",
+					   CONTROLLER_MAX_LOGS);
+		else
+			http_respond_error(req, 503, "the Kubernetes client is not available");
 		return;
 	}
 	req->on_abort = on_log_abort;

@@ -93,6 +93,7 @@ struct controller {
 	size_t rests_running;
 	struct list waiters; /* struct waiter */
 	size_t n_waiters;
+	unsigned n_logs; /* pod logs being fetched (controller_log) */
 	struct index_filter *queued_undeploys; /* undeploys asked before the sync */
 	size_t n_queued_undeploys;
 };
@@ -1392,6 +1393,7 @@ void controller_free(struct controller *c)
 /* ---- logs ---- */
 
 struct controller_log {
+	struct controller *c;
 	struct pod_log *l;
 	controller_log_cb cb;
 	void *data;
@@ -1400,28 +1402,35 @@ struct controller_log {
 static void on_pod_log(int error, const char *message, const char *text, size_t len, void *data)
 {
 	struct controller_log *l = data;
+	l->c->n_logs--;
 	l->cb(error, message, text, len, l->data);
 	free(l);
 }
 
-struct controller_log *controller_log(struct controller *c, const char *name, bool init,
-				      controller_log_cb cb, void *data)
+int controller_log(struct controller *c, const char *name, bool init, controller_log_cb cb,
+		   void *data, struct controller_log **out)
 {
 	if (!c->kube)
-		return NULL;
+		return -ECANCELED;
+	if (c->n_logs >= CONTROLLER_MAX_LOGS)
+		return -EAGAIN;
 	struct controller_log *l = xcalloc(1, sizeof *l);
+	l->c = c;
 	l->cb = cb;
 	l->data = data;
 	l->l = pod_log_get(c->kube, c->cfg->kubernetes.namespace, name, init, on_pod_log, l);
 	if (!l->l) {
 		free(l);
-		return NULL;
+		return -ECANCELED;
 	}
-	return l;
+	c->n_logs++;
+	*out = l;
+	return 0;
 }
 
 void controller_cancel_log(struct controller_log *l)
 {
+	l->c->n_logs--;
 	pod_log_cancel(l->l);
 	free(l);
 }

@@ -125,14 +125,16 @@ size_t controller_undeploy_matching(struct controller *c, const struct index_fil
 
 /* The log of a build's initialization pod (init) or of its Odoo pod: the
  * text comes through cb (borrowed during the call), or an error (-ENOENT:
- * no pod; -EIO). NULL when it cannot be asked (no Kubernetes client); the
- * call can be cancelled with controller_cancel_log, after which cb does not
- * run. */
+ * no pod; -EIO). Returns 0 with *out set (cancel it with
+ * controller_cancel_log, after which cb does not run), -EAGAIN when
+ * CONTROLLER_MAX_LOGS logs are being fetched already (each may hold up to
+ * 4 MiB), -ECANCELED when there is no Kubernetes client. */
+#define CONTROLLER_MAX_LOGS 16
 struct controller_log;
 typedef void (*controller_log_cb)(int error, const char *message, const char *text, size_t len,
 				  void *data);
-struct controller_log *controller_log(struct controller *c, const char *name, bool init,
-				      controller_log_cb cb, void *data);
+int controller_log(struct controller *c, const char *name, bool init, controller_log_cb cb,
+		   void *data, struct controller_log **out);
 void controller_cancel_log(struct controller_log *l);
 
 #endif

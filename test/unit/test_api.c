@@ -49,7 +49,7 @@ static struct fake {
 	char done_msg[128];
 	size_t matching;   /* what controller_undeploy_matching returns */
 	/* the log */
-	bool log_null;
+	int log_rc; /* what controller_log returns instead of starting */
 	int log_error;
 	/* recorded */
 	struct call calls[16];
@@ -204,20 +204,21 @@ static void on_log_timer(uv_timer_t *t)
 	uv_close((uv_handle_t *)&l->timer, on_log_closed);
 }
 
-struct controller_log *controller_log(struct controller *c, const char *name, bool init,
-				      controller_log_cb cb, void *data)
+int controller_log(struct controller *c, const char *name, bool init, controller_log_cb cb,
+		   void *data, struct controller_log **out)
 {
 	UNUSED(c);
 	record(init ? "init-log" : "log", name, NULL, 0);
-	if (fake.log_null)
-		return NULL;
+	if (fake.log_rc)
+		return fake.log_rc;
 	struct controller_log *l = xcalloc(1, sizeof *l);
 	l->cb = cb;
 	l->data = data;
 	uv_timer_init(&loop, &l->timer);
 	l->timer.data = l;
 	uv_timer_start(&l->timer, on_log_timer, fake.hold ? 60000 : 1, 0);
-	return l;
+	*out = l;
+	return 0;
 }
 
 void controller_cancel_log(struct controller_log *l)
@@ -765,9 +766,15 @@ static void test_logs(void)
 	r = get("/api/v1/builds/b1/log");
 	CHECK_INT(r.status, 502);
 	resp_free(&r);
-	fake.log_null = true;
+	fake.log_rc = -ECANCELED;
 	r = get("/api/v1/builds/b1/log");
 	CHECK_INT(r.status, 503);
+	CHECK(strstr(r.body, "not available") != NULL);
+	resp_free(&r);
+	fake.log_rc = -EAGAIN; /* CONTROLLER_MAX_LOGS being fetched */
+	r = get("/api/v1/builds/b1/log");
+	CHECK_INT(r.status, 503);
+	CHECK(strstr(r.body, "try again") != NULL);
 	resp_free(&r);
 	r = get("/api/v1/builds/none/log");
 	CHECK_INT(r.status, 404);
