@@ -178,7 +178,7 @@ static const char *const SERVER_KEYS[] = { "listen", "base_url", "log_level", "a
 					   "stream_stall_timeout", NULL };
 static const char *const ADMIN_KEYS[] = { "user", "password", "password_file", NULL };
 static const char *const LIMITS_KEYS[] = { "max_initializing", "max_started", "max_deployed",
-					   "start_after_init", NULL };
+					   "max_deployed_per_ref", "start_after_init", NULL };
 static const char *const KUBERNETES_KEYS[] = { "namespace", "kubeconfig", "context", "qps",
 					       "burst", "request_timeout", NULL };
 static const char *const BUILD_KEYS[] = { "domain", "kubefiles", "env", "secret_env",
@@ -904,6 +904,7 @@ static int load_limits(struct loader *ld, json_t *root, struct config *c)
 	    get_int_into(ld, t, P, "max_initializing", 1, 100000, &l->max_initializing) < 0 ||
 	    get_int_into(ld, t, P, "max_started", 1, 100000, &l->max_started) < 0 ||
 	    get_int_into(ld, t, P, "max_deployed", 1, 100000, &l->max_deployed) < 0 ||
+	    get_int_into(ld, t, P, "max_deployed_per_ref", 0, 100000, &l->max_deployed_per_ref) < 0 ||
 	    get_bool(ld, t, P, "start_after_init", &l->start_after_init) < 0)
 		return -1;
 	return 0;

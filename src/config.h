@@ -71,6 +71,7 @@ struct config_limits {
 	int max_initializing; /* all >= 1 */
 	int max_started;
 	int max_deployed;
+	int max_deployed_per_ref; /* per branch or PR; 0: no cap */
 	bool start_after_init;
 };
 

@@ -867,7 +867,8 @@ static void on_pass(uv_timer_t *t)
 	struct policy_input in = {
 		.idx = c->idx,
 		.limits = {(size_t)c->cfg->limits.max_initializing, (size_t)c->cfg->limits.max_started,
-			   (size_t)c->cfg->limits.max_deployed},
+			   (size_t)c->cfg->limits.max_deployed,
+			   (size_t)c->cfg->limits.max_deployed_per_ref},
 		.work = work_lookup,
 		.work_data = c,
 		.dirty = names,

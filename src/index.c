@@ -725,6 +725,15 @@ const struct build *index_newest(const struct index *idx, const char *repo,
 	return e->b;
 }
 
+const struct build *index_older_of_ref(const struct index *idx, const struct build *b)
+{
+	struct entry *e = b ? entry_of(idx, b->name) : NULL;
+	if (!e || !e->in_group)
+		return NULL;
+	struct entry *prev = RB_PREV(group_tree, (struct group_tree *)&idx->groups, e);
+	return prev && same_group(prev->b, b) ? prev->b : NULL;
+}
+
 size_t index_count(const struct index *idx)
 {
 	return idx->names.count;

@@ -80,6 +80,10 @@ const struct build *index_find(const struct index *idx, const char *name);
  * a branch build), preferring one that is not being deleted; NULL if none. */
 const struct build *index_find_commit(const struct index *idx, const char *repo,
 				      const char *target_branch, int pr, const char *sha);
+/* The build of b's branch or PR created just before b (not being deleted),
+ * or NULL: from index_newest, the builds of a branch or PR newest first.
+ * b must not be being deleted. */
+const struct build *index_older_of_ref(const struct index *idx, const struct build *b);
 /* The newest build (not being deleted) of that branch or PR, or NULL. */
 const struct build *index_newest(const struct index *idx, const char *repo,
 				 const char *target_branch, int pr);

@@ -234,6 +234,52 @@ static void stopper(struct pass *p)
 	}
 }
 
+/* Whether b's undeploy is asked or on its way: as good as gone. */
+static bool going(struct pass *p, const struct build *b)
+{
+	const struct build_work *w = work_of(p, b);
+	return w && (w->want_undeploy || (w->ops & WORK_UNDEPLOY));
+}
+
+/* At most max_deployed_per_ref builds of the branch or PR of b: the oldest
+ * beyond it are undeployed, never the newest. seen holds the refs done. */
+static void cap_ref(struct pass *p, const struct build *b, struct strmap *seen)
+{
+	const struct index *idx = p->in->idx;
+	const struct build *newest =
+		index_newest(idx, b->commit.repo, b->commit.target_branch, b->commit.pr);
+	if (!newest || strmap_get(seen, newest->name))
+		return;
+	strmap_put(seen, newest->name, (void *)1);
+	size_t kept = 0, max = p->in->limits.max_deployed_per_ref;
+	for (const struct build *o = newest; o; o = index_older_of_ref(idx, o)) {
+		if (going(p, o))
+			continue;
+		if (kept < max) {
+			kept++;
+			continue;
+		}
+		if (acted(p, o) || held(p, o, WORK_UNDEPLOY | WORK_SCALE | WORK_RESET))
+			continue;
+		add(p, ACTION_UNDEPLOY, o, 0, "more builds of its branch or PR than max_deployed_per_ref");
+	}
+}
+
+/* The per-branch cap, on the branches and PRs of the dirty builds (a new
+ * build is dirty, and every build is at a full resync). */
+static void ref_capper(struct pass *p)
+{
+	if (!p->in->limits.max_deployed_per_ref)
+		return;
+	struct strmap seen = {0};
+	for (size_t i = 0; i < p->in->n_dirty; i++) {
+		const struct build *b = index_find(p->in->idx, p->in->dirty[i]);
+		if (b && !b->deleting)
+			cap_ref(p, b, &seen);
+	}
+	strmap_clear(&seen, NULL);
+}
+
 static void undeployer(struct pass *p)
 {
 	const struct index *idx = p->in->idx;
@@ -273,6 +319,7 @@ void policy_plan(const struct policy_input *in, struct plan *out)
 	for (const struct build *b = index_next_undeploying(in->idx, NULL); b;
 	     b = index_next_undeploying(in->idx, b))
 		clean(&p, b);
+	ref_capper(&p);
 	initializer(&p);
 	stopper(&p);
 	undeployer(&p);

@@ -12,6 +12,9 @@
  *   API (start, stop, reset, undeploy) become calls, a step refused for good
  *   becomes "failed" with its reason;
  * - every undeploying build: the next step of its cleanup;
+ * - the cap per branch or PR (max_deployed_per_ref), on the branches and PRs
+ *   of the dirty builds: the oldest beyond it are undeployed, whatever
+ *   their state, never the newest;
  * - the three limits: the initializer (oldest todo first, within
  *   max_initializing; a queued build made obsolete by a newer commit of its
  *   branch or PR is undeployed instead), the stopper (least recently scaled
@@ -74,6 +77,7 @@ struct build_work {
 /* What the limits are. */
 struct policy_limits {
 	size_t max_initializing, max_started, max_deployed;
+	size_t max_deployed_per_ref; /* builds of one branch or PR; 0: no cap */
 };
 
 /* The work state of a build, or NULL when the controller has none (a build

@@ -110,6 +110,23 @@ def test_limits(make_env):
     assert st["started"] <= 1
 
 
+def test_cap_per_branch(make_env):
+    env = make_env(limits="max_deployed_per_ref = 2")
+    env.webhook("push", push_payload("b", sha(300)))
+    for i in range(3):
+        env.webhook("push", push_payload("a", sha(301 + i)))
+        # each one initialized before the next push: not an obsolete queued
+        # build, the cap alone removes it
+        wait_for(lambda: any(b["commit_info"]["git_commit"] == sha(301 + i)
+                             and b["status"] == "started" for b in env.builds()),
+                 90, f"commit {i} of a started")
+    # three builds of a, at most two: the oldest (started) goes
+    wait_for(lambda: sorted(b["commit_info"]["git_commit"] for b in env.builds(branch="a")
+                            if b["status"] != "undeploying") == sorted([sha(302), sha(303)]),
+             60, "the oldest build of a to go")
+    assert [b["commit_info"]["git_commit"] for b in env.builds(branch="b")] == [sha(300)]
+
+
 def test_pr_lifecycle_and_close(make_env, github):
     env = make_env()
     assert env.webhook("pull_request", pr_payload("opened", 7, sha(7))).status_code == 202

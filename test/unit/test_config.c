@@ -201,6 +201,7 @@ static void test_values(void)
 				"log_level = \"debug\"\n"
 				"header_timeout = 5\n" /* an integer where a float is expected */
 				"[limits]\nmax_deployed = 100\nstart_after_init = false\n"
+				"max_deployed_per_ref = 3\n"
 				"[kubernetes]\nnamespace = \"b-1\"\nkubeconfig = \"kc\"\n"
 				"[build]\ndomain = \"RB.Example.COM\"\n"
 				"[github]\napi_url = \"http://127.0.0.1:9999/api/v3/\"\nstatuses = false\n");
@@ -215,6 +216,7 @@ static void test_values(void)
 	CHECK_INT(c->server.log_level, LOG_DEBUG);
 	CHECK(c->server.header_timeout == 5.0);
 	CHECK_INT(c->limits.max_deployed, 100);
+	CHECK_INT(c->limits.max_deployed_per_ref, 3);
 	CHECK(!c->limits.start_after_init);
 	char *kc = xasprintf("%s/kc", tmpdir);
 	CHECK_STR(c->kubernetes.kubeconfig, kc);
@@ -261,7 +263,7 @@ static void test_unknown_keys(void)
 		     "1: namespace: unknown key, did you mean \"namespace\" in [kubernetes]?");
 	EXPECT_ERROR(REQUIRED "[limits]\nfoo = 1\n",
 		     "6: limits.foo: unknown key, expected one of: max_initializing, max_started, "
-		     "max_deployed, start_after_init");
+		     "max_deployed, max_deployed_per_ref, start_after_init");
 	/* the first by line, although "aaa" sorts first */
 	EXPECT_ERROR(REQUIRED "[github]\nzzz = 1\naaa = 2\n",
 		     "6: github.zzz: unknown key, expected one of: api_url, token, token_file, "

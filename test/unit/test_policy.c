@@ -36,7 +36,7 @@ static void world_init(struct world *w, size_t max_init, size_t max_started, siz
 {
 	memset(w, 0, sizeof *w);
 	w->idx = index_new();
-	w->lim = (struct policy_limits){max_init, max_started, max_deployed};
+	w->lim = (struct policy_limits){max_init, max_started, max_deployed, 0};
 	w->now = 1000000;
 }
 
@@ -299,6 +299,38 @@ static void test_undeployer(void)
 	world_free(&w);
 }
 
+static void test_ref_cap(void)
+{
+	struct world w;
+	world_init(&w, 2, 10, 100);
+	w.lim.max_deployed_per_ref = 2;
+	add(&w, &(struct spec){"a1", "a", .init = BUILD_INIT_SUCCEEDED, .desired = 1, .available = 1,
+			       .created_ms = 1});
+	add(&w, &(struct spec){"a2", "a", .init = BUILD_INIT_SUCCEEDED, .created_ms = 2});
+	add(&w, &(struct spec){"a3", "a", .init = BUILD_INIT_SUCCEEDED, .created_ms = 3});
+	add(&w, &(struct spec){"a4", "a", .created_ms = 4});
+	/* PR 7 to branch a is a ref of its own */
+	add(&w, &(struct spec){"p1", "a", .pr = 7, .init = BUILD_INIT_SUCCEEDED, .created_ms = 5});
+	add(&w, &(struct spec){"p2", "a", .pr = 7, .init = BUILD_INIT_SUCCEEDED, .created_ms = 6});
+	add(&w, &(struct spec){"p3", "a", .pr = 7, .init = BUILD_INIT_SUCCEEDED, .created_ms = 7});
+	/* a new push on a: its two newest stay (the new one queued), the
+	 * oldest go, started or not, before the queue is served */
+	const char *a4[] = {"a4"};
+	expect(&w, a4, 1, "undeploy a2, undeploy a1, initialize a4");
+	/* an undeploy on its way counts as gone; a build held is left */
+	work(&w, "a2")->ops = WORK_UNDEPLOY;
+	expect(&w, a4, 1, "undeploy a1, initialize a4");
+	work(&w, "a1")->ops = WORK_SCALE;
+	expect(&w, a4, 1, "initialize a4");
+	/* the PR's cap is looked at when one of its builds changes */
+	const char *p2[] = {"p2"};
+	expect(&w, p2, 1, "undeploy p1, initialize a4");
+	/* off: nothing */
+	w.lim.max_deployed_per_ref = 0;
+	expect(&w, p2, 1, "initialize a4");
+	world_free(&w);
+}
+
 static void test_wants(void)
 {
 	struct world w;
@@ -517,6 +549,38 @@ static void model(struct world *w, struct mbuild *all, size_t n, const size_t *d
 		} else if (m->cleanup_state == BUILD_JOB_SUCCEEDED)
 			madd(p, all, m, ACTION_CLEAN_DELETE, 0);
 	}
+	/* the per-branch cap: the refs of the dirty builds, in dirty order */
+	if (w->lim.max_deployed_per_ref) {
+		bool seen[NB] = {0};
+		for (size_t d = 0; d < n_dirty; d++) {
+			struct mbuild *m = &all[dirty[d]];
+			if (m->s.deleting || seen[dirty[d]])
+				continue;
+			/* the ref's builds, newest first */
+			size_t r = 0;
+			for (size_t i = 0; i < n; i++)
+				if (!all[i].s.deleting && strcmp(all[i].branch, m->branch) == 0 &&
+				    all[i].s.pr == m->s.pr) {
+					order[r++] = &all[i];
+					seen[i] = true;
+				}
+			qsort(order, r, sizeof *order, by_created);
+			size_t kept = 0;
+			for (size_t i = r; i-- > 0;) {
+				struct mbuild *o = order[i];
+				const struct build_work *bw = mwork(w, o);
+				if (bw && (bw->want_undeploy || (bw->ops & WORK_UNDEPLOY)))
+					continue;
+				if (kept < w->lim.max_deployed_per_ref) {
+					kept++;
+					continue;
+				}
+				if (p->acted[o - all] || mheld(w, o, WORK_UNDEPLOY | WORK_SCALE | WORK_RESET))
+					continue;
+				madd(p, all, o, ACTION_UNDEPLOY, 0);
+			}
+		}
+	}
 	/* initializer */
 	size_t used = 0;
 	k = 0;
@@ -619,6 +683,7 @@ static uint64_t rnd(uint64_t *s, uint64_t n)
 static void random_world(struct world *w, uint64_t *s, struct mbuild *all, size_t n)
 {
 	world_init(w, 1 + rnd(s, 3), rnd(s, 4), 2 + rnd(s, 8));
+	w->lim.max_deployed_per_ref = rnd(s, 4); /* 0: no cap */
 	w->pending_undeploys = rnd(s, 3);
 	for (size_t i = 0; i < n; i++) {
 		struct mbuild *m = &all[i];
@@ -758,8 +823,9 @@ static void test_model(void)
 		CHECK_STR(show(&p), want);
 		invariants(&w, all, n, &p);
 		if (unit_failures != before) {
-			fprintf(stderr, "round %d: %zu builds, limits %zu/%zu/%zu\n", round, n,
-				w.lim.max_initializing, w.lim.max_started, w.lim.max_deployed);
+			fprintf(stderr, "round %d: %zu builds, limits %zu/%zu/%zu/%zu\n", round, n,
+				w.lim.max_initializing, w.lim.max_started, w.lim.max_deployed,
+				w.lim.max_deployed_per_ref);
 			plan_free(&p);
 			world_free(&w);
 			return;
@@ -779,6 +845,7 @@ int main(void)
 	RUN(test_init_refused);
 	RUN(test_stopper);
 	RUN(test_undeployer);
+	RUN(test_ref_cap);
 	RUN(test_wants);
 	RUN(test_cleanup_steps);
 	RUN(test_model);
