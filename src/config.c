@@ -1411,6 +1411,16 @@ const struct config_repo *config_find_repo(const struct config *cfg, const char 
 	return NULL;
 }
 
+bool config_builds_repo(const struct config *cfg, const char *repo)
+{
+	if (!cfg || !repo)
+		return false;
+	for (size_t i = 0; i < cfg->n_repos; i++)
+		if (cfg->repos[i].compiled && regexec(&cfg->repos[i].repo_re, repo, 0, NULL, 0) == 0)
+			return true;
+	return false;
+}
+
 bool config_is_sticky(const struct config *cfg, const char *repo, const char *branch)
 {
 	if (!cfg || !repo || !branch)

@@ -179,6 +179,10 @@ void config_free(struct config *cfg);
 const struct config_repo *config_find_repo(const struct config *cfg, const char *repo,
 					   const char *branch);
 
+/* Whether some [[repos]] entry matches repo (lowercase "owner/repo"),
+ * whatever the branch. */
+bool config_builds_repo(const struct config *cfg, const char *repo);
+
 /* Whether (repo, branch) is listed in [[sticky_branches]] (repo compared
  * case-insensitively, branch exactly). */
 bool config_is_sticky(const struct config *cfg, const char *repo, const char *branch);

@@ -1231,6 +1231,97 @@ int controller_trigger(struct controller *c, const char *repo, const char *branc
 	return 0;
 }
 
+/* ---- rebuild of a PR's head ---- */
+
+struct rebuild {
+	struct controller *c;
+	controller_done_cb cb;
+	void *data;
+	char user[40];
+	char name[BUILD_NAME_MAX + 1];
+};
+
+static void on_rebuild_reset(int error, const char *message, void *data)
+{
+	struct rebuild *r = data;
+	if (error) {
+		r->cb(error, message, r->data);
+	} else {
+		char *m = xasprintf("rebuilding %s (reset)", r->name);
+		r->cb(0, m, r->data);
+		free(m);
+	}
+	free(r);
+}
+
+static void on_rebuild_head(int error, const char *message, const struct github_head *head,
+			    void *data)
+{
+	struct rebuild *r = data;
+	struct controller *c = r->c;
+	if (!error && c->closing) {
+		error = -ECANCELED;
+		message = "runboat is stopping";
+	}
+	if (!error && !head->open) {
+		error = -ENOENT;
+		message = "the pull request is closed";
+	}
+	if (error) {
+		r->cb(error == -ENOENT || error == -ECANCELED ? error : -EIO, message, r->data);
+		free(r);
+		return;
+	}
+	struct build_commit cm = {head->repo, head->target_branch, (int)head->pr, head->sha};
+	char *desc = xasprintf("rebuild asked by @%s", r->user);
+	const struct build *b =
+		index_find_commit(c->idx, cm.repo, cm.target_branch, cm.pr, cm.git_commit);
+	char err[512];
+	int rc;
+	if (b && !b->deleting) {
+		snprintf(r->name, sizeof r->name, "%s", b->name);
+		post_status(c, b->name, &cm, "pending", desc);
+		rc = controller_reset_build(c, b->name, on_rebuild_reset, r, err, sizeof err);
+		if (rc == 0) {
+			free(desc);
+			return; /* r goes with on_rebuild_reset */
+		}
+	} else {
+		/* its own pending status says "deployed" once it is */
+		rc = controller_deploy(c, &cm, r->cb, r->data, err, sizeof err);
+	}
+	free(desc);
+	if (rc)
+		r->cb(rc < 0 ? rc : 0, err, r->data);
+	free(r);
+}
+
+int controller_rebuild_pr(struct controller *c, const char *repo, long pr, const char *user,
+			  controller_done_cb cb, void *data, char *err, size_t errlen)
+{
+	if (!config_builds_repo(c->cfg, repo)) {
+		snprintf(err, errlen, "repository %s is not built here", repo);
+		return -ENOTSUP;
+	}
+	if (!c->github) {
+		snprintf(err, errlen, "no GitHub API client configured");
+		return -EAGAIN;
+	}
+	struct rebuild *r = xcalloc(1, sizeof *r);
+	r->c = c;
+	r->cb = cb;
+	r->data = data;
+	snprintf(r->user, sizeof r->user, "%s", user);
+	int rc = github_client_pr_head(c->github, repo, pr, on_rebuild_head, r);
+	if (rc < 0) {
+		free(r);
+		snprintf(err, errlen, rc == -EINVAL ? "invalid repo or PR" : "GitHub client closing");
+		return rc == -EINVAL ? -EINVAL : -EAGAIN;
+	}
+	snprintf(err, errlen, "looking up the head of PR %ld", pr);
+	return 0;
+}
+
 /* Sticky branches get a build of their head when they have none. */
 static void on_sticky_done(int error, const char *message, void *data)
 {

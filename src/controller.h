@@ -107,6 +107,13 @@ int64_t controller_deploy_pending(const struct controller *c, const char *repo,
 int controller_trigger(struct controller *c, const char *repo, const char *branch, long pr,
 		       controller_done_cb cb, void *data, char *err, size_t errlen);
 
+/* Builds the head of a PR again (a "/runboat rebuild" comment by user):
+ * resolves the head through GitHub; when that commit has a build, resets it
+ * (initialized again), else deploys it. A pending commit status says who
+ * asked. cb as for controller_trigger; the message says which. */
+int controller_rebuild_pr(struct controller *c, const char *repo, long pr, const char *user,
+			  controller_done_cb cb, void *data, char *err, size_t errlen);
+
 /* Start, stop, reset and undeploy one build: cb is told once Kubernetes took
  * the change (0), or as above. A second ask while one is on its way waits
  * for the same outcome; a start supersedes a stop not yet applied and the

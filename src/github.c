@@ -82,6 +82,8 @@ const char *github_action_kind_name(enum github_action_kind kind)
 		return "undeploy-branch";
 	case GITHUB_UNDEPLOY_PR:
 		return "undeploy-pr";
+	case GITHUB_REBUILD_PR:
+		return "rebuild-pr";
 	}
 	return "?";
 }
@@ -315,6 +317,87 @@ static int parse_pull_request(struct parse *p)
 	return 0;
 }
 
+/* Whether text has line alone on a line (spaces and tabs around it, CR LF
+ * or LF line ends). */
+static bool has_command_line(const char *text, const char *line)
+{
+	size_t n = strlen(line);
+	for (const char *s = text; s && *s;) {
+		while (*s == ' ' || *s == '\t')
+			s++;
+		if (strncmp(s, line, n) == 0) {
+			const char *e = s + n;
+			while (*e == ' ' || *e == '\t' || *e == '\r')
+				e++;
+			if (*e == '\n' || *e == '\0')
+				return true;
+		}
+		s = strchr(s, '\n');
+		if (s)
+			s++;
+	}
+	return false;
+}
+
+/* A GitHub login: [A-Za-z0-9-]{1,39}. */
+static bool valid_login(const char *s)
+{
+	size_t n = 0;
+	for (; s[n]; n++)
+		if (n >= GITHUB_LOGIN_MAX || !(isalnum((unsigned char)s[n]) || s[n] == '-'))
+			return false;
+	return n > 0;
+}
+
+static int parse_issue_comment(struct parse *p)
+{
+	const char *action, *body, *assoc, *user;
+	int rc = get_string(p, "action", 64, &action);
+	if (rc)
+		return rc;
+	if (strcmp(action, "created") != 0) {
+		try_repo(p);
+		ignore(p, "issue_comment action \"%s\" is not handled",
+		       safe_word(action, 32) ? action : "(unsupported)");
+		return 0;
+	}
+	if (!json_is_object(at(p->root, "issue")))
+		return fail(p, "issue: expected an object");
+	/* GITHUB_WEBHOOK_MAX_BODY bounds the comment; GitHub's own is 65,536 */
+	if ((rc = get_string(p, "comment.body", GITHUB_WEBHOOK_MAX_BODY, &body)))
+		return rc;
+	if (!has_command_line(body, GITHUB_REBUILD_COMMAND)) {
+		try_repo(p);
+		ignore(p, "comment without \"%s\"", GITHUB_REBUILD_COMMAND);
+		return 0;
+	}
+	if (!json_is_object(at(p->root, "issue.pull_request"))) {
+		try_repo(p);
+		ignore(p, "\"%s\" on an issue, not a pull request", GITHUB_REBUILD_COMMAND);
+		return 0;
+	}
+	if ((rc = get_repo(p)) || (rc = get_string(p, "comment.author_association", 64, &assoc)) ||
+	    (rc = get_string(p, "comment.user.login", 64, &user)))
+		return rc;
+	if (!valid_login(user))
+		return fail(p, "comment.user.login: expected a GitHub login ([A-Za-z0-9-]{1,39})");
+	snprintf(p->out->user, sizeof p->out->user, "%s", user);
+	if (strcmp(assoc, "OWNER") != 0 && strcmp(assoc, "MEMBER") != 0 &&
+	    strcmp(assoc, "COLLABORATOR") != 0) {
+		ignore(p, "\"%s\" by %s (%s): only owners, members and collaborators may rebuild",
+		       GITHUB_REBUILD_COMMAND, p->out->user,
+		       *assoc && strspn(assoc, "ABCDEFGHIJKLMNOPQRSTUVWXYZ_") == strlen(assoc) ? assoc
+											     : "?");
+		return 0;
+	}
+	json_t *v = at(p->root, "issue.number");
+	if (!v || !json_is_integer(v) || !validate_pr(json_integer_value(v)))
+		return fail(p, "issue.number: expected a pull request number in 1..%ld", GITHUB_PR_MAX);
+	p->out->pr = (long)json_integer_value(v);
+	p->out->kind = GITHUB_REBUILD_PR;
+	return 0;
+}
+
 int github_webhook_parse(const char *event, const char *body, size_t len,
 			 struct github_action *out, char *err, size_t errlen)
 {
@@ -348,6 +431,8 @@ int github_webhook_parse(const char *event, const char *body, size_t len,
 		rc = parse_push(&p);
 	} else if (strcmp(event, "pull_request") == 0) {
 		rc = parse_pull_request(&p);
+	} else if (strcmp(event, "issue_comment") == 0) {
+		rc = parse_issue_comment(&p);
 	} else if (strcmp(event, "create") == 0) {
 		try_repo(&p);
 		ignore(&p, "create event: new branches are deployed by their push event");

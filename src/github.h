@@ -13,6 +13,9 @@
  *     target base.ref; also edited with changes.base (the target changed)
  *   pull_request closed                      -> GITHUB_UNDEPLOY_PR
  *   pull_request other actions (labeled...)  -> GITHUB_IGNORE
+ *   issue_comment created on a PR whose body has a line "/runboat rebuild",
+ *     by an OWNER, MEMBER or COLLABORATOR     -> GITHUB_REBUILD_PR (repo, pr,
+ *     user); by anyone else, or any other comment -> GITHUB_IGNORE
  *   create, delete                           -> GITHUB_IGNORE (GitHub also
  *     sends a push with created/deleted for every branch, which acts)
  *   any other event                          -> GITHUB_IGNORE */
@@ -43,7 +46,13 @@ enum github_action_kind {
 	GITHUB_DEPLOY,          /* repo, target_branch, pr (0: branch push), sha */
 	GITHUB_UNDEPLOY_BRANCH, /* repo, target_branch: the branch's builds (pr 0) */
 	GITHUB_UNDEPLOY_PR,     /* repo, pr, and target_branch (the PR's base) */
+	GITHUB_REBUILD_PR,      /* repo, pr, user: build the PR's head again */
 };
+
+/* The command a PR comment gives to rebuild, alone on a line. */
+#define GITHUB_REBUILD_COMMAND "/runboat rebuild"
+/* Longest GitHub login. */
+#define GITHUB_LOGIN_MAX 39
 
 /* What a delivery asks for. Plain arrays: no ownership, copy it freely.
  * Fields that do not apply to the kind are "" or 0. */
@@ -54,6 +63,7 @@ struct github_action {
 	long pr;                                   /* 1..GITHUB_PR_MAX, 0: none */
 	char sha[GITHUB_SHA_MAX + 1];              /* lowercase hex, 40 or 64, not all zeros */
 	char reason[160];                          /* GITHUB_IGNORE: why, for logs */
+	char user[GITHUB_LOGIN_MAX + 1];           /* GITHUB_REBUILD_PR: who asked */
 };
 
 /* Whether header (the X-Hub-Signature-256 value, "sha256=<64 hex>") is the
@@ -73,7 +83,7 @@ bool github_verify_signature(const char *secret, const void *body, size_t len,
 int github_webhook_parse(const char *event, const char *body, size_t len,
 			 struct github_action *out, char *err, size_t errlen);
 
-/* "ignore", "ping", "deploy", "undeploy-branch", "undeploy-pr". */
+/* "ignore", "ping", "deploy", "undeploy-branch", "undeploy-pr", "rebuild-pr". */
 const char *github_action_kind_name(enum github_action_kind kind);
 
 /* Copies sha lowercased into out and returns true when it is a commit sha

@@ -1,6 +1,7 @@
 #include "webhook.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -15,6 +16,7 @@
 #include "list.h"
 #include "log.h"
 #include "router.h"
+#include "strmap.h"
 #include "util.h"
 
 /* Bodies up to this size are checked and parsed on the loop (about 2 ms of
@@ -32,6 +34,10 @@
  * while GitHub's own JSON runs at 35-55 bytes per value (0.5-0.7 M values in
  * the largest delivery GitHub sends, 25 MB). */
 #define WEBHOOK_MAX_JSON_VALUES 2000000u
+/* A "/runboat rebuild" comment is acted on at most once per PR in this time;
+ * the PRs remembered are bounded (the oldest forgotten first). */
+#define REBUILD_INTERVAL_MS 60000u
+#define REBUILD_REMEMBERED 4096u
 
 /* The webhook's state: the large deliveries waiting for or in the pool. */
 struct webhook {
@@ -39,6 +45,7 @@ struct webhook {
 	struct list waiting; /* of struct webhook_job, oldest first */
 	unsigned n_waiting;
 	unsigned running;    /* jobs submitted to the pool */
+	struct strmap rebuilds; /* "repo#pr" -> when last rebuilt (ms, as a pointer) */
 };
 
 /* One delivery being decoded: what the decoding needs, copied out of the
@@ -215,6 +222,83 @@ static void webhook_undeploy(struct http_req *req, struct app *app, const struct
 			  json_pack("{s:s,s:I}", "detail", "undeploying", "count", (json_int_t)n));
 }
 
+struct forget_ctx {
+	struct strmap *m;
+	uint64_t before;
+	const char *oldest;
+	uint64_t oldest_ms;
+};
+
+static void find_oldest(const char *key, void *value, void *data)
+{
+	struct forget_ctx *f = data;
+	uint64_t t = (uint64_t)(uintptr_t)value;
+	if (!f->oldest || t < f->oldest_ms) {
+		f->oldest = key;
+		f->oldest_ms = t;
+	}
+}
+
+/* Whether a rebuild of repo#pr may go now (and remembers it). */
+static bool rebuild_allowed(struct webhook *w, const char *key, uint64_t *ago_ms)
+{
+	uint64_t now = now_ms();
+	uint64_t last = (uint64_t)(uintptr_t)strmap_get(&w->rebuilds, key);
+	if (last && now - last < REBUILD_INTERVAL_MS) {
+		*ago_ms = now - last;
+		return false;
+	}
+	if (!last && w->rebuilds.count >= REBUILD_REMEMBERED) {
+		struct forget_ctx f = {.m = &w->rebuilds};
+		strmap_each(&w->rebuilds, find_oldest, &f);
+		if (f.oldest) {
+			char *k = xstrdup(f.oldest);
+			strmap_del(&w->rebuilds, k);
+			free(k);
+		}
+	}
+	strmap_put(&w->rebuilds, key, (void *)(uintptr_t)now);
+	return true;
+}
+
+/* A "/runboat rebuild" comment: the PR's head is built again, once per
+ * REBUILD_INTERVAL_MS; answered once the build is reset or deployed. */
+static void webhook_rebuild(struct http_req *req, struct webhook *w, const struct github_action *a,
+			    const char *delivery)
+{
+	struct app *app = w->app;
+	char key[GITHUB_REPO_MAX + 24];
+	snprintf(key, sizeof key, "%s#%ld", a->repo, a->pr);
+	uint64_t ago = 0;
+	if (!rebuild_allowed(w, key, &ago)) {
+		log_info("webhook %s: rebuild of %s PR %ld by %s ignored: one was asked %llu s ago",
+			 delivery, a->repo, a->pr, a->user, (unsigned long long)(ago / 1000));
+		http_respond_json(req, 200,
+				  json_pack("{s:s+}", "detail", "ignored: a rebuild of this PR was asked ",
+					    ago < 2000 ? "just now" : "less than a minute ago"));
+		return;
+	}
+	char err[256];
+	struct pending_deploy *p = xcalloc(1, sizeof *p);
+	p->req = req;
+	snprintf(p->delivery, sizeof p->delivery, "%s", delivery);
+	int rc = controller_rebuild_pr(app->controller, a->repo, a->pr, a->user, on_deployed, p, err,
+				       sizeof err);
+	log_info("webhook %s: rebuild %s PR %ld asked by %s: %s", delivery, a->repo, a->pr, a->user,
+		 err);
+	if (rc == 0) {
+		req->on_abort = on_deploy_abort;
+		req->abort_data = p;
+		return;
+	}
+	free(p);
+	strmap_del(&w->rebuilds, key); /* not done: a new comment may try again */
+	if (rc == -ENOTSUP)
+		http_respond_json(req, 200, json_pack("{s:s}", "detail", err));
+	else
+		http_respond_error(req, api_status_of(rc), "%s", err);
+}
+
 /* Answers a decoded delivery (on the loop): the error, or what it asks. */
 static void webhook_act(struct webhook_job *j)
 {
@@ -240,6 +324,9 @@ static void webhook_act(struct webhook_job *j)
 	case GITHUB_UNDEPLOY_BRANCH:
 	case GITHUB_UNDEPLOY_PR:
 		webhook_undeploy(req, j->w->app, a, delivery);
+		return;
+	case GITHUB_REBUILD_PR:
+		webhook_rebuild(req, j->w, a, delivery);
 		return;
 	}
 }
@@ -382,5 +469,6 @@ void webhook_free(struct webhook *w)
 		return;
 	if (w->running || !list_empty(&w->waiting))
 		log_error("webhook: freed with deliveries in flight");
+	strmap_clear(&w->rebuilds, NULL);
 	free(w);
 }

@@ -127,6 +127,53 @@ def test_cap_per_branch(make_env):
     assert [b["commit_info"]["git_commit"] for b in env.builds(branch="b")] == [sha(300)]
 
 
+def comment_payload(pr, body, assoc, login="ann-b", repo=REPO):
+    """An issue_comment "created" delivery on a PR, in the shape GitHub
+    documents for that event."""
+    return {"action": "created",
+            "issue": {"number": pr, "title": "x", "state": "open",
+                      "pull_request": {"url": f"https://api.github.com/repos/{repo}/pulls/{pr}"}},
+            "comment": {"id": 1000 + pr, "body": body, "author_association": assoc,
+                        "user": {"login": login, "id": 1}},
+            "repository": {"full_name": repo, "name": repo.split("/")[1]},
+            "sender": {"login": login, "id": 1}}
+
+
+def test_rebuild_by_pr_comment(make_env, github):
+    env = make_env()
+    # a PR whose head has no build yet: the comment deploys it
+    github.set_pull(REPO, 21, sha(21), "16.0")
+    r = env.webhook("issue_comment", comment_payload(21, "/runboat rebuild", "MEMBER"))
+    assert r.status_code == 202, r.text
+    b = env.wait_build(lambda b: b["commit_info"]["pr"] == 21 and b["status"] == "started", 60)
+    assert b["commit_info"]["git_commit"] == sha(21)
+    # a second one within the minute: ignored
+    r = env.webhook("issue_comment", comment_payload(21, "/runboat rebuild", "OWNER"))
+    assert r.status_code == 200 and "ignored" in r.json()["detail"], r.text
+    # a PR with a build: the comment resets it, it is initialized again
+    r = env.webhook("pull_request", pr_payload("opened", 22, sha(22)))
+    assert r.status_code in (202, 503), r.text  # 503: not recorded in 8 s, made anyway
+    b = env.wait_build(lambda b: b["commit_info"]["pr"] == 22 and b["status"] == "started", 60)
+    github.set_pull(REPO, 22, sha(22), "16.0")
+    r = env.webhook("issue_comment", comment_payload(22, "it broke\r\n/runboat rebuild", "COLLABORATOR"))
+    assert r.status_code == 202, r.text
+    assert "reset" in r.json()["detail"] and b["name"] in r.json()["detail"]
+    env.wait_build(lambda x: x["name"] == b["name"] and x["init_status"] != "succeeded", 30,
+                   "the build reset")
+    env.wait_build(lambda x: x["name"] == b["name"] and x["status"] == "started", 60,
+                   "the build started again")
+    # acknowledged on GitHub: a pending status says who asked
+    wait_for(lambda: any(s["sha"] == sha(22) and s["state"] == "pending"
+                         and "@ann-b" in (s.get("description") or "")
+                         for s in github.statuses()), 20, "the acknowledging status")
+    # someone who may not: nothing
+    github.set_pull(REPO, 23, sha(23), "16.0")
+    r = env.webhook("issue_comment", comment_payload(23, "/runboat rebuild", "CONTRIBUTOR"))
+    assert r.status_code == 200 and "only owners" in r.json()["detail"], r.text
+    time.sleep(1)
+    assert env.builds(pr=23) == []
+
+
 def test_pr_lifecycle_and_close(make_env, github):
     env = make_env()
     assert env.webhook("pull_request", pr_payload("opened", 7, sha(7))).status_code == 202

@@ -157,6 +157,14 @@ int controller_trigger(struct controller *c, const char *repo, const char *branc
 	return fake_async(cb, data, err, errlen);
 }
 
+int controller_rebuild_pr(struct controller *c, const char *repo, long pr, const char *user,
+			  controller_done_cb cb, void *data, char *err, size_t errlen)
+{
+	UNUSED(c);
+	record("rebuild", repo, user, (int)pr);
+	return fake_async(cb, data, err, errlen);
+}
+
 #define FAKE_ACTION(fn, word)                                                              \
 	int fn(struct controller *c, const char *name, controller_done_cb cb, void *data,   \
 	       char *err, size_t errlen)                                                    \
@@ -894,6 +902,66 @@ static void test_webhook_unsigned(void)
 	teardown();
 }
 
+/* An issue_comment delivery on PR pr of oca/web. */
+static char *comment(long pr, const char *assoc, const char *body)
+{
+	return xasprintf("{\"action\":\"created\",\"issue\":{\"number\":%ld,\"pull_request\":"
+			 "{\"url\":\"x\"}},\"comment\":{\"id\":5,\"body\":\"%s\","
+			 "\"author_association\":\"%s\",\"user\":{\"login\":\"ann-b\"}},"
+			 "\"repository\":{\"full_name\":\"OCA/web\"}}",
+			 pr, body, assoc);
+}
+
+static void test_webhook_rebuild(void)
+{
+	setup(false);
+	snprintf(fake.done_msg, sizeof fake.done_msg, "rebuilding b1 (reset)");
+	char *c = comment(7, "MEMBER", "looks odd\\r\\n/runboat rebuild\\r\\nthanks");
+	struct resp r = webhook("issue_comment", c, strlen(c), false, NULL);
+	CHECK_INT(r.status, 202);
+	CHECK_STR(detail(&r), "rebuilding b1 (reset)");
+	CHECK_INT(fake.n_calls, 1);
+	CHECK_STR(fake.calls[0].what, "rebuild");
+	CHECK_STR(fake.calls[0].name, "oca/web");
+	CHECK_STR(fake.calls[0].arg, "ann-b");
+	CHECK_INT(fake.calls[0].pr, 7);
+	resp_free(&r);
+	/* the same PR again within a minute: ignored */
+	r = webhook("issue_comment", c, strlen(c), false, NULL);
+	CHECK_INT(r.status, 200);
+	CHECK(strstr(detail(&r), "ignored") != NULL);
+	CHECK_INT(fake.n_calls, 1);
+	resp_free(&r);
+	free(c);
+	/* someone who may not, and a comment without the command */
+	c = comment(8, "CONTRIBUTOR", "/runboat rebuild");
+	r = webhook("issue_comment", c, strlen(c), false, NULL);
+	CHECK_INT(r.status, 200);
+	CHECK_INT(fake.n_calls, 1);
+	resp_free(&r);
+	free(c);
+	c = comment(8, "OWNER", "please /runboat rebuild");
+	r = webhook("issue_comment", c, strlen(c), false, NULL);
+	CHECK_INT(r.status, 200);
+	CHECK_INT(fake.n_calls, 1);
+	resp_free(&r);
+	free(c);
+	/* refused at once (no GitHub client): 503, and not counted */
+	fake_reset();
+	fake.rc = -EAGAIN;
+	c = comment(9, "COLLABORATOR", "/runboat rebuild");
+	r = webhook("issue_comment", c, strlen(c), false, NULL);
+	CHECK_INT(r.status, 503);
+	resp_free(&r);
+	fake.rc = 0;
+	r = webhook("issue_comment", c, strlen(c), false, NULL);
+	CHECK_INT(r.status, 202);
+	CHECK_INT(fake.n_calls, 2);
+	resp_free(&r);
+	free(c);
+	teardown();
+}
+
 static void test_webhook_signed(void)
 {
 	setup(true);
@@ -1144,6 +1212,7 @@ int main(void)
 	RUN(test_logs);
 	RUN(test_webhook_unsigned);
 	RUN(test_webhook_signed);
+	RUN(test_webhook_rebuild);
 	RUN(test_webhook_big_bodies);
 	RUN(test_sse);
 	RUN(test_ui);

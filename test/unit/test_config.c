@@ -133,6 +133,9 @@ static void test_sample_loads(void)
 	CHECK(!config_is_sticky(c, "oca/mis-builder", "15.0"));
 	CHECK(config_find_repo(c, "oca/mis-builder", "16.0") == &c->repos[0]);
 	CHECK(config_find_repo(c, "oca/mis-builder", "13.0") == NULL);
+	CHECK(config_builds_repo(c, "oca/mis-builder"));
+	CHECK(config_builds_repo(c, "oca/other-thing"));
+	CHECK(!config_builds_repo(c, "someone/else"));
 	CHECK(c->admin.password == NULL);
 	CHECK(c->github.webhook_secret == NULL);
 	config_free(c);

@@ -574,6 +574,68 @@ static void test_pr_edited(void)
 	CHECK_INT(a.kind, GITHUB_IGNORE);
 }
 
+/* ---- issue comments: "/runboat rebuild" ---- */
+
+/* A comment created on PR 12 of OCA/Web (the shape GitHub documents). */
+static json_t *comment(const char *body, const char *assoc)
+{
+	return json_pack("{s:s,s:{s:i,s:{s:s}},s:{s:I,s:s,s:s,s:{s:s}},s:{s:s}}", "action", "created",
+			 "issue", "number", 12, "pull_request", "url", "https://x/pulls/12",
+			 "comment", "id", (json_int_t)99, "body", body, "author_association", assoc,
+			 "user", "login", "Ann-B", "repository", "full_name", "OCA/Web");
+}
+
+static void test_issue_comment(void)
+{
+	struct github_action a;
+	char err[256];
+	const char *yes[] = {"/runboat rebuild", "  /runboat rebuild \r\n", "it fails\r\n/runboat rebuild",
+			     "hm\n\t/runboat rebuild\nthanks"};
+	const char *assocs[] = {"OWNER", "MEMBER", "COLLABORATOR"};
+	for (size_t i = 0; i < ARRAY_SIZE(yes); i++) {
+		CHECK_INT(parse_json("issue_comment", comment(yes[i], assocs[i % 3]), &a, err,
+				     sizeof err), 0);
+		CHECK_INT(a.kind, GITHUB_REBUILD_PR);
+		CHECK_STR(a.repo, "oca/web");
+		CHECK_INT(a.pr, 12);
+		CHECK_STR(a.user, "Ann-B");
+	}
+	/* not the command alone on a line, or not allowed to */
+	const char *no[] = {"please /runboat rebuild", "/runboat rebuilding", "/runboat", "",
+			    "`/runboat rebuild`"};
+	for (size_t i = 0; i < ARRAY_SIZE(no); i++) {
+		CHECK_INT(parse_json("issue_comment", comment(no[i], "OWNER"), &a, err, sizeof err), 0);
+		CHECK_INT(a.kind, GITHUB_IGNORE);
+	}
+	const char *others[] = {"CONTRIBUTOR", "FIRST_TIME_CONTRIBUTOR", "NONE", "owner", "<b>"};
+	for (size_t i = 0; i < ARRAY_SIZE(others); i++) {
+		CHECK_INT(parse_json("issue_comment", comment("/runboat rebuild", others[i]), &a, err,
+				     sizeof err), 0);
+		CHECK_INT(a.kind, GITHUB_IGNORE);
+		CHECK(strstr(a.reason, "<b>") == NULL);
+	}
+	/* edited or deleted comments, comments on issues */
+	json_t *j = comment("/runboat rebuild", "OWNER");
+	set_path(j, "action", json_string("edited"));
+	CHECK_INT(parse_json("issue_comment", j, &a, err, sizeof err), 0);
+	CHECK_INT(a.kind, GITHUB_IGNORE);
+	j = comment("/runboat rebuild", "OWNER");
+	del_path(j, "issue.pull_request");
+	CHECK_INT(parse_json("issue_comment", j, &a, err, sizeof err), 0);
+	CHECK_INT(a.kind, GITHUB_IGNORE);
+	/* hostile values: 400 */
+	j = comment("/runboat rebuild", "OWNER");
+	set_path(j, "comment.user.login", json_string("a b"));
+	CHECK_INT(parse_json("issue_comment", j, &a, err, sizeof err), -EINVAL);
+	j = comment("/runboat rebuild", "OWNER");
+	set_path(j, "issue.number", json_integer(0));
+	CHECK_INT(parse_json("issue_comment", j, &a, err, sizeof err), -EINVAL);
+	j = comment("/runboat rebuild", "OWNER");
+	set_path(j, "comment.body", json_integer(1));
+	CHECK_INT(parse_json("issue_comment", j, &a, err, sizeof err), -EINVAL);
+	CHECK(strstr(err, "comment.body") != NULL);
+}
+
 /* ---- malformed documents and headers ---- */
 
 static void test_malformed(void)
@@ -673,6 +735,7 @@ int main(void)
 	RUN(test_fixture_create_delete);
 	RUN(test_fixture_wrong_event);
 	RUN(test_push_branches);
+	RUN(test_issue_comment);
 	RUN(test_push_other_refs);
 	RUN(test_push_deleted);
 	RUN(test_push_sha);
