@@ -727,10 +727,14 @@ static int check_dir(struct loader *ld, const char *tpath, const char *key, cons
 	return 0;
 }
 
-static bool is_dir(const char *path)
+/* path, resolved (no "..", no symlink), when it is a directory; else NULL. */
+static char *existing_dir(const char *path)
 {
+	char real[PATH_MAX];
 	struct stat st;
-	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+	if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode) || !realpath(path, real))
+		return NULL;
+	return xstrdup(real);
 }
 
 /* Whether path (resolved) is dir or inside it. */
@@ -745,34 +749,28 @@ static bool path_inside(const char *path, const char *dir)
 
 char *config_default_kubefiles(char *err, size_t errlen)
 {
-	char exe[PATH_MAX], real[PATH_MAX];
+	char exe[PATH_MAX], bindir[PATH_MAX];
 	size_t size = sizeof exe;
-	char *installed = NULL;
-	if (uv_exepath(exe, &size) == 0 && realpath(exe, real)) {
-		char *slash = strrchr(real, '/');
+	char *installed = NULL, *found = NULL;
+	if (uv_exepath(exe, &size) == 0 && realpath(exe, bindir)) {
+		char *slash = strrchr(bindir, '/');
 		if (slash)
 			*slash = '\0';
-		installed = xasprintf("%s/%s/kubefiles", real, RUNBOAT_BIN_TO_DATADIR);
-		char resolved[PATH_MAX];
-		if (is_dir(installed) && realpath(installed, resolved)) {
-			free(installed);
-			return xstrdup(resolved); /* without the "bin/.." */
-		}
+		installed = xasprintf("%s/%s/kubefiles", bindir, RUNBOAT_BIN_TO_DATADIR);
+		found = existing_dir(installed);
 #ifdef RUNBOAT_BUILD_DIR
-		if (path_inside(real, RUNBOAT_BUILD_DIR) && is_dir(RUNBOAT_SOURCE_DIR "/kubefiles")) {
-			free(installed);
-			return xstrdup(RUNBOAT_SOURCE_DIR "/kubefiles");
-		}
+		if (!found && path_inside(bindir, RUNBOAT_BUILD_DIR))
+			found = existing_dir(RUNBOAT_SOURCE_DIR "/kubefiles");
 #endif
 	}
-	if (is_dir(RUNBOAT_DATADIR "/kubefiles")) {
-		free(installed);
-		return xstrdup(RUNBOAT_DATADIR "/kubefiles");
-	}
-	snprintf(err, errlen, "no default kubefiles directory found (looked in %s%s%s)",
-		 installed ? installed : "", installed ? " and " : "", RUNBOAT_DATADIR "/kubefiles");
+	if (!found)
+		found = existing_dir(RUNBOAT_DATADIR "/kubefiles");
+	if (!found)
+		snprintf(err, errlen, "no default kubefiles directory found (looked in %s%s%s)",
+			 installed ? installed : "", installed ? " and " : "",
+			 RUNBOAT_DATADIR "/kubefiles");
 	free(installed);
-	return NULL;
+	return found;
 }
 
 /* ---- sections ---- */
