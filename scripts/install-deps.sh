@@ -2,16 +2,27 @@
 # Installs what runboat needs to build, run and test on Debian 12, and only
 # what is missing: safe to run any number of times. Used by both README
 # commands and by .ci/run.
+#   --build   only what building and installing runboat needs (the
+#             Dockerfile's build stage): no test tools, no Go, no venv
 set -euo pipefail
 
-packages=(
-	build-essential cmake ninja-build pkg-config git curl ca-certificates openssl
+build_only=0
+[ "${1:-}" = --build ] && build_only=1
+
+build_packages=(
+	build-essential cmake ninja-build pkg-config ca-certificates
 	libuv1-dev libcurl4-openssl-dev libjansson-dev libwslay-dev libssl-dev
 	libyaml-dev libtomlplusplus-dev node-llhttp libbsd-dev
-	clang libclang-rt-14-dev wrk
-	python3 python3-venv nodejs
-	chromium chromium-driver
 )
+packages=("${build_packages[@]}")
+if ((!build_only)); then
+	packages+=(
+		git curl openssl
+		clang libclang-rt-14-dev wrk
+		python3 python3-venv nodejs
+		chromium chromium-driver
+	)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -26,6 +37,8 @@ if ((${#missing[@]})); then
 	$sudo apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+((build_only)) && exit 0
 
 # Go builds the test control plane (test/cluster); Kubernetes needs a recent one.
 if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then

@@ -31,6 +31,9 @@ demo=$cache/demo
 port=${RUNBOAT_PORT:-8000}
 ns=${RUNBOAT_NAMESPACE:-runboat-demo}
 secret=demo-webhook-secret
+# the fake GitHub below checks this token as GitHub would: statuses and
+# the periodic sync are authorized, and runboat has no token to warn about
+gh_token=demo-github-token
 venv=$cache/venv/bin/python
 mkdir -p "$demo"
 pids=()
@@ -78,8 +81,10 @@ if podsim:
     assert r.status_code in (200, 201), r.text
 EOF
 
-# A fake GitHub (heads for the trigger routes, commit statuses shown in its log).
-"$venv" test/e2e/fake_github.py --port 0 --exit-on-eof > "$demo/github.log" 2>&1 < <(sleep infinity) &
+# A fake GitHub (heads for the trigger routes and the sync, commit statuses
+# shown in its log), that wants the demo token.
+"$venv" test/e2e/fake_github.py --port 0 --token "$gh_token" --exit-on-eof \
+	> "$demo/github.log" 2>&1 < <(sleep infinity) &
 pids+=($!)
 for _ in $(seq 50); do grep -q "listening on" "$demo/github.log" 2>/dev/null && break; sleep 0.1; done
 gh_port=$(sed -n 's/.*listening on \([0-9]*\).*/\1/p' "$demo/github.log" | head -1)
@@ -114,6 +119,7 @@ PGUSER = "odoo"
 
 [github]
 api_url = "http://127.0.0.1:$gh_port"
+token = "$gh_token"
 webhook_secret = "$secret"
 
 [[repos]]
@@ -129,11 +135,16 @@ for _ in $(seq 100); do
 	sleep 0.2
 done
 
-# GitHub's own example payloads, signed with the demo secret.
-"$venv" - "$port" "$secret" <<'EOF'
-import hashlib, hmac, json, sys, urllib.request
-port, secret = sys.argv[1], sys.argv[2].encode()
-base = "../shared/fixtures/github-webhooks/"
+# GitHub's own example payloads, signed with the demo secret; the fake
+# GitHub is told the same heads first, so that the sync agrees with them.
+"$venv" - "$port" "$secret" "$gh_port" <<'EOF'
+import hashlib, hmac, json, os, sys, urllib.request
+port, secret, gh_port = sys.argv[1], sys.argv[2].encode(), sys.argv[3]
+base = os.environ.get("RUNBOAT_SHARED", "../shared") + "/fixtures/github-webhooks/"
+def control(path, data):
+    req = urllib.request.Request(f"http://127.0.0.1:{gh_port}/_control/{path}", method="PUT",
+        data=json.dumps(data).encode(), headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(req).read()
 def send(event, payload):
     body = json.dumps(payload).encode()
     sig = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
@@ -144,10 +155,17 @@ def send(event, payload):
     except Exception as e:
         print(event, e)
 push = json.load(open(base + "push-with-new-branch.payload.json"))
-for i, branch in enumerate(["16.0", "17.0", "feature/login-page"]):
-    p = dict(push, ref="refs/heads/" + branch, after=hashlib.sha1(branch.encode()).hexdigest())
-    send("push", p)
 pr = json.load(open(base + "pull_request-opened.payload.json"))
+branches = ["16.0", "17.0", "feature/login-page"]
+heads = {b: hashlib.sha1(b.encode()).hexdigest() for b in branches}
+repo = push["repository"]["full_name"]
+control("branches", [{"repo": repo, "branch": b, "sha": s} for b, s in heads.items()])
+control("pulls", [{"repo": pr["repository"]["full_name"], "number": pr["number"],
+                   "head_sha": pr["pull_request"]["head"]["sha"],
+                   "base_ref": pr["pull_request"]["base"]["ref"],
+                   "head_ref": pr["pull_request"]["head"]["ref"]}])
+for branch in branches:
+    send("push", dict(push, ref="refs/heads/" + branch, after=heads[branch]))
 send("pull_request", pr)
 EOF
 

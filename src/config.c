@@ -14,6 +14,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <uv.h>
 
 #include "kubefiles.h"
 #include "log.h"
@@ -28,6 +29,15 @@
 /* A slug is at most 63 characters and builds also answer on
  * <slug>.mail.<domain>: keep that within a DNS name's 253. */
 #define MAX_DOMAIN_LEN (253 - 63 - 6)
+
+/* Set by CMakeLists.txt for this file: where the default kubefiles are
+ * looked for (config_default_kubefiles). */
+#ifndef RUNBOAT_DATADIR
+#define RUNBOAT_DATADIR "/usr/local/share/runboat"
+#endif
+#ifndef RUNBOAT_BIN_TO_DATADIR
+#define RUNBOAT_BIN_TO_DATADIR "../share/runboat"
+#endif
 
 struct loader {
 	const char *name;     /* file name in errors */
@@ -168,7 +178,8 @@ static size_t edit_distance(const char *a, const char *b)
 
 static const char *const TOP_KEYS[] = { "server", "admin", "limits", "kubernetes", "build",
 					"github", "repos", "sticky_branches", NULL };
-static const char *const SERVER_KEYS[] = { "listen", "base_url", "log_level", "access_log",
+static const char *const SERVER_KEYS[] = { "listen", "base_url", "log_level", "log_format",
+					   "access_log",
 					   "max_connections", "max_connections_per_client",
 					   "max_header_bytes", "max_buffered_body_bytes",
 					   "max_request_line_bytes", "max_body_bytes",
@@ -716,6 +727,52 @@ static int check_dir(struct loader *ld, const char *tpath, const char *key, cons
 	return 0;
 }
 
+/* path, resolved (no "..", no symlink), when it is a directory; else NULL. */
+static char *existing_dir(const char *path)
+{
+	char real[PATH_MAX];
+	struct stat st;
+	if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode) || !realpath(path, real))
+		return NULL;
+	return xstrdup(real);
+}
+
+/* Whether path (resolved) is dir or inside it. */
+static bool path_inside(const char *path, const char *dir)
+{
+	char real[PATH_MAX];
+	if (!*dir || !realpath(dir, real))
+		return false;
+	size_t n = strlen(real);
+	return strncmp(path, real, n) == 0 && (path[n] == '/' || path[n] == '\0');
+}
+
+char *config_default_kubefiles(char *err, size_t errlen)
+{
+	char exe[PATH_MAX], bindir[PATH_MAX];
+	size_t size = sizeof exe;
+	char *installed = NULL, *found = NULL;
+	if (uv_exepath(exe, &size) == 0 && realpath(exe, bindir)) {
+		char *slash = strrchr(bindir, '/');
+		if (slash)
+			*slash = '\0';
+		installed = xasprintf("%s/%s/kubefiles", bindir, RUNBOAT_BIN_TO_DATADIR);
+		found = existing_dir(installed);
+#ifdef RUNBOAT_BUILD_DIR
+		if (!found && path_inside(bindir, RUNBOAT_BUILD_DIR))
+			found = existing_dir(RUNBOAT_SOURCE_DIR "/kubefiles");
+#endif
+	}
+	if (!found)
+		found = existing_dir(RUNBOAT_DATADIR "/kubefiles");
+	if (!found)
+		snprintf(err, errlen, "no default kubefiles directory found (looked in %s%s%s)",
+			 installed ? installed : "", installed ? " and " : "",
+			 RUNBOAT_DATADIR "/kubefiles");
+	free(installed);
+	return found;
+}
+
 /* ---- sections ---- */
 
 static void set_defaults(struct config *c)
@@ -725,6 +782,7 @@ static void set_defaults(struct config *c)
 	c->server.listen_port = 8000;
 	c->server.base_url = xstrdup("http://127.0.0.1:8000");
 	c->server.log_level = LOG_INFO;
+	c->server.log_format = LOG_FORMAT_TEXT;
 	c->server.access_log = true;
 	c->server.max_connections = 1024;
 	c->server.max_connections_per_client = 256;
@@ -845,6 +903,15 @@ static int load_server(struct loader *ld, json_t *root, struct config *c)
 			return fail_key(ld, P, "log_level", "\"%s\" is not a log level, expected "
 					"debug, info, warn, error or off", str);
 		s->log_level = level;
+	}
+	if ((r = get_str(ld, t, P, "log_format", &str)) < 0)
+		return -1;
+	if (r) {
+		int f = log_format_parse(str);
+		if (f < 0)
+			return fail_key(ld, P, "log_format", "\"%s\" is not a log format, expected "
+					"\"text\" or \"json\"", str);
+		s->log_format = f;
 	}
 	if (get_bool(ld, t, P, "access_log", &s->access_log) < 0 ||
 	    get_int_into(ld, t, P, "max_connections", 1, 1000000, &s->max_connections) < 0 ||
@@ -1001,9 +1068,13 @@ static int load_build(struct loader *ld, json_t *root, struct config *c)
 		free(b->kubefiles);
 		b->kubefiles = resolve_path(ld, str);
 	} else {
-		char *resolved = resolve_path(ld, b->kubefiles);
+		char why[PATH_MAX * 2 + 100];
+		char *dir = config_default_kubefiles(why, sizeof why);
+		if (!dir)
+			return fail_key(ld, P, "kubefiles", "not set, and %s, expected an installed "
+					"runboat (cmake --install) or kubefiles = \"DIR\"", why);
 		free(b->kubefiles);
-		b->kubefiles = resolved;
+		b->kubefiles = dir;
 	}
 	if (check_dir(ld, P, "kubefiles", b->kubefiles) < 0 ||
 	    get_env(ld, t, P, "env", &b->env) < 0 ||

@@ -43,6 +43,7 @@ struct config_server {
 	int listen_port;   /* 0..65535 (0: the kernel picks one) */
 	char *base_url;    /* http(s)://host[:port][/path], without trailing '/' */
 	int log_level;     /* enum log_level (log.h) */
+	int log_format;    /* enum log_format (log.h): "text" (default) or "json" */
 	bool access_log;
 	int max_connections;
 	int max_connections_per_client; /* per IPv4 address / IPv6 /64; 0: no cap */
@@ -86,7 +87,8 @@ struct config_kubernetes {
 
 struct config_build {
 	char *domain;    /* lowercase DNS name; builds are http://<slug>.<domain> */
-	char *kubefiles; /* directory, already resolved against the config's directory */
+	char *kubefiles; /* directory: an explicit relative one is resolved against the
+			  * config's directory; absent, config_default_kubefiles */
 	struct config_env_list env;
 	struct config_env_list secret_env;
 	json_t *template_vars; /* owned object, never NULL */
@@ -169,6 +171,17 @@ struct config *config_load_string(const char *text, const char *name, const char
  * Returns NULL with err set if namespace or domain is invalid. */
 struct config *config_default(const char *namespace, const char *domain, char *err,
 			      size_t errlen);
+
+/* The default kubefiles directory, used when [build] has no kubefiles key,
+ * wherever the configuration file is: the first directory that exists of
+ *   1. <directory of the running binary>/../share/runboat/kubefiles (an
+ *      installed runboat, whatever prefix cmake --install was given, or a
+ *      copied install tree such as the container image's);
+ *   2. for a binary run from its build tree, the source tree's kubefiles/;
+ *   3. <the configured CMAKE_INSTALL_FULL_DATADIR>/runboat/kubefiles.
+ * Returns a new string (caller frees) or NULL with the places looked at in
+ * err. Only existence is checked here; config_load then loads it. */
+char *config_default_kubefiles(char *err, size_t errlen);
 
 /* NULL is allowed. */
 void config_free(struct config *cfg);

@@ -2,6 +2,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
@@ -12,12 +13,25 @@
 /* Process-wide logging state: the one exception to "no globals", as every
  * module logs and the sink is the process's stderr. */
 static enum log_level min_level = LOG_INFO;
+static enum log_format format = LOG_FORMAT_TEXT;
 static bool access_enabled = true;
 static struct buf pending;
+static struct buf scratch; /* a message being formatted (json) */
 
 #define FLUSH_THRESHOLD 16384
+#define MAX_HELD 256
+
+struct held_record {
+	struct timeval tv;
+	enum log_level level;
+	char *msg;
+};
+static bool holding;
+static struct held_record held[MAX_HELD];
+static size_t n_held;
 
 static const char *level_names[] = {"debug", "info", "warn", "error", "off"};
+static const char *format_names[] = {"text", "json"};
 
 void log_set_level(enum log_level level)
 {
@@ -49,15 +63,110 @@ bool log_access_enabled(void)
 	return access_enabled && min_level <= LOG_INFO;
 }
 
-static void stamp(struct buf *b)
+void log_set_format(enum log_format f)
 {
-	struct timeval tv;
-	gettimeofday(&tv, NULL);
+	format = f;
+}
+
+int log_format_parse(const char *s)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(format_names); i++)
+		if (strcmp(s, format_names[i]) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if none. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+	unsigned char c = s[0];
+	size_t len;
+	unsigned char lo = 0x80, hi = 0xbf; /* bounds of the second byte */
+	if (c >= 0xc2 && c <= 0xdf)
+		len = 2;
+	else if (c >= 0xe0 && c <= 0xef) {
+		len = 3;
+		if (c == 0xe0)
+			lo = 0xa0; /* overlong */
+		else if (c == 0xed)
+			hi = 0x9f; /* surrogates */
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		len = 4;
+		if (c == 0xf0)
+			lo = 0x90; /* overlong */
+		else if (c == 0xf4)
+			hi = 0x8f; /* beyond U+10FFFF */
+	} else
+		return 0;
+	if (n < len || s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < len; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	return len;
+}
+
+void log_json_string(struct buf *b, const char *str, size_t len)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	buf_append(b, "\"", 1);
+	size_t i = 0;
+	while (i < len) {
+		size_t run = i;
+		/* the common case: printable ASCII, copied in one go */
+		while (run < len && s[run] >= 0x20 && s[run] < 0x7f && s[run] != '"' &&
+		       s[run] != '\\')
+			run++;
+		buf_append(b, s + i, run - i);
+		i = run;
+		if (i >= len)
+			break;
+		unsigned char c = s[i];
+		if (c == '"' || c == '\\') {
+			char esc[2] = {'\\', (char)c};
+			buf_append(b, esc, 2);
+			i++;
+		} else if (c == '\n') {
+			buf_append(b, "\\n", 2);
+			i++;
+		} else if (c == '\t') {
+			buf_append(b, "\\t", 2);
+			i++;
+		} else if (c == '\r') {
+			buf_append(b, "\\r", 2);
+			i++;
+		} else if (c < 0x20 || c == 0x7f) {
+			buf_printf(b, "\\u%04x", c);
+			i++;
+		} else {
+			size_t n = utf8_seq(s + i, len - i);
+			if (n) {
+				buf_append(b, s + i, n);
+				i += n;
+			} else {
+				buf_append(b, "\\ufffd", 6);
+				i++;
+			}
+		}
+	}
+	buf_append(b, "\"", 1);
+}
+
+static void stamp_text(struct buf *b, const struct timeval *tv, const char *after)
+{
 	struct tm tm;
-	gmtime_r(&tv.tv_sec, &tm);
+	gmtime_r(&tv->tv_sec, &tm);
 	char t[32];
 	strftime(t, sizeof t, "%Y-%m-%dT%H:%M:%S", &tm);
-	buf_printf(b, "%s.%03dZ ", t, (int)(tv.tv_usec / 1000));
+	buf_printf(b, "%s.%03dZ%s", t, (int)(tv->tv_usec / 1000), after);
+}
+
+/* The start of a JSON record, up to and including "msg": */
+static void json_head(struct buf *b, const struct timeval *tv, enum log_level level)
+{
+	buf_append_str(b, "{\"time\":\"");
+	stamp_text(b, tv, "\"");
+	buf_printf(b, ",\"level\":\"%s\",\"msg\":", level_names[level]);
 }
 
 static void maybe_flush(enum log_level level)
@@ -66,17 +175,56 @@ static void maybe_flush(enum log_level level)
 		log_flush();
 }
 
+/* Formats one record of msg[0..len) into pending. */
+static void emit(const struct timeval *tv, enum log_level level, const char *msg, size_t len)
+{
+	if (format == LOG_FORMAT_JSON) {
+		json_head(&pending, tv, level);
+		log_json_string(&pending, msg, len);
+		buf_append(&pending, "}\n", 2);
+	} else {
+		stamp_text(&pending, tv, " ");
+		buf_printf(&pending, "%-5s ", level_names[level]);
+		buf_append(&pending, msg, len);
+		buf_append(&pending, "\n", 1);
+	}
+}
+
+void log_hold(void)
+{
+	holding = true;
+}
+
+void log_release(void)
+{
+	holding = false;
+	for (size_t i = 0; i < n_held; i++) {
+		if (held[i].level >= min_level)
+			emit(&held[i].tv, held[i].level, held[i].msg, strlen(held[i].msg));
+		free(held[i].msg);
+	}
+	n_held = 0;
+	log_flush();
+}
+
 void log_msg(enum log_level level, const char *fmt, ...)
 {
-	if (level < min_level)
+	if (level >= LOG_OFF || (level < min_level && !holding))
 		return;
-	stamp(&pending);
-	buf_printf(&pending, "%-5s ", level_names[level]);
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
 	va_list ap;
 	va_start(ap, fmt);
-	buf_vprintf(&pending, fmt, ap);
+	buf_reset(&scratch);
+	buf_vprintf(&scratch, fmt, ap);
 	va_end(ap);
-	buf_append(&pending, "\n", 1);
+	const char *msg = scratch.data ? scratch.data : "";
+	if (holding) {
+		if (n_held < MAX_HELD)
+			held[n_held++] = (struct held_record){tv, level, xstrdup(msg)};
+		return;
+	}
+	emit(&tv, level, msg, scratch.len);
 	maybe_flush(level);
 }
 
@@ -85,7 +233,23 @@ void log_access(const char *method, const char *path, int status, unsigned long 
 {
 	if (!log_access_enabled())
 		return;
-	stamp(&pending);
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	if (format == LOG_FORMAT_JSON) {
+		buf_reset(&scratch);
+		buf_printf(&scratch, "%s %s %d", method, path, status);
+		json_head(&pending, &tv, LOG_INFO);
+		log_json_string(&pending, scratch.data, scratch.len);
+		buf_append_str(&pending, ",\"kind\":\"access\",\"method\":");
+		log_json_string(&pending, method, strlen(method));
+		buf_append_str(&pending, ",\"path\":");
+		log_json_string(&pending, path, strlen(path));
+		buf_printf(&pending, ",\"status\":%d,\"bytes\":%llu,\"duration_ms\":%.2f}\n", status,
+			   bytes, duration_ms);
+		maybe_flush(LOG_INFO);
+		return;
+	}
+	stamp_text(&pending, &tv, " ");
 	buf_append_str(&pending, "http  ");
 	buf_append_str(&pending, method);
 	buf_append(&pending, " ", 1);

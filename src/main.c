@@ -27,6 +27,7 @@
 #include "render_cmd.h"
 #include "router.h"
 #include "util.h"
+#include "version.h"
 #include "ws.h"
 
 #define EXIT_CONFIG 2
@@ -46,7 +47,8 @@ static void usage(FILE *out)
 		"\n"
 		"  -c, --config FILE        configuration (default: $RUNBOAT_CONFIG, then ./runboat.toml)\n"
 		"      --check-config FILE  validate FILE, print the first problem, exit 0 or 2\n"
-		"  -V, --version            print the version\n"
+		"  -V, --version            print the version, those of the libraries and\n"
+		"                           where the default kubefiles are\n"
 		"  -h, --help               print this help\n"
 		"\n"
 		"Secrets may come from RUNBOAT_ADMIN_PASSWORD, RUNBOAT_GITHUB_TOKEN and\n"
@@ -281,9 +283,13 @@ int main(int argc, char **argv)
 		case 'C':
 			check_path = optarg;
 			break;
-		case 'V':
-			printf("runboat %s\n", RUNBOAT_VERSION);
+		case 'V': {
+			struct buf b = {0};
+			version_describe(&b);
+			fputs(b.data, stdout);
+			buf_free(&b);
 			return 0;
+		}
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -320,14 +326,18 @@ int main(int argc, char **argv)
 		}
 		config_path = "runboat.toml";
 	}
+	/* what config_load logs waits for the level and format it names */
+	log_hold();
 	struct config *cfg = config_load(config_path, err, sizeof err);
 	if (!cfg) {
-		log_flush();
+		log_release();
 		fprintf(stderr, "%s\n", err);
 		return EXIT_CONFIG;
 	}
 	log_set_level((enum log_level)cfg->server.log_level);
+	log_set_format((enum log_format)cfg->server.log_format);
 	log_set_access(cfg->server.access_log);
+	log_release();
 
 	signal(SIGPIPE, SIG_IGN);
 	curl_global_init(CURL_GLOBAL_DEFAULT);

@@ -3,6 +3,7 @@
  * written to a fresh temporary directory. */
 #include "config.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <sys/stat.h>
@@ -116,7 +117,10 @@ static void test_sample_loads(void)
 		return;
 	CHECK_STR(c->kubernetes.namespace, "runboat-builds");
 	CHECK_STR(c->build.domain, "runboat.example.com");
-	CHECK_STR(c->build.kubefiles, "kubefiles");
+	/* the sample leaves kubefiles to its default */
+	char *def = config_default_kubefiles(err, sizeof err);
+	CHECK_STR(c->build.kubefiles, def);
+	free(def);
 	CHECK_STR(c->server.listen_host, "127.0.0.1");
 	CHECK_INT(c->server.listen_port, 8000);
 	CHECK_STR(env_get(&c->build.env, "PGPORT"), "5432");
@@ -170,9 +174,13 @@ static void test_defaults(void)
 	CHECK_STR(c->kubernetes.context, "");
 	CHECK(c->kubernetes.qps == 20.0 && c->kubernetes.request_timeout == 30.0);
 	CHECK_INT(c->kubernetes.burst, 40);
-	char *kf = xasprintf("%s/kubefiles", tmpdir);
-	CHECK_STR(c->build.kubefiles, kf);
-	free(kf);
+	CHECK_INT(c->server.log_format, LOG_FORMAT_TEXT);
+	/* no kubefiles key: the default kubefiles, not a kubefiles/ beside the
+	 * file (there is one in tmpdir); this test runs from the build tree,
+	 * so the default is the source tree's (the working directory) */
+	char real[PATH_MAX];
+	CHECK(realpath("kubefiles", real) != NULL);
+	CHECK_STR(c->build.kubefiles, real);
 	CHECK_INT(c->build.env.count, 0);
 	CHECK(json_is_object(c->build.template_vars) && json_object_size(c->build.template_vars) == 0);
 	CHECK_STR(c->github.api_url, "https://api.github.com");
@@ -202,6 +210,7 @@ static void test_values(void)
 				"listen = \"[::1]:0\"\n"
 				"base_url = \"https://runboat.example.com/sub/\"\n"
 				"log_level = \"debug\"\n"
+				"log_format = \"json\"\n"
 				"header_timeout = 5\n" /* an integer where a float is expected */
 				"[limits]\nmax_deployed = 100\nstart_after_init = false\n"
 				"max_deployed_per_ref = 3\n"
@@ -217,6 +226,7 @@ static void test_values(void)
 	CHECK_INT(c->server.listen_port, 0);
 	CHECK_STR(c->server.base_url, "https://runboat.example.com/sub");
 	CHECK_INT(c->server.log_level, LOG_DEBUG);
+	CHECK_INT(c->server.log_format, LOG_FORMAT_JSON);
 	CHECK(c->server.header_timeout == 5.0);
 	CHECK_INT(c->limits.max_deployed, 100);
 	CHECK_INT(c->limits.max_deployed_per_ref, 3);
@@ -285,6 +295,14 @@ static void test_wrong_types(void)
 		     "2: server.max_connections: got a float, expected an integer");
 	EXPECT_ERROR("[server]\naccess_log = \"yes\"\n" REQUIRED,
 		     "2: server.access_log: got a string, expected true or false");
+	EXPECT_ERROR("[server]\nlog_format = \"logfmt\"\n" REQUIRED,
+		     "2: server.log_format: \"logfmt\" is not a log format, expected \"text\" or "
+		     "\"json\"");
+	EXPECT_ERROR("[server]\nlog_format = \"JSON\"\n" REQUIRED,
+		     "2: server.log_format: \"JSON\" is not a log format, expected \"text\" or "
+		     "\"json\"");
+	EXPECT_ERROR("[server]\nlog_format = 1\n" REQUIRED,
+		     "2: server.log_format: got an integer, expected a string");
 	EXPECT_ERROR("[server]\nbody_timeout = true\n" REQUIRED,
 		     "2: server.body_timeout: got a boolean, expected a number");
 	EXPECT_ERROR("server = 1\n" REQUIRED, "1: server: got an integer, expected a table");
@@ -592,7 +610,8 @@ static void test_kubefiles_dir(void)
 		     "kubefiles directory with deployment.yaml, initialize.yaml and cleanup.yaml "
 		     "(start.yaml, stop.yaml optional)",
 		     dir);
-	/* the default directory (no kubefiles key) is checked too, reported at [build] */
+	/* with no kubefiles key, an (empty) kubefiles/ beside the file is not
+	 * looked at: the default kubefiles are used wherever the file is */
 	char sub[700];
 	snprintf(sub, sizeof sub, "%s/sub", tmpdir);
 	mkdir(sub, 0755);
@@ -601,9 +620,21 @@ static void test_kubefiles_dir(void)
 	snprintf(path, sizeof path, "%s/runboat.toml", sub);
 	write_file(path, "[kubernetes]\nnamespace = \"n\"\n[build]\ndomain = \"x.org\"\n");
 	struct config *c = config_load(path, err, sizeof err);
+	CHECK(c != NULL);
+	if (c) {
+		char *def = config_default_kubefiles(err, sizeof err);
+		CHECK_STR(c->build.kubefiles, def);
+		free(def);
+	} else
+		fprintf(stderr, "  %s\n", err);
+	config_free(c);
+	/* an explicit relative path stays relative to the file */
+	write_file(path, "[kubernetes]\nnamespace = \"n\"\n[build]\ndomain = \"x.org\"\n"
+			 "kubefiles = \"kubefiles\"\n");
+	c = config_load(path, err, sizeof err);
 	CHECK(c == NULL);
 	char want[2000];
-	snprintf(want, sizeof want, "%s:3: build.kubefiles: %s/kubefiles: no kubefile in the "
+	snprintf(want, sizeof want, "%s:5: build.kubefiles: %s/kubefiles: no kubefile in the "
 		 "directory, expected", path, sub);
 	CHECK(str_starts_with(err, want));
 	if (!str_starts_with(err, want))
