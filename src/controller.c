@@ -10,10 +10,12 @@
 #include "actions.h"
 #include "backoff.h"
 #include "config.h"
+#include "events.h"
 #include "feed.h"
 #include "github_client.h"
 #include "list.h"
 #include "log.h"
+#include "metrics.h"
 #include "pod_log.h"
 #include "policy.h"
 #include "strmap.h"
@@ -72,6 +74,7 @@ struct controller {
 
 	struct feed *feed;
 	struct actions *actions;
+	struct events *events; /* Kubernetes Events of build transitions */
 	bool synced;
 	bool closing;
 	bool sticky_done;
@@ -626,17 +629,26 @@ static void init_status_done(struct controller *c, struct build_work *w, const s
 			     enum build_init_status to)
 {
 	log_info("build %s: %s", b->name, init_status_verb(to));
+	const struct build_job *job = index_job(c->idx, b->name, BUILD_JOB_INITIALIZE);
+	if ((to == BUILD_INIT_SUCCEEDED || to == BUILD_INIT_FAILED) && job && job->created > 0)
+		metrics_init_finished(to == BUILD_INIT_SUCCEEDED, (double)(time(NULL) - job->created));
 	switch (to) {
 	case BUILD_INIT_STARTED:
+		events_emit(c->events, b, EVENTS_INIT_STARTED, "Initialization job %s started",
+			    job ? job->name : "");
 		post_status(c, b->name, &b->commit, "pending", "initializing");
 		break;
 	case BUILD_INIT_SUCCEEDED:
+		events_emit(c->events, b, EVENTS_INIT_SUCCEEDED, "Initialized");
 		post_status(c, b->name, &b->commit, "success", "ready");
 		/* live at once, or stopped as configured (a crash right here
 		 * leaves it stopped, which is harmless) */
 		w->want = c->cfg->limits.start_after_init ? WANT_START : WANT_STOP;
 		break;
 	case BUILD_INIT_FAILED:
+		events_emit(c->events, b, EVENTS_INIT_FAILED, "Initialization failed%s%s",
+			    w->init_refused ? ": refused by Kubernetes: " : "",
+			    w->init_refused ? w->init_refused : "");
 		if (w->init_refused) {
 			char desc[160];
 			short_description(desc, sizeof desc, "refused by Kubernetes: ", w->init_refused);
@@ -679,6 +691,8 @@ static void action_succeeded(struct controller *c, struct build_work *w, const s
 		if (w->want == (r->kind == ACTION_START ? WANT_START : WANT_STOP))
 			w->want = WANT_NONE;
 		log_info("build %s: %s", r->name, r->kind == ACTION_START ? "started" : "stopped");
+		events_emit(c->events, b, r->kind == ACTION_START ? EVENTS_STARTED : EVENTS_STOPPED,
+			    r->kind == ACTION_START ? "Scaled up" : "Scaled down");
 		tell(c, wait_kind_of(r->kind), false, r->name, 0,
 		     r->kind == ACTION_START ? "started" : "stopped");
 		break;
@@ -686,6 +700,7 @@ static void action_succeeded(struct controller *c, struct build_work *w, const s
 		w->want_reset = false;
 		w->want = WANT_NONE;
 		log_info("build %s: reset", r->name);
+		events_emit(c->events, b, EVENTS_RESET, "Reset: initialization queued again");
 		tell(c, WAIT_RESET, false, r->name, 0, "reset");
 		break;
 	case ACTION_UNDEPLOY:
@@ -803,6 +818,8 @@ static void run_action(struct controller *c, const struct action *a)
 		log_error("build %s: its cleanup job failed; it stays undeploying (delete the job "
 			  "to retry)", b->name);
 		w->cleanup_failed_reported = true;
+		events_emit(c->events, b, EVENTS_CLEANUP_FAILED,
+			    "Cleanup job failed; the build stays undeploying (delete the job to retry)");
 		index_set_note(c->idx, b->name, "cleanup failed: its cleanup job failed");
 		return;
 	case ACTION_WANT_DROPPED: {
@@ -997,8 +1014,12 @@ static void on_index_event(enum index_event ev, const struct build *b, void *dat
 		w->init_applied = false; /* the Job is seen: it holds the slot now */
 	if (ev == INDEX_UPD) {
 		struct deploy *d = strmap_get(&c->deploy_names, b->name);
-		if (d && d->state == DEPLOY_APPLIED)
+		if (d && d->state == DEPLOY_APPLIED) {
+			events_emit(c->events, b, EVENTS_DEPLOYED, "Deployed %s %s%s%.0d %.12s",
+				    b->commit.repo, b->commit.target_branch, b->commit.pr ? " PR " : "",
+				    b->commit.pr, b->commit.git_commit);
 			deploy_forget(c, d); /* the feed shows it: no longer "being deployed" */
+		}
 		if (b->deleting && w && w->want_undeploy) {
 			w->want_undeploy = false;
 			strmap_del(&c->undeploys, b->name);
@@ -1114,8 +1135,10 @@ int controller_reset_build(struct controller *c, const char *name, controller_do
 static void ask_undeploy(struct controller *c, const struct build *b, const char *why)
 {
 	struct build_work *w = work_get(c, b->name);
-	if (!w->want_undeploy)
+	if (!w->want_undeploy) {
 		log_info("build %s: undeploy asked (%s)", b->name, why);
+		events_emit(c->events, b, EVENTS_UNDEPLOY_REQUESTED, "Undeploy requested: %s", why);
+	}
 	w->want_undeploy = true;
 	w->undeploy_why = why;
 	strmap_put(&c->undeploys, b->name, (void *)1);
@@ -1305,6 +1328,7 @@ struct controller *controller_new(const struct controller_deps *d, const struct 
 					  .kubefiles = c->kubefiles};
 		c->actions = actions_new(&ad, on_result, c);
 		c->feed = feed_new(c->loop, c->kube, c->cfg->kubernetes.namespace, c->idx, on_synced, c);
+		c->events = events_new(c->loop, c->kube, c->cfg->kubernetes.namespace, NULL);
 	}
 	index_listen(c->idx, on_index_event, c);
 	return c;
@@ -1375,6 +1399,8 @@ void controller_free(struct controller *c)
 	c->feed = NULL;
 	actions_free(c->actions);
 	c->actions = NULL;
+	events_free(c->events);
+	c->events = NULL;
 	struct waiter *w, *tmp;
 	list_each_safe(w, tmp, &c->waiters, link)
 	{
