@@ -33,6 +33,7 @@ struct label_values {
 
 struct series {
 	const char *values[METRICS_MAX_LABELS]; /* interned, borrowed */
+	uint64_t key;                           /* the values' indices, 16 bits each */
 	double value;                           /* counter, gauge */
 	double sum;                             /* histogram */
 	unsigned long long count;
@@ -50,6 +51,10 @@ struct metric {
 	size_t n_buckets;
 	struct series *series;
 	size_t n_series, cap_series;
+	/* open addressing over the series' keys: series index + 1, 0 = free;
+	 * a power of two at least twice n_series */
+	uint32_t *slots;
+	size_t n_slots;
 };
 
 struct metrics {
@@ -67,6 +72,9 @@ static void series_clear(struct metric *f)
 	for (size_t i = 0; i < f->n_series; i++)
 		free(f->series[i].buckets);
 	f->n_series = 0;
+	free(f->slots);
+	f->slots = NULL;
+	f->n_slots = 0;
 }
 
 static void metric_free(struct metric *f)
@@ -128,6 +136,8 @@ struct metric *metrics_add(struct metrics *m, const struct metric_desc *d)
 		f->labels[f->n_labels++] = xstrdup(d->labels[i]);
 	}
 	f->max_values = d->max_values ? d->max_values : DEFAULT_MAX_VALUES;
+	if (f->max_values > 4096) /* indices are packed in 16 bits */
+		f->max_values = 4096;
 	for (size_t i = 0; d->type == METRIC_HISTOGRAM && i < d->n_buckets; i++) {
 		if (i > 0 && !(d->buckets[i] > d->buckets[i - 1]))
 			abort();
@@ -139,40 +149,60 @@ struct metric *metrics_add(struct metrics *m, const struct metric_desc *d)
 	return f;
 }
 
-/* The interned value of label i, the overflow value once max_values distinct
- * ones are known. */
-static const char *intern(struct metric *f, size_t i, const char *v)
+/* The index of the interned value of label i: the overflow value's once
+ * max_values distinct ones are known. */
+static size_t intern(struct metric *f, size_t i, const char *v)
 {
 	struct label_values *lv = &f->lv[i];
 	if (!v)
 		v = "";
 	for (size_t j = 0; j < lv->n; j++)
 		if (strcmp(lv->v[j], v) == 0)
-			return lv->v[j];
+			return j;
 	if (lv->n >= f->max_values) {
 		v = METRICS_OVERFLOW;
 		for (size_t j = 0; j < lv->n; j++)
 			if (strcmp(lv->v[j], v) == 0)
-				return lv->v[j];
+				return j;
 	}
 	/* the overflow value itself may go one beyond max_values */
 	lv->v = xrealloc(lv->v, (lv->n + 1) * sizeof *lv->v);
 	lv->v[lv->n] = xstrdup(v);
-	return lv->v[lv->n++];
+	return lv->n++;
 }
 
 static struct series *series_get(struct metric *f, const char *const *values)
 {
 	const char *key[METRICS_MAX_LABELS] = {0};
-	for (size_t i = 0; i < f->n_labels; i++)
-		key[i] = intern(f, i, values ? values[i] : NULL);
-	for (size_t s = 0; s < f->n_series; s++) {
-		size_t i = 0;
-		while (i < f->n_labels && f->series[s].values[i] == key[i])
-			i++;
-		if (i == f->n_labels)
-			return &f->series[s];
+	uint64_t k = 0;
+	for (size_t i = 0; i < f->n_labels; i++) {
+		size_t j = intern(f, i, values ? values[i] : NULL);
+		key[i] = f->lv[i].v[j];
+		k |= (uint64_t)j << (16 * i);
 	}
+	size_t mask = f->n_slots - 1, h = 0;
+	if (f->n_slots) {
+		h = (size_t)((k * 0x9E3779B97F4A7C15ull) >> 32) & mask;
+		for (; f->slots[h]; h = (h + 1) & mask)
+			if (f->series[f->slots[h] - 1].key == k)
+				return &f->series[f->slots[h] - 1];
+	}
+	if (2 * (f->n_series + 1) > f->n_slots) {
+		free(f->slots);
+		f->n_slots = f->n_slots ? f->n_slots * 2 : 8;
+		f->slots = xcalloc(f->n_slots, sizeof *f->slots);
+		mask = f->n_slots - 1;
+		for (size_t i = 0; i < f->n_series; i++) {
+			size_t g = (size_t)((f->series[i].key * 0x9E3779B97F4A7C15ull) >> 32) & mask;
+			while (f->slots[g])
+				g = (g + 1) & mask;
+			f->slots[g] = (uint32_t)i + 1;
+		}
+		h = (size_t)((k * 0x9E3779B97F4A7C15ull) >> 32) & mask;
+		while (f->slots[h])
+			h = (h + 1) & mask;
+	}
+	f->slots[h] = (uint32_t)f->n_series + 1;
 	if (f->n_series == f->cap_series) {
 		f->cap_series = f->cap_series ? f->cap_series * 2 : 4;
 		f->series = xrealloc(f->series, f->cap_series * sizeof *f->series);
@@ -180,6 +210,7 @@ static struct series *series_get(struct metric *f, const char *const *values)
 	struct series *s = &f->series[f->n_series++];
 	memset(s, 0, sizeof *s);
 	memcpy(s->values, key, sizeof key);
+	s->key = k;
 	if (f->type == METRIC_HISTOGRAM)
 		s->buckets = xcalloc(f->n_buckets, sizeof *s->buckets);
 	return s;

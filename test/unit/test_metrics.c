@@ -199,6 +199,45 @@ static void test_label_overflow(void)
 	metrics_free(m);
 }
 
+/* Many series (the lookup table grows many times): each keeps its own
+ * value, checked against metric_value's plain scan. */
+static void test_many_series(void)
+{
+	struct metrics *m = metrics_new();
+	struct metric_desc d = {.type = METRIC_COUNTER, .name = "t_many_total", .help = "",
+				.labels = {"a", "b", "c"}, .max_values = 40};
+	struct metric *c = metrics_add(m, &d);
+	char a[8], b[8], cc[8];
+	for (int round = 0; round < 3; round++)
+		for (int i = 0; i < 30; i++)
+			for (int j = 0; j < 30; j++)
+				for (int k = 0; k < 3; k++) {
+					snprintf(a, sizeof a, "a%d", i);
+					snprintf(b, sizeof b, "b%d", j);
+					snprintf(cc, sizeof cc, "c%d", k);
+					const char *v[] = {a, b, cc};
+					metric_add(c, v, (double)(i * 100 + j * 3 + k + 1));
+				}
+	int bad = 0;
+	for (int i = 0; i < 30; i++)
+		for (int j = 0; j < 30; j++)
+			for (int k = 0; k < 3; k++) {
+				snprintf(a, sizeof a, "a%d", i);
+				snprintf(b, sizeof b, "b%d", j);
+				snprintf(cc, sizeof cc, "c%d", k);
+				const char *v[] = {a, b, cc};
+				bad += metric_value(c, v) != 3.0 * (i * 100 + j * 3 + k + 1);
+			}
+	CHECK_INT(bad, 0);
+	char *s = render(m);
+	size_t lines = 0;
+	for (const char *p = s; *p; p++)
+		lines += *p == '\n';
+	CHECK_INT(lines, 2 + 30 * 30 * 3);
+	free(s);
+	metrics_free(m);
+}
+
 /* The runboat families: every hook lands where README.md says. */
 static void test_hooks(void)
 {
@@ -265,6 +304,7 @@ int main(void)
 	RUN(test_escaping);
 	RUN(test_histogram);
 	RUN(test_label_overflow);
+	RUN(test_many_series);
 	RUN(test_hooks);
 	return UNIT_DONE();
 }
