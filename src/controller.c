@@ -842,8 +842,10 @@ static void run_action(struct controller *c, const struct action *a)
 		w->ops |= op_bit(a->kind);
 		if (a->kind == ACTION_STOP || a->kind == ACTION_CLEAN_SCALE_DOWN)
 			w->stopping = true;
-		if (a->kind == ACTION_UNDEPLOY)
+		if (a->kind == ACTION_UNDEPLOY) {
 			strmap_put(&c->undeploys, b->name, (void *)1);
+			events_emit(c->events, b, EVENTS_UNDEPLOY_REQUESTED, "Undeploying: %s", a->why);
+		}
 		return;
 	}
 	/* it cannot even be rendered: as a permanent refusal */
@@ -1135,10 +1137,8 @@ int controller_reset_build(struct controller *c, const char *name, controller_do
 static void ask_undeploy(struct controller *c, const struct build *b, const char *why)
 {
 	struct build_work *w = work_get(c, b->name);
-	if (!w->want_undeploy) {
+	if (!w->want_undeploy)
 		log_info("build %s: undeploy asked (%s)", b->name, why);
-		events_emit(c->events, b, EVENTS_UNDEPLOY_REQUESTED, "Undeploy requested: %s", why);
-	}
 	w->want_undeploy = true;
 	w->undeploy_why = why;
 	strmap_put(&c->undeploys, b->name, (void *)1);

@@ -200,6 +200,7 @@ def test_events_on_transitions(make_env):
     assert len(by_reason["Started"]) == 1, by_reason["Started"]
     assert by_reason["InitializationStarted"][0]["action"] == "Initialize"
     assert REPO in by_reason["Deployed"][0]["note"]
+    assert "asked" in by_reason["UndeployRequested"][0]["note"]
     _, fams = scrape(env)
     assert value(fams, "runboat_kube_events", reason="Started", outcome="duplicate") == 1
 
