@@ -991,6 +991,10 @@ static void conn_close(struct http_conn *c)
 		c->up.on_close = NULL;
 		cb(c->up_data);
 	}
+	if (c->state == CS_HANDLING && c->req.method) /* cut short (a stream's usual end) */
+		metrics_http_request(c->req.method, route_pattern(c->match.route),
+				     c->responded ? c->status : 0,
+				     (double)(uv_hrtime() / 1000 - c->req.start_ms) / 1e6);
 	req_clear(c);
 	if (c->peer_counted) {
 		uintptr_t n = (uintptr_t)strmap_get(&srv->per_client, c->peer);

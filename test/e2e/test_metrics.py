@@ -8,6 +8,7 @@ import time
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
+from websockets.sync.client import connect as ws_connect
 
 from lifecycle_helpers import (ADMIN, REPO, github, make_env, push_payload, sha,  # noqa: F401
                                wait_for)
@@ -98,6 +99,8 @@ def test_metrics_after_push_and_build(make_env, github):
     # ignored and refused deliveries are counted with their outcome
     assert env.webhook("push", push_payload("16.0", sha(302)), secret="wrong").status_code == 401
     assert env.webhook("ping", {"zen": "hi", "hook_id": 1}).status_code == 200
+    # an event name GitHub never sends is counted as "other", whatever it holds
+    assert env.webhook('evil"\\name', {"zen": "hi"}).status_code in (200, 400)
     # an unknown path is counted as "unmatched", never by its raw path
     assert requests.get(env.rb.url('/no/such/"path"'), timeout=5).status_code == 404
 
@@ -106,6 +109,7 @@ def test_metrics_after_push_and_build(make_env, github):
     assert value(fams, "runboat_webhook_deliveries", event="push", outcome="accepted") == 1
     assert value(fams, "runboat_webhook_deliveries", event="push", outcome="unauthorized") == 1
     assert value(fams, "runboat_webhook_deliveries", event="ping", outcome="pong") == 1
+    assert total(fams, "runboat_webhook_deliveries", event="other") == 1
     # Kubernetes calls by verb, resource and code
     kube_lines = "\n".join(line for line in text.splitlines() if line.startswith("runboat_kube_requests_total"))
     assert total(fams, "runboat_kube_requests", verb="apply", resource="deployments") >= 1, kube_lines
@@ -160,6 +164,16 @@ def test_stream_subscribers(make_env):
         assert value(scrape(env)[1], "runboat_stream_subscribers", kind="websocket") == 0
     wait_for(lambda: value(scrape(env)[1], "runboat_stream_subscribers", kind="sse") == 0, 10,
              "no SSE subscriber")
+    with ws_connect(env.rb.url("/api/v1/ws").replace("http://", "ws://")) as ws:
+        wait_for(lambda: value(scrape(env)[1], "runboat_stream_subscribers", kind="websocket") == 1,
+                 10, "one WebSocket subscriber")
+        ws.close()
+    wait_for(lambda: value(scrape(env)[1], "runboat_stream_subscribers", kind="websocket") == 0, 10,
+             "no WebSocket subscriber")
+    _, fams = scrape(env)
+    assert value(fams, "runboat_http_requests", method="GET", route="/api/v1/ws", code="101") == 1
+    assert value(fams, "runboat_http_requests", method="GET", route="/api/v1/build-events",
+                 code="200") == 1
 
 
 def events_of(env):
