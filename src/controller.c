@@ -634,8 +634,8 @@ static void init_status_done(struct controller *c, struct build_work *w, const s
 		metrics_init_finished(to == BUILD_INIT_SUCCEEDED, (double)(time(NULL) - job->created));
 	switch (to) {
 	case BUILD_INIT_STARTED:
-		events_emit(c->events, b, EVENTS_INIT_STARTED, "Initialization job %s started",
-			    job ? job->name : "");
+		events_emit(c->events, b, EVENTS_INIT_STARTED, "Initialization started%s%s",
+			    job ? ": job " : "", job ? job->name : "");
 		post_status(c, b->name, &b->commit, "pending", "initializing");
 		break;
 	case BUILD_INIT_SUCCEEDED:
