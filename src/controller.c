@@ -47,6 +47,7 @@ struct deploy {
 	unsigned failures;
 	uint64_t retry_at_ms;
 	uint64_t since_ms; /* when it entered its state */
+	bool told;         /* its Deployed Event was emitted */
 };
 
 /* A caller waiting for the outcome of something asked. */
@@ -540,6 +541,18 @@ static void run_deploys(struct controller *c)
 		run_rests(c);
 }
 
+/* The Deployed Event of d, once, when its build b is in the index (the feed
+ * may show it before or after the apply's answer). */
+static void deployed_event(struct controller *c, struct deploy *d, const struct build *b)
+{
+	if (d->told || !b)
+		return;
+	d->told = true;
+	events_emit(c->events, b, EVENTS_DEPLOYED, "Deployed %s %s%s%.0d %.12s", b->commit.repo,
+		    b->commit.target_branch, b->commit.pr ? " PR " : "", b->commit.pr,
+		    b->commit.git_commit);
+}
+
 static void on_deploy_result(struct controller *c, const struct action_result *r)
 {
 	struct deploy *d = strmap_get(&c->deploy_names, r->name);
@@ -569,6 +582,7 @@ static void on_deploy_result(struct controller *c, const struct action_result *r
 		post_status(c, d->name, &d->commit, "pending", "deployed, waiting to initialize");
 		d->state = DEPLOY_APPLIED;
 		d->since_ms = now_ms();
+		deployed_event(c, d, index_find(c->idx, d->name));
 		char msg[128];
 		snprintf(msg, sizeof msg, "deployed as %s", d->name);
 		tell(c, WAIT_DEPLOY, false, d->name, 0, msg);
@@ -1017,9 +1031,7 @@ static void on_index_event(enum index_event ev, const struct build *b, void *dat
 	if (ev == INDEX_UPD) {
 		struct deploy *d = strmap_get(&c->deploy_names, b->name);
 		if (d && d->state == DEPLOY_APPLIED) {
-			events_emit(c->events, b, EVENTS_DEPLOYED, "Deployed %s %s%s%.0d %.12s",
-				    b->commit.repo, b->commit.target_branch, b->commit.pr ? " PR " : "",
-				    b->commit.pr, b->commit.git_commit);
+			deployed_event(c, d, b);
 			deploy_forget(c, d); /* the feed shows it: no longer "being deployed" */
 		}
 		if (b->deleting && w && w->want_undeploy) {
