@@ -215,6 +215,11 @@ def test_events_on_transitions(make_env):
     assert by_reason["InitializationStarted"][0]["action"] == "Initialize"
     assert REPO in by_reason["Deployed"][0]["note"]
     assert "asked" in by_reason["UndeployRequested"][0]["note"]
+    # the story in order (MicroTime strings of one format compare as times)
+    order = ["Deployed", "InitializationStarted", "InitializationSucceeded", "Started", "Stopped",
+             "UndeployRequested"]
+    times = [by_reason[r][0]["eventTime"] for r in order]
+    assert times == sorted(times), list(zip(order, times))
     _, fams = scrape(env)
     assert value(fams, "runboat_kube_events", reason="Started", outcome="duplicate") == 1
 
