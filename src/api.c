@@ -12,6 +12,7 @@
 #include "controller.h"
 #include "http.h"
 #include "index.h"
+#include "metrics.h"
 #include "router.h"
 #include "streams.h"
 #include "ui.h"
@@ -462,6 +463,7 @@ struct api *api_register(struct router *r, struct app *app)
 	struct api *api = xcalloc(1, sizeof *api);
 	router_add(r, "GET", "/healthz", on_healthz, app, 0);
 	router_add(r, "GET", "/readyz", on_readyz, app, 0);
+	metrics_register(r, app);
 	router_add(r, "GET", "/api/v1/status", on_status, app, 0);
 	router_add(r, "GET", "/api/v1/repos", on_repos, app, 0);
 	router_add(r, "GET", "/api/v1/builds", on_builds, app, 0);

@@ -10,10 +10,12 @@
 #include "actions.h"
 #include "backoff.h"
 #include "config.h"
+#include "events.h"
 #include "feed.h"
 #include "github_client.h"
 #include "list.h"
 #include "log.h"
+#include "metrics.h"
 #include "pod_log.h"
 #include "policy.h"
 #include "strmap.h"
@@ -45,6 +47,7 @@ struct deploy {
 	unsigned failures;
 	uint64_t retry_at_ms;
 	uint64_t since_ms; /* when it entered its state */
+	bool told;         /* its Deployed Event was emitted */
 };
 
 /* A caller waiting for the outcome of something asked. */
@@ -72,6 +75,7 @@ struct controller {
 
 	struct feed *feed;
 	struct actions *actions;
+	struct events *events; /* Kubernetes Events of build transitions */
 	bool synced;
 	bool closing;
 	bool sticky_done;
@@ -538,6 +542,18 @@ static void run_deploys(struct controller *c)
 		run_rests(c);
 }
 
+/* The Deployed Event of d, once, when its build b is in the index (the feed
+ * may show it before or after the apply's answer). */
+static void deployed_event(struct controller *c, struct deploy *d, const struct build *b)
+{
+	if (d->told || !b)
+		return;
+	d->told = true;
+	events_emit(c->events, b, EVENTS_DEPLOYED, "Deployed %s %s%s%.0d %.12s", b->commit.repo,
+		    b->commit.target_branch, b->commit.pr ? " PR " : "", b->commit.pr,
+		    b->commit.git_commit);
+}
+
 static void on_deploy_result(struct controller *c, const struct action_result *r)
 {
 	struct deploy *d = strmap_get(&c->deploy_names, r->name);
@@ -567,6 +583,7 @@ static void on_deploy_result(struct controller *c, const struct action_result *r
 		post_status(c, d->name, &d->commit, "pending", "deployed, waiting to initialize");
 		d->state = DEPLOY_APPLIED;
 		d->since_ms = now_ms();
+		deployed_event(c, d, index_find(c->idx, d->name));
 		char msg[128];
 		snprintf(msg, sizeof msg, "deployed as %s", d->name);
 		tell(c, WAIT_DEPLOY, false, d->name, 0, msg);
@@ -627,17 +644,26 @@ static void init_status_done(struct controller *c, struct build_work *w, const s
 			     enum build_init_status to)
 {
 	log_info("build %s: %s", b->name, init_status_verb(to));
+	const struct build_job *job = index_job(c->idx, b->name, BUILD_JOB_INITIALIZE);
+	if ((to == BUILD_INIT_SUCCEEDED || to == BUILD_INIT_FAILED) && job && job->created > 0)
+		metrics_init_finished(to == BUILD_INIT_SUCCEEDED, (double)(time(NULL) - job->created));
 	switch (to) {
 	case BUILD_INIT_STARTED:
+		events_emit(c->events, b, EVENTS_INIT_STARTED, "Initialization started%s%s",
+			    job ? ": job " : "", job ? job->name : "");
 		post_status(c, b->name, &b->commit, "pending", "initializing");
 		break;
 	case BUILD_INIT_SUCCEEDED:
+		events_emit(c->events, b, EVENTS_INIT_SUCCEEDED, "Initialized");
 		post_status(c, b->name, &b->commit, "success", "ready");
 		/* live at once, or stopped as configured (a crash right here
 		 * leaves it stopped, which is harmless) */
 		w->want = c->cfg->limits.start_after_init ? WANT_START : WANT_STOP;
 		break;
 	case BUILD_INIT_FAILED:
+		events_emit(c->events, b, EVENTS_INIT_FAILED, "Initialization failed%s%s",
+			    w->init_refused ? ": refused by Kubernetes: " : "",
+			    w->init_refused ? w->init_refused : "");
 		if (w->init_refused) {
 			char desc[160];
 			short_description(desc, sizeof desc, "refused by Kubernetes: ", w->init_refused);
@@ -680,6 +706,8 @@ static void action_succeeded(struct controller *c, struct build_work *w, const s
 		if (w->want == (r->kind == ACTION_START ? WANT_START : WANT_STOP))
 			w->want = WANT_NONE;
 		log_info("build %s: %s", r->name, r->kind == ACTION_START ? "started" : "stopped");
+		events_emit(c->events, b, r->kind == ACTION_START ? EVENTS_STARTED : EVENTS_STOPPED,
+			    r->kind == ACTION_START ? "Scaled up" : "Scaled down");
 		tell(c, wait_kind_of(r->kind), false, r->name, 0,
 		     r->kind == ACTION_START ? "started" : "stopped");
 		break;
@@ -687,6 +715,7 @@ static void action_succeeded(struct controller *c, struct build_work *w, const s
 		w->want_reset = false;
 		w->want = WANT_NONE;
 		log_info("build %s: reset", r->name);
+		events_emit(c->events, b, EVENTS_RESET, "Reset: initialization queued again");
 		tell(c, WAIT_RESET, false, r->name, 0, "reset");
 		break;
 	case ACTION_UNDEPLOY:
@@ -804,6 +833,8 @@ static void run_action(struct controller *c, const struct action *a)
 		log_error("build %s: its cleanup job failed; it stays undeploying (delete the job "
 			  "to retry)", b->name);
 		w->cleanup_failed_reported = true;
+		events_emit(c->events, b, EVENTS_CLEANUP_FAILED,
+			    "Cleanup job failed; the build stays undeploying (delete the job to retry)");
 		index_set_note(c->idx, b->name, "cleanup failed: its cleanup job failed");
 		return;
 	case ACTION_WANT_DROPPED: {
@@ -826,8 +857,10 @@ static void run_action(struct controller *c, const struct action *a)
 		w->ops |= op_bit(a->kind);
 		if (a->kind == ACTION_STOP || a->kind == ACTION_CLEAN_SCALE_DOWN)
 			w->stopping = true;
-		if (a->kind == ACTION_UNDEPLOY)
+		if (a->kind == ACTION_UNDEPLOY) {
 			strmap_put(&c->undeploys, b->name, (void *)1);
+			events_emit(c->events, b, EVENTS_UNDEPLOY_REQUESTED, "Undeploying: %s", a->why);
+		}
 		return;
 	}
 	/* it cannot even be rendered: as a permanent refusal */
@@ -999,8 +1032,10 @@ static void on_index_event(enum index_event ev, const struct build *b, void *dat
 		w->init_applied = false; /* the Job is seen: it holds the slot now */
 	if (ev == INDEX_UPD) {
 		struct deploy *d = strmap_get(&c->deploy_names, b->name);
-		if (d && d->state == DEPLOY_APPLIED)
+		if (d && d->state == DEPLOY_APPLIED) {
+			deployed_event(c, d, b);
 			deploy_forget(c, d); /* the feed shows it: no longer "being deployed" */
+		}
 		if (b->deleting && w && w->want_undeploy) {
 			w->want_undeploy = false;
 			strmap_del(&c->undeploys, b->name);
@@ -1398,6 +1433,7 @@ struct controller *controller_new(const struct controller_deps *d, const struct 
 					  .kubefiles = c->kubefiles};
 		c->actions = actions_new(&ad, on_result, c);
 		c->feed = feed_new(c->loop, c->kube, c->cfg->kubernetes.namespace, c->idx, on_synced, c);
+		c->events = events_new(c->loop, c->kube, c->cfg->kubernetes.namespace, NULL);
 	}
 	index_listen(c->idx, on_index_event, c);
 	return c;
@@ -1468,6 +1504,8 @@ void controller_free(struct controller *c)
 	c->feed = NULL;
 	actions_free(c->actions);
 	c->actions = NULL;
+	events_free(c->events);
+	c->events = NULL;
 	struct waiter *w, *tmp;
 	list_each_safe(w, tmp, &c->waiters, link)
 	{

@@ -19,6 +19,7 @@
 #include "curl_uv.h"
 #include "github.h"
 #include "log.h"
+#include "metrics.h"
 #include "strmap.h"
 #include "util.h"
 
@@ -940,6 +941,9 @@ static void on_done(struct curl_uv_request *req, const struct curl_uv_response *
 	list_remove(&gc->inflight, j);
 	j->req = NULL;
 	record_rate(gc, req, res);
+	static const char *const calls[] = {"branch", "pr", "status", "list"};
+	const char *call = calls[j->kind];
+	uint64_t rate_limited = gc->stats.rate_limited;
 	if (j->kind == JOB_LIST) {
 		list_done(gc, j, req, res);
 	} else if (j->kind == JOB_STATUS) {
@@ -951,6 +955,7 @@ static void on_done(struct curl_uv_request *req, const struct curl_uv_response *
 	} else {
 		lookup_done(gc, j, req, res);
 	}
+	metrics_github_call(call, res->error, res->status, gc->stats.rate_limited != rate_limited);
 	if (gc->closing)
 		maybe_free(gc);
 	else

@@ -11,6 +11,7 @@
 #include <llhttp.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "router.h"
 #include "strmap.h"
 
@@ -574,9 +575,12 @@ static void timer_set(struct http_conn *c, uint64_t ms);
 static void conn_finish_request(struct http_conn *c)
 {
 	struct http_req *r = &c->req;
-	if (r->method)
+	if (r->method) {
 		log_access(r->method, r->target ? r->target : "-", c->status, c->bytes_out,
 			   (double)(uv_hrtime() / 1000 - r->start_ms) / 1000.0);
+		metrics_http_request(r->method, route_pattern(c->match.route), c->status,
+				     (double)(uv_hrtime() / 1000 - r->start_ms) / 1e6);
+	}
 	bool upgrade_left = r->upgrade;
 	req_clear(c);
 	if (c->closing)
@@ -987,6 +991,10 @@ static void conn_close(struct http_conn *c)
 		c->up.on_close = NULL;
 		cb(c->up_data);
 	}
+	if (c->state == CS_HANDLING && c->req.method) /* cut short (a stream's usual end) */
+		metrics_http_request(c->req.method, route_pattern(c->match.route),
+				     c->responded ? c->status : 0,
+				     (double)(uv_hrtime() / 1000 - c->req.start_ms) / 1e6);
 	req_clear(c);
 	if (c->peer_counted) {
 		uintptr_t n = (uintptr_t)strmap_get(&srv->per_client, c->peer);
@@ -1370,6 +1378,8 @@ struct http_upgraded *http_upgrade(struct http_req *req, const char *head, size_
 	conn_write(c, head, head_len, NULL, 0);
 	log_access(req->method, req->target ? req->target : "-", 101, c->bytes_out,
 		   (double)(uv_hrtime() / 1000 - req->start_ms) / 1000.0);
+	metrics_http_request(req->method, route_pattern(c->match.route), 101,
+			     (double)(uv_hrtime() / 1000 - req->start_ms) / 1e6);
 	req_clear(c);
 	c->state = CS_UPGRADED;
 	conn_streaming(c);

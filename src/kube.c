@@ -19,6 +19,7 @@
 #include "kube_cred.h"
 #include "kubeconfig.h"
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 #include <errno.h>
@@ -127,6 +128,7 @@ struct kube_call {
 	int err;
 	int status;
 	char *message;
+	uint64_t started_ns; /* for metrics */
 };
 
 struct kube {
@@ -470,12 +472,36 @@ static void call_unlink(struct kube_call *c)
 	c->prev = c->next = NULL;
 }
 
+/* The call's verb and resource (kind plural, never a name), for metrics. */
+static void call_metrics(const struct kube_call *c, int err, int status)
+{
+	static const char *const verbs[] = {
+		[OP_GET] = "get", [OP_LIST] = "list", [OP_CREATE] = "create", [OP_APPLY] = "apply",
+		[OP_PATCH] = "patch", [OP_DELETE] = "delete", [OP_DELETECOLL] = "deletecollection",
+		[OP_WATCH] = "watch", [OP_LOG] = "get", [OP_DISCOVER] = "discovery", [OP_RAW] = "raw",
+		[OP_FETCH_GV] = "discovery"};
+	char res[160];
+	if (c->op == OP_LOG)
+		snprintf(res, sizeof res, "pods/log");
+	else if (c->res)
+		snprintf(res, sizeof res, "%s%s%s", c->res->plural, c->sub ? "/" : "",
+			 c->sub ? c->sub : "");
+	else if (c->op == OP_FETCH_GV && c->fetch_gv)
+		snprintf(res, sizeof res, "%s", c->fetch_gv->api_version); /* a group/version */
+	else
+		snprintf(res, sizeof res, "%s", "unknown");
+	bool stream = c->op == OP_WATCH || c->follow;
+	metrics_kube_request(verbs[c->op], res, status, err,
+			     stream ? -1 : (double)(uv_hrtime() - c->started_ns) / 1e9);
+}
+
 /* Completes c now: runs its callback once, frees it. Only from loop
  * callbacks (never inside a public entry point). */
 static void finish(struct kube_call *c, int err, int status, json_t *body, const char *raw,
 		   size_t raw_len, const char *message, const char *reason)
 {
 	call_unlink(c);
+	call_metrics(c, err, status);
 	struct kube_result r = {
 		.error = err,
 		.status = status,
@@ -513,6 +539,7 @@ static struct kube_call *call_new(struct kube *k, enum op op, kube_done_cb done,
 	c->done = done;
 	c->data = data;
 	c->query = xstrdup("");
+	c->started_ns = uv_hrtime();
 	c->safe = op != OP_CREATE && op != OP_PATCH && op != OP_RAW;
 	k->seq++;
 	backoff_init(&c->bo, CONN_RETRY_BASE_MS, CONN_RETRY_MAX_MS, 0.5,

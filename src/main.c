@@ -24,6 +24,7 @@
 #include "kubeconfig.h"
 #include "kubefiles.h"
 #include "log.h"
+#include "metrics.h"
 #include "render_cmd.h"
 #include "router.h"
 #include "util.h"
@@ -341,7 +342,9 @@ int main(int argc, char **argv)
 
 	signal(SIGPIPE, SIG_IGN);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
+	metrics_init();
 	int rc = run(cfg);
+	metrics_shutdown();
 	config_free(cfg);
 	curl_global_cleanup();
 	return rc;

@@ -13,6 +13,7 @@ struct segment {
 
 struct route {
 	char *method;
+	char *pattern; /* as registered, for metrics */
 	struct segment *segs;
 	size_t n_segs;
 	route_handler_cb handler;
@@ -40,6 +41,7 @@ void router_free(struct router *r)
 			free(r->routes[i].segs[j].text);
 		free(r->routes[i].segs);
 		free(r->routes[i].method);
+		free(r->routes[i].pattern);
 	}
 	free(r->routes);
 	free(r);
@@ -59,6 +61,7 @@ void router_add_opts(struct router *r, const char *method, const char *pattern,
 	struct route *rt = &r->routes[r->n_routes++];
 	memset(rt, 0, sizeof *rt);
 	rt->method = xstrdup(method);
+	rt->pattern = xstrdup(pattern);
 	rt->handler = opts->handler;
 	rt->data = opts->data;
 	rt->max_body = opts->max_body;
@@ -176,6 +179,11 @@ enum router_result router_match(const struct router *r, const char *method, cons
 		route_match_clear(m);
 	}
 	return path_known ? ROUTER_BAD_METHOD : ROUTER_NOT_FOUND;
+}
+
+const char *route_pattern(const struct route *rt)
+{
+	return rt ? rt->pattern : NULL;
 }
 
 const char *route_param(const struct http_req *req, const char *name)

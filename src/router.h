@@ -64,6 +64,10 @@ enum router_result router_match(const struct router *r, const char *method, cons
 				struct route_match *m, char *allow, size_t allow_len);
 void route_match_clear(struct route_match *m);
 
+/* The pattern a route was registered with (bounded: for metrics), or NULL
+ * for NULL. Borrowed from the router. */
+const char *route_pattern(const struct route *rt);
+
 /* A path parameter of the request's route, or NULL. */
 const char *route_param(const struct http_req *req, const char *name);
 

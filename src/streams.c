@@ -8,6 +8,7 @@
 #include "config.h"
 #include "http.h"
 #include "hub.h"
+#include "metrics.h"
 #include "router.h"
 #include "util.h"
 #include "ws.h"
@@ -56,6 +57,7 @@ static void sse_finish(struct sse *s, bool end_stream)
 		return;
 	s->ended = true;
 	hub_unsubscribe(s->sub);
+	metrics_stream_subscribers("sse", -1);
 	s->req->on_abort = NULL;
 	s->req->on_shutdown = NULL;
 	if (end_stream)
@@ -107,6 +109,7 @@ static void on_build_events(struct http_req *req, void *data)
 	s->keepalive.data = s;
 	uv_timer_start(&s->keepalive, on_sse_keepalive, SSE_KEEPALIVE_MS, SSE_KEEPALIVE_MS);
 	s->sub = hub_subscribe(app->hub, &q.f, &sse_sink, s);
+	metrics_stream_subscribers("sse", 1);
 	api_filter_free(&q);
 }
 
@@ -151,8 +154,10 @@ static void on_ws_close(struct ws *ws, void *data)
 {
 	UNUSED(ws);
 	struct wsconn *w = data;
-	if (w->sub)
+	if (w->sub) {
 		hub_unsubscribe(w->sub);
+		metrics_stream_subscribers("websocket", -1);
+	}
 	free(w);
 }
 
@@ -176,6 +181,7 @@ static void on_ws(struct http_req *req, void *data)
 	struct ws_cbs cbs = {.on_message = on_ws_message, .on_close = on_ws_close};
 	w->ws = ws_accept(req, app->loop, accept, &wo, &cbs, w);
 	w->sub = hub_subscribe(app->hub, &q.f, &ws_sink, w);
+	metrics_stream_subscribers("websocket", 1);
 	api_filter_free(&q);
 }
 

@@ -15,6 +15,7 @@
 #include "index.h"
 #include "list.h"
 #include "log.h"
+#include "metrics.h"
 #include "router.h"
 #include "strmap.h"
 #include "util.h"
@@ -154,6 +155,7 @@ struct pending_deploy {
 	struct http_req *req;
 	bool aborted;
 	char delivery[80];
+	char event[16]; /* X-GitHub-Event, for metrics (known ones fit) */
 };
 
 static void on_deploy_abort(struct http_req *req, void *data)
@@ -167,6 +169,7 @@ static void on_deployed(int error, const char *message, void *data)
 {
 	struct pending_deploy *p = data;
 	log_info("webhook %s: %s%s", p->delivery, error ? "not accepted: " : "", message);
+	metrics_webhook(p->event, error ? "failed" : "accepted");
 	if (!p->aborted) {
 		p->req->on_abort = NULL;
 		if (error)
@@ -191,6 +194,8 @@ static void webhook_deploy(struct http_req *req, struct app *app, const struct g
 	struct pending_deploy *p = xcalloc(1, sizeof *p);
 	p->req = req;
 	snprintf(p->delivery, sizeof p->delivery, "%s", delivery);
+	const char *event = http_req_header(req, "x-github-event");
+	snprintf(p->event, sizeof p->event, "%s", event ? event : "");
 	int rc = controller_deploy(app->controller, &cm, on_deployed, p, err, sizeof err);
 	log_info("webhook %s: deploy %s %s%s%.0ld %.12s: %s", delivery, a->repo, a->target_branch,
 		 a->pr ? " PR " : "", a->pr, a->sha, err);
@@ -199,6 +204,7 @@ static void webhook_deploy(struct http_req *req, struct app *app, const struct g
 		req->abort_data = p;
 		return;
 	}
+	metrics_webhook(p->event, rc == -ENOTSUP || rc == 1 ? "ignored" : "failed");
 	free(p);
 	if (rc == -ENOTSUP || rc == 1)
 		http_respond_json(req, 200, json_pack("{s:s}", "detail", err));
@@ -216,6 +222,7 @@ static void webhook_undeploy(struct http_req *req, struct app *app, const struct
 	else
 		f.branch = a->target_branch;
 	size_t n = controller_undeploy_matching(app->controller, &f);
+	metrics_webhook(http_req_header(req, "x-github-event"), "accepted");
 	log_info("webhook %s: undeploy %s %s: %zu builds", delivery, a->repo,
 		 a->kind == GITHUB_UNDEPLOY_PR ? "PR" : a->target_branch, n);
 	http_respond_json(req, 202,
@@ -304,6 +311,7 @@ static void webhook_act(struct webhook_job *j)
 {
 	struct http_req *req = j->req;
 	if (j->status) {
+		metrics_webhook(j->event, j->status == 401 ? "unauthorized" : "invalid");
 		http_respond_error(req, j->status, "%s", j->err);
 		return;
 	}
@@ -313,9 +321,11 @@ static void webhook_act(struct webhook_job *j)
 		delivery = "-";
 	switch (a->kind) {
 	case GITHUB_PING:
+		metrics_webhook(j->event, "pong");
 		http_respond_json(req, 200, json_pack("{s:s}", "detail", "pong"));
 		return;
 	case GITHUB_IGNORE:
+		metrics_webhook(j->event, "ignored");
 		http_respond_json(req, 200, json_pack("{s:s}", "detail", a->reason));
 		return;
 	case GITHUB_DEPLOY:
@@ -351,6 +361,7 @@ static void pool_pump(struct webhook *w)
 		if (rc < 0) {
 			/* cannot happen with a valid loop and callbacks: answer anyway */
 			j->req->on_abort = NULL;
+			metrics_webhook(j->event, "failed");
 			http_respond_error(j->req, 503, "the webhook could not be processed: %s",
 					   uv_strerror(rc));
 			job_free(j);
@@ -371,9 +382,11 @@ static void on_job_done(uv_work_t *work, int status)
 		j->req->on_abort = NULL;
 		if (status == 0)
 			webhook_act(j);
-		else
+		else {
+			metrics_webhook(j->event, "failed");
 			http_respond_error(j->req, 503, "the webhook could not be processed: %s",
 					   uv_strerror(status));
+		}
 	}
 	job_free(j);
 	pool_pump(w);
@@ -438,6 +451,7 @@ static int on_webhook_headers(struct http_req *req, void *data, const char **det
 	struct webhook *w = data;
 	if (w->app->cfg->github.webhook_secret && !http_req_header(req, "x-hub-signature-256")) {
 		*detail = "missing X-Hub-Signature-256: this server requires signed webhooks";
+		metrics_webhook(http_req_header(req, "x-github-event"), "unauthorized");
 		return 401;
 	}
 	return 0;
