@@ -230,8 +230,6 @@ static void webhook_undeploy(struct http_req *req, struct app *app, const struct
 }
 
 struct forget_ctx {
-	struct strmap *m;
-	uint64_t before;
 	const char *oldest;
 	uint64_t oldest_ms;
 };
@@ -256,7 +254,7 @@ static bool rebuild_allowed(struct webhook *w, const char *key, uint64_t *ago_ms
 		return false;
 	}
 	if (!last && w->rebuilds.count >= REBUILD_REMEMBERED) {
-		struct forget_ctx f = {.m = &w->rebuilds};
+		struct forget_ctx f = {0};
 		strmap_each(&w->rebuilds, find_oldest, &f);
 		if (f.oldest) {
 			char *k = xstrdup(f.oldest);
@@ -280,6 +278,7 @@ static void webhook_rebuild(struct http_req *req, struct webhook *w, const struc
 	if (!rebuild_allowed(w, key, &ago)) {
 		log_info("webhook %s: rebuild of %s PR %ld by %s ignored: one was asked %llu s ago",
 			 delivery, a->repo, a->pr, a->user, (unsigned long long)(ago / 1000));
+		metrics_webhook("issue_comment", "ignored");
 		http_respond_json(req, 200,
 				  json_pack("{s:s+}", "detail", "ignored: a rebuild of this PR was asked ",
 					    ago < 2000 ? "just now" : "less than a minute ago"));
@@ -289,6 +288,7 @@ static void webhook_rebuild(struct http_req *req, struct webhook *w, const struc
 	struct pending_deploy *p = xcalloc(1, sizeof *p);
 	p->req = req;
 	snprintf(p->delivery, sizeof p->delivery, "%s", delivery);
+	snprintf(p->event, sizeof p->event, "issue_comment");
 	int rc = controller_rebuild_pr(app->controller, a->repo, a->pr, a->user, on_deployed, p, err,
 				       sizeof err);
 	log_info("webhook %s: rebuild %s PR %ld asked by %s: %s", delivery, a->repo, a->pr, a->user,
@@ -300,6 +300,7 @@ static void webhook_rebuild(struct http_req *req, struct webhook *w, const struc
 	}
 	free(p);
 	strmap_del(&w->rebuilds, key); /* not done: a new comment may try again */
+	metrics_webhook("issue_comment", rc == -ENOTSUP ? "ignored" : "failed");
 	if (rc == -ENOTSUP)
 		http_respond_json(req, 200, json_pack("{s:s}", "detail", err));
 	else
