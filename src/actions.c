@@ -471,6 +471,9 @@ int actions_run(struct actions *x, const struct action *a, char *err, size_t err
 	case ACTION_CLEAN_KILL_INIT:
 		op_call(op, delete_jobs(op, "initialize"), delete_done);
 		break;
+	case ACTION_CLEAN_RETRY:
+		op_call(op, delete_jobs(op, "cleanup"), delete_done);
+		break;
 	case ACTION_CLEAN_SCALE_DOWN:
 		scale_patch(op, 0, patch_done);
 		break;

@@ -330,6 +330,14 @@ static void on_undeploy(struct http_req *req, void *data)
 	act(req, app, controller_undeploy_build);
 }
 
+static void on_force_undeploy(struct http_req *req, void *data)
+{
+	struct app *app = data;
+	if (!api_same_origin(req, app) || !api_require_admin(req, app))
+		return;
+	act(req, app, controller_force_undeploy_build);
+}
+
 static void on_undeploy_many(struct http_req *req, void *data)
 {
 	struct app *app = data;
@@ -420,7 +428,7 @@ static void on_log_done(int error, const char *message, const char *text, size_t
 	free(p);
 }
 
-static void serve_log(struct http_req *req, struct app *app, bool init)
+static void serve_log(struct http_req *req, struct app *app, const char *job_kind)
 {
 	if (!api_require_ready(req, app))
 		return;
@@ -429,7 +437,7 @@ static void serve_log(struct http_req *req, struct app *app, bool init)
 		return;
 	struct pending_log *p = xcalloc(1, sizeof *p);
 	p->req = req;
-	int rc = controller_log(app->controller, b->name, init, on_log_done, p, &p->log);
+	int rc = controller_log(app->controller, b->name, job_kind, on_log_done, p, &p->log);
 	if (rc) {
 		free(p);
 		if (rc == -EAGAIN)
@@ -445,12 +453,17 @@ static void serve_log(struct http_req *req, struct app *app, bool init)
 
 static void on_init_log(struct http_req *req, void *data)
 {
-	serve_log(req, data, true);
+	serve_log(req, data, "initialize");
+}
+
+static void on_cleanup_log(struct http_req *req, void *data)
+{
+	serve_log(req, data, "cleanup");
 }
 
 static void on_log(struct http_req *req, void *data)
 {
-	serve_log(req, data, false);
+	serve_log(req, data, NULL);
 }
 
 /* The state of the handlers that keep some. */
@@ -477,6 +490,8 @@ struct api *api_register(struct router *r, struct app *app)
 	router_add(r, "POST", "/api/v1/builds/{name}/reset", on_reset, app, 0);
 	router_add(r, "GET", "/api/v1/builds/{name}/init-log", on_init_log, app, 0);
 	router_add(r, "GET", "/api/v1/builds/{name}/log", on_log, app, 0);
+	router_add(r, "GET", "/api/v1/builds/{name}/cleanup-log", on_cleanup_log, app, 0);
+	router_add(r, "POST", "/api/v1/builds/{name}/force-undeploy", on_force_undeploy, app, 0);
 	streams_register(r, app);
 	api->webhook = webhook_register(r, app);
 	ui_register(r, app);

@@ -623,6 +623,7 @@ static unsigned op_bit(enum action_kind k)
 	case ACTION_CLEAN_KILL_INIT:
 	case ACTION_CLEAN_SCALE_DOWN:
 	case ACTION_CLEAN_APPLY:
+	case ACTION_CLEAN_RETRY:
 	case ACTION_CLEAN_DELETE: return WORK_CLEAN;
 	case ACTION_CLEANUP_FAILED:
 	case ACTION_WANT_DROPPED: return 0;
@@ -725,7 +726,27 @@ static void action_succeeded(struct controller *c, struct build_work *w, const s
 		break;
 	case ACTION_CLEAN_DELETE:
 		w->cleaned = true;
+		if (w->force_undeploy)
+			log_warn("build %s: undeploy forced: every object deleted without a cleanup job",
+				 r->name);
 		break;
+	case ACTION_CLEAN_APPLY:
+		w->cleanup_failed_reported = false; /* a new cleanup Job: a new story */
+		break;
+	case ACTION_CLEAN_RETRY: {
+		/* the cleanup mode is applied again after a pause: 10, 20, 40 s */
+		w->cleanup_retries++;
+		uint64_t delay = 10000ull << (w->cleanup_retries - 1);
+		w->retry_at_ms = now_ms() + delay;
+		strmap_put(&c->backoff, r->name, (void *)1);
+		arm_retry(c, w->retry_at_ms);
+		char note[200];
+		snprintf(note, sizeof note, "its cleanup job failed: trying again in %llu s (%u of %d)",
+			 (unsigned long long)(delay / 1000), w->cleanup_retries, POLICY_CLEANUP_RETRIES);
+		log_warn("build %s: %s", r->name, note);
+		index_set_note(c->idx, r->name, note);
+		break;
+	}
 	default:
 		break;
 	}
@@ -830,12 +851,15 @@ static void run_action(struct controller *c, const struct action *a)
 	struct build_work *w = work_get(c, b->name);
 	switch (a->kind) {
 	case ACTION_CLEANUP_FAILED:
-		log_error("build %s: its cleanup job failed; it stays undeploying (delete the job "
-			  "to retry)", b->name);
+		log_error("build %s: its cleanup job failed %d times; it stays undeploying (its log: "
+			  "/api/v1/builds/%s/cleanup-log; delete the job to try again, or force the "
+			  "undeploy)", b->name, POLICY_CLEANUP_RETRIES + 1, b->name);
 		w->cleanup_failed_reported = true;
 		events_emit(c->events, b, EVENTS_CLEANUP_FAILED,
 			    "Cleanup job failed; the build stays undeploying (delete the job to retry)");
-		index_set_note(c->idx, b->name, "cleanup failed: its cleanup job failed");
+		index_set_note(c->idx, b->name,
+			       "cleanup failed: its cleanup job failed (see its cleanup log; an admin "
+			       "may force the undeploy)");
 		return;
 	case ACTION_WANT_DROPPED: {
 		enum wait_kind k = w->want == WANT_START ? WAIT_START : WAIT_STOP;
@@ -1174,6 +1198,31 @@ int controller_undeploy_build(struct controller *c, const char *name, controller
 	if (rc)
 		return rc;
 	ask_undeploy(c, b, "asked");
+	return 0;
+}
+
+int controller_force_undeploy_build(struct controller *c, const char *name, controller_done_cb cb,
+				    void *data, char *err, size_t errlen)
+{
+	int rc = 0;
+	const struct build *b = find_or_fail(c, name, err, errlen, &rc);
+	if (!b)
+		return rc;
+	struct build_work *w = work_get(c, b->name);
+	if (!w->force_undeploy)
+		log_warn("build %s: undeploy forced by an admin: its objects go without a cleanup job",
+			 b->name);
+	w->force_undeploy = true;
+	if (b->deleting) {
+		retry_now(c, w, b->name);
+		schedule_pass(c);
+		snprintf(err, errlen, "build %s: undeploy forced, its objects are being deleted", name);
+		return 1;
+	}
+	rc = add_waiter(c, WAIT_UNDEPLOY, name, cb, data, err, errlen);
+	if (rc)
+		return rc;
+	ask_undeploy(c, b, "forced by an admin");
 	return 0;
 }
 
@@ -1537,8 +1586,8 @@ static void on_pod_log(int error, const char *message, const char *text, size_t 
 	free(l);
 }
 
-int controller_log(struct controller *c, const char *name, bool init, controller_log_cb cb,
-		   void *data, struct controller_log **out)
+int controller_log(struct controller *c, const char *name, const char *job_kind,
+		   controller_log_cb cb, void *data, struct controller_log **out)
 {
 	if (!c->kube)
 		return -ECANCELED;
@@ -1548,7 +1597,7 @@ int controller_log(struct controller *c, const char *name, bool init, controller
 	l->c = c;
 	l->cb = cb;
 	l->data = data;
-	l->l = pod_log_get(c->kube, c->cfg->kubernetes.namespace, name, init, on_pod_log, l);
+	l->l = pod_log_get(c->kube, c->cfg->kubernetes.namespace, name, job_kind, on_pod_log, l);
 	if (!l->l) {
 		free(l);
 		return -ECANCELED;

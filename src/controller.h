@@ -126,11 +126,18 @@ int controller_reset_build(struct controller *c, const char *name, controller_do
 			   void *data, char *err, size_t errlen);
 int controller_undeploy_build(struct controller *c, const char *name, controller_done_cb cb,
 			      void *data, char *err, size_t errlen);
+/* Undeploys one build without its cleanup Job (an admin's way out of a
+ * cleanup that keeps failing): every object of the build is deleted and the
+ * finalizer removed. For a build undeploying already, returns 1 at once with
+ * err saying so (cb is not called); else as controller_undeploy_build. */
+int controller_force_undeploy_build(struct controller *c, const char *name, controller_done_cb cb,
+				    void *data, char *err, size_t errlen);
 /* Undeploys every build matching f (before the sync: once synced); returns
  * how many were asked. */
 size_t controller_undeploy_matching(struct controller *c, const struct index_filter *f);
 
-/* The log of a build's initialization pod (init) or of its Odoo pod: the
+/* The log of a build's job_kind Job pod ("initialize", "cleanup"), or of
+ * its Odoo pod (job_kind NULL): the
  * text comes through cb (borrowed during the call), or an error (-ENOENT:
  * no pod; -EIO). Returns 0 with *out set (cancel it with
  * controller_cancel_log, after which cb does not run), -EAGAIN when
@@ -140,8 +147,8 @@ size_t controller_undeploy_matching(struct controller *c, const struct index_fil
 struct controller_log;
 typedef void (*controller_log_cb)(int error, const char *message, const char *text, size_t len,
 				  void *data);
-int controller_log(struct controller *c, const char *name, bool init, controller_log_cb cb,
-		   void *data, struct controller_log **out);
+int controller_log(struct controller *c, const char *name, const char *job_kind,
+		   controller_log_cb cb, void *data, struct controller_log **out);
 void controller_cancel_log(struct controller_log *l);
 
 #endif

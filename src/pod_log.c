@@ -17,7 +17,7 @@ struct pod_log {
 	struct kube_call *call;
 	pod_log_cb cb;
 	void *data;
-	bool init;
+	bool job; /* a Job's pod, not the Odoo one */
 	bool cancelled;
 };
 
@@ -64,8 +64,8 @@ static void on_pods(const struct kube_result *res, void *data)
 	}
 	if (!best) {
 		finish(l, -ENOENT,
-		       l->init ? "no initialization pod for this build"
-			       : "no running pod for this build (is it started?)",
+		       l->job ? "no pod of that job for this build (gone with its job?)"
+			      : "no running pod for this build (is it started?)",
 		       NULL, 0);
 		return;
 	}
@@ -81,18 +81,19 @@ static void on_pods(const struct kube_result *res, void *data)
 		finish(l, -EIO, "the Kubernetes client is closing", NULL, 0);
 }
 
-struct pod_log *pod_log_get(struct kube *kube, const char *namespace, const char *build, bool init,
-			    pod_log_cb cb, void *data)
+struct pod_log *pod_log_get(struct kube *kube, const char *namespace, const char *build,
+			    const char *job_kind, pod_log_cb cb, void *data)
 {
 	struct pod_log *l = xcalloc(1, sizeof *l);
 	l->kube = kube;
 	l->namespace = xstrdup(namespace);
 	l->cb = cb;
 	l->data = data;
-	l->init = init;
+	l->job = job_kind != NULL;
 	char sel[160];
-	if (init)
-		snprintf(sel, sizeof sel, "%s=%s,%s=initialize", BUILD_LABEL, build, BUILD_LABEL_JOB_KIND);
+	if (job_kind)
+		snprintf(sel, sizeof sel, "%s=%s,%s=%s", BUILD_LABEL, build, BUILD_LABEL_JOB_KIND,
+			 job_kind);
 	else
 		snprintf(sel, sizeof sel, "%s=%s,!%s", BUILD_LABEL, build, BUILD_LABEL_JOB_KIND);
 	struct kube_ref ref = {.api_version = "v1", .kind = "Pod", .namespace = namespace};

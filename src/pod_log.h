@@ -15,11 +15,12 @@ struct pod_log;
 typedef void (*pod_log_cb)(int error, const char *message, const char *text, size_t len,
 			   void *data);
 
-/* Starts fetching the log of build's init pod (init) or Odoo pod in
+/* Starts fetching the log of the newest pod of build's job_kind Job
+ * ("initialize", "cleanup"), or of its Odoo pod (job_kind NULL), in
  * namespace; cb runs exactly once unless the request is cancelled. NULL when
  * the client is closing (cb is not called). */
-struct pod_log *pod_log_get(struct kube *kube, const char *namespace, const char *build, bool init,
-			    pod_log_cb cb, void *data);
+struct pod_log *pod_log_get(struct kube *kube, const char *namespace, const char *build,
+			    const char *job_kind, pod_log_cb cb, void *data);
 /* Stops a request: its callback will not run. */
 void pod_log_cancel(struct pod_log *l);
 

@@ -26,6 +26,7 @@ const char *action_kind_str(enum action_kind k)
 	case ACTION_CLEAN_SCALE_DOWN: return "clean:scale-down";
 	case ACTION_CLEAN_APPLY: return "clean:apply";
 	case ACTION_CLEAN_DELETE: return "clean:delete";
+	case ACTION_CLEAN_RETRY: return "clean:retry";
 	case ACTION_CLEANUP_FAILED: return "cleanup-failed";
 	case ACTION_WANT_DROPPED: return "want-dropped";
 	}
@@ -158,14 +159,18 @@ static void clean(struct pass *p, const struct build *b)
 	const struct index *idx = p->in->idx;
 	const struct build_job *init = index_job(idx, b->name, BUILD_JOB_INITIALIZE);
 	const struct build_job *cleanup = index_job(idx, b->name, BUILD_JOB_CLEANUP);
-	if (init && !init->deleting)
+	if (w && w->force_undeploy)
+		add(p, ACTION_CLEAN_DELETE, b, 0, "undeploy forced: no cleanup job");
+	else if (init && !init->deleting)
 		add(p, ACTION_CLEAN_KILL_INIT, b, 0, "stopping its initialization");
 	else if (b->desired_replicas > 0)
 		add(p, ACTION_CLEAN_SCALE_DOWN, b, 0, "scaling down before the cleanup");
 	else if (!cleanup || cleanup->deleting)
 		add(p, ACTION_CLEAN_APPLY, b, 0, "cleaning up");
 	else if (cleanup->state == BUILD_JOB_FAILED) {
-		if (!w || !w->cleanup_failed_reported)
+		if (!w || w->cleanup_retries < POLICY_CLEANUP_RETRIES)
+			add(p, ACTION_CLEAN_RETRY, b, 0, "its cleanup job failed: trying again");
+		else if (!w->cleanup_failed_reported)
 			add(p, ACTION_CLEANUP_FAILED, b, 0, "its cleanup job failed");
 	} else if (cleanup->state == BUILD_JOB_SUCCEEDED)
 		add(p, ACTION_CLEAN_DELETE, b, 0, "cleaned up");

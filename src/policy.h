@@ -65,6 +65,8 @@ struct build_work {
 	bool stopping;         /* a stop is in flight: no longer counts as started */
 	bool cleaned;          /* finalizer removed: the Deployment is going, hands off */
 	bool cleanup_failed_reported;
+	unsigned cleanup_retries; /* failed cleanup Jobs deleted to try again */
+	bool force_undeploy;      /* an admin forced the undeploy: no cleanup Job */
 	enum work_want want;
 	bool want_reset;
 	bool want_undeploy;
@@ -73,6 +75,10 @@ struct build_work {
 	 * this reason (owned by the controller) */
 	char *init_refused;
 };
+
+/* Failed cleanup Jobs retried (with a growing pause) before the build is
+ * shown as "cleanup failed". */
+#define POLICY_CLEANUP_RETRIES 3
 
 /* What the limits are. */
 struct policy_limits {
@@ -110,7 +116,10 @@ enum action_kind {
 	ACTION_CLEAN_APPLY,      /* undeploying: apply cleanup mode */
 	ACTION_CLEAN_DELETE,     /* cleanup Job succeeded: delete every object
 	                          * of the build, then remove the finalizer */
-	ACTION_CLEANUP_FAILED,   /* the cleanup Job failed: say so, once */
+	ACTION_CLEAN_RETRY,      /* the cleanup Job failed: delete it, so that
+	                          * the next pass applies cleanup mode again */
+	ACTION_CLEANUP_FAILED,   /* the cleanup Job failed POLICY_CLEANUP_RETRIES
+	                          * times more: say so, once */
 	ACTION_WANT_DROPPED,     /* a start/stop asked can no longer happen (the
 	                          * build was reset or is undeploying) */
 };

@@ -3,12 +3,15 @@
 Deployment and Job status, the pod simulator plays the kubelet, and a fake
 GitHub records commit statuses."""
 
+import shutil
 import time
+from pathlib import Path
 
 import requests
 
 from lifecycle_helpers import (  # noqa: F401 - fixtures
     ADMIN,
+    IMAGE,
     REPO,
     github,
     make_env,
@@ -125,6 +128,48 @@ def test_cap_per_branch(make_env):
                             if b["status"] != "undeploying") == sorted([sha(302), sha(303)]),
              60, "the oldest build of a to go")
     assert [b["commit_info"]["git_commit"] for b in env.builds(branch="b")] == [sha(300)]
+
+
+def test_stuck_undeploy_retried_then_forced(make_env, tmp_path):
+    # kubefiles whose cleanup Job fails at its first pod (the default one
+    # retries its pod 6 times, minutes of the controller-manager's backoff)
+    kf = tmp_path / "kubefiles"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "kubefiles", kf)
+    cleanup = (kf / "cleanup.yaml").read_text()
+    assert "backoffLimit: 6" in cleanup
+    (kf / "cleanup.yaml").write_text(cleanup.replace("backoffLimit: 6", "backoffLimit: 0"))
+    repo = "stuck/addons"
+    env = make_env(extra=f'[[repos]]\nrepo = "{repo}"\nimage = "{IMAGE}"\nkubefiles = "{kf}"\n')
+    env.webhook("push", push_payload("16.0", sha(40), repo=repo))
+    b = env.wait_build(lambda b: b["status"] == "started", 60)
+    env.podsim(fail=".*-cleanup-.*")
+    r = requests.delete(env.rb.url(f"/api/v1/builds/{b['name']}"), auth=ADMIN, timeout=30)
+    assert r.status_code == 200, r.text
+    # the failed cleanup Job is deleted and made again, after a pause
+    env.wait_build(lambda x: x["name"] == b["name"] and "trying again" in (x["reason"] or ""), 60,
+                   "the first cleanup retry")
+    uids = set()
+
+    def cleanup_jobs():
+        r = env.kube.request("GET", f"/apis/batch/v1/namespaces/{env.namespace}/jobs",
+                             params={"labelSelector": f"runboat/build={b['name']},runboat/job-kind=cleanup"})
+        uids.update(j["metadata"]["uid"] for j in r.json()["items"])
+        return len(uids) >= 2
+    wait_for(cleanup_jobs, 60, "a second cleanup job")
+    r = requests.get(env.rb.url(f"/api/v1/builds/{b['name']}/cleanup-log"), timeout=30)
+    assert r.status_code in (200, 404, 502), r.text
+    # an admin forces it: every object goes without a cleanup job
+    r = env.post(f"/api/v1/builds/{b['name']}/force-undeploy")
+    assert r.status_code == 401
+    r = env.post(f"/api/v1/builds/{b['name']}/force-undeploy", auth=ADMIN)
+    assert r.status_code == 200 and "forced" in r.json()["detail"], r.text
+    wait_for(lambda: env.builds() == [], 60, "the build to go")
+    for kind in ("apis/apps/v1/namespaces/{ns}/deployments", "apis/batch/v1/namespaces/{ns}/jobs",
+                 "api/v1/namespaces/{ns}/services", "api/v1/namespaces/{ns}/persistentvolumeclaims"):
+        r = env.kube.request("GET", "/" + kind.format(ns=env.namespace),
+                             params={"labelSelector": f"runboat/build={b['name']}"})
+        live = [o for o in r.json()["items"] if not o["metadata"].get("deletionTimestamp")]
+        assert live == [], (kind, live)
 
 
 def comment_payload(pr, body, assoc, login="ann-b", repo=REPO):

@@ -177,6 +177,7 @@ FAKE_ACTION(controller_start_build, "start")
 FAKE_ACTION(controller_stop_build, "stop")
 FAKE_ACTION(controller_reset_build, "reset")
 FAKE_ACTION(controller_undeploy_build, "undeploy")
+FAKE_ACTION(controller_force_undeploy_build, "force-undeploy")
 
 size_t controller_undeploy_matching(struct controller *c, const struct index_filter *f)
 {
@@ -212,11 +213,12 @@ static void on_log_timer(uv_timer_t *t)
 	uv_close((uv_handle_t *)&l->timer, on_log_closed);
 }
 
-int controller_log(struct controller *c, const char *name, bool init, controller_log_cb cb,
-		   void *data, struct controller_log **out)
+int controller_log(struct controller *c, const char *name, const char *job_kind,
+		   controller_log_cb cb, void *data, struct controller_log **out)
 {
 	UNUSED(c);
-	record(init ? "init-log" : "log", name, NULL, 0);
+	record(!job_kind ? "log" : strcmp(job_kind, "initialize") == 0 ? "init-log" : job_kind, name,
+	       NULL, 0);
 	if (fake.log_rc)
 		return fake.log_rc;
 	struct controller_log *l = xcalloc(1, sizeof *l);
@@ -712,6 +714,17 @@ static void test_admin(void)
 	CHECK_INT(r.status, 200);
 	CHECK_STR(fake.calls[0].what, "undeploy");
 	resp_free(&r);
+	/* forced: admin only too */
+	fake_reset();
+	r = request("POST", "/api/v1/builds/b1/force-undeploy", NULL, NULL, 0);
+	CHECK_INT(r.status, 401);
+	resp_free(&r);
+	CHECK_INT(fake.n_calls, 0);
+	r = request("POST", "/api/v1/builds/b1/force-undeploy", good, NULL, 0);
+	CHECK_INT(r.status, 200);
+	CHECK_STR(fake.calls[0].what, "force-undeploy");
+	CHECK_STR(fake.calls[0].name, "b1");
+	resp_free(&r);
 
 	/* undeploy many: a filter is required; the count comes back */
 	fake_reset();
@@ -765,6 +778,10 @@ static void test_logs(void)
 	CHECK(strstr(r.head, "Content-Type: text/plain") != NULL);
 	CHECK_STR(r.body, "line 1\nline 2\n");
 	CHECK_STR(fake.calls[0].what, "init-log");
+	resp_free(&r);
+	r = get("/api/v1/builds/b1/cleanup-log");
+	CHECK_INT(r.status, 200);
+	CHECK_STR(fake.calls[1].what, "cleanup");
 	resp_free(&r);
 	fake.log_error = -ENOENT;
 	r = get("/api/v1/builds/b1/log");

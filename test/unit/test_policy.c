@@ -372,9 +372,23 @@ static void test_cleanup_steps(void)
 	job(&w, "b1", BUILD_JOB_INITIALIZE, BUILD_JOB_ACTIVE);
 	job(&w, "b4", BUILD_JOB_CLEANUP, BUILD_JOB_FAILED);
 	job(&w, "b5", BUILD_JOB_CLEANUP, BUILD_JOB_SUCCEEDED);
+	/* a failed cleanup job is deleted to try again, POLICY_CLEANUP_RETRIES
+	 * times; then the failure is reported, once */
+	expect(&w, NULL, 0,
+	       "clean:kill-init b1, clean:scale-down b2, clean:apply b3, clean:retry b4, "
+	       "clean:delete b5");
+	work(&w, "b4")->cleanup_retries = POLICY_CLEANUP_RETRIES;
 	expect(&w, NULL, 0,
 	       "clean:kill-init b1, clean:scale-down b2, clean:apply b3, cleanup-failed b4, "
 	       "clean:delete b5");
+	/* forced: every object goes, whatever the jobs */
+	work(&w, "b1")->force_undeploy = true;
+	work(&w, "b4")->force_undeploy = true;
+	expect(&w, NULL, 0,
+	       "clean:delete b1, clean:scale-down b2, clean:apply b3, clean:delete b4, "
+	       "clean:delete b5");
+	work(&w, "b1")->force_undeploy = false;
+	work(&w, "b4")->force_undeploy = false;
 	work(&w, "b4")->cleanup_failed_reported = true;
 	work(&w, "b5")->cleaned = true;
 	work(&w, "b1")->ops = WORK_CLEAN;
@@ -537,14 +551,18 @@ static void model(struct world *w, struct mbuild *all, size_t n, const size_t *d
 		    mheld(w, m, WORK_CLEAN | WORK_RESET | WORK_INIT | WORK_SCALE | WORK_PATCH |
 					WORK_DEPLOY))
 			continue;
-		if (m->has_init_job && !m->init_job_deleting)
+		if (bw && bw->force_undeploy)
+			madd(p, all, m, ACTION_CLEAN_DELETE, 0);
+		else if (m->has_init_job && !m->init_job_deleting)
 			madd(p, all, m, ACTION_CLEAN_KILL_INIT, 0);
 		else if (m->s.desired > 0)
 			madd(p, all, m, ACTION_CLEAN_SCALE_DOWN, 0);
 		else if (!m->has_cleanup_job)
 			madd(p, all, m, ACTION_CLEAN_APPLY, 0);
 		else if (m->cleanup_state == BUILD_JOB_FAILED) {
-			if (!bw || !bw->cleanup_failed_reported)
+			if (!bw || bw->cleanup_retries < POLICY_CLEANUP_RETRIES)
+				madd(p, all, m, ACTION_CLEAN_RETRY, 0);
+			else if (!bw->cleanup_failed_reported)
 				madd(p, all, m, ACTION_CLEANUP_FAILED, 0);
 		} else if (m->cleanup_state == BUILD_JOB_SUCCEEDED)
 			madd(p, all, m, ACTION_CLEAN_DELETE, 0);
@@ -744,6 +762,8 @@ static void random_world(struct world *w, uint64_t *s, struct mbuild *all, size_
 			bw->stopping = rnd(s, 3) == 0;
 			bw->cleaned = rnd(s, 8) == 0;
 			bw->cleanup_failed_reported = rnd(s, 2);
+			bw->cleanup_retries = (unsigned)rnd(s, POLICY_CLEANUP_RETRIES + 2);
+			bw->force_undeploy = rnd(s, 8) == 0;
 			bw->want = (enum work_want)rnd(s, 3);
 			bw->want_reset = rnd(s, 8) == 0;
 			bw->want_undeploy = rnd(s, 8) == 0;
