@@ -1414,7 +1414,7 @@ void controller_set_active(struct controller *c, bool active, const char *why)
 		return;
 	c->active = active;
 	if (!active) {
-		log_warn("controller: standing by (%s): every action stops", c->standby_why);
+		log_info("controller: standing by (%s): every action stops", c->standby_why);
 		stand_down(c);
 		return;
 	}
