@@ -46,6 +46,17 @@ bool api_require_ready(struct http_req *req, struct app *app)
 	return false;
 }
 
+bool api_require_leader(struct http_req *req, struct app *app)
+{
+	const char *reason = NULL;
+	if (controller_leading(app->controller, &reason))
+		return true;
+	http_add_header(req, "Retry-After", "2");
+	http_respond_error(req, 503, "%s: this replica stands by and serves reads only; actions go "
+			   "to the leader", reason);
+	return false;
+}
+
 bool api_same_origin(struct http_req *req, struct app *app)
 {
 	const char *origin = http_req_header(req, "origin");
@@ -166,6 +177,11 @@ static void on_readyz(struct http_req *req, void *data)
 	struct app *app = data;
 	http_add_header(req, "Cache-Control", "no-store");
 	const char *reason = NULL;
+	/* a standby is not ready: the Service sends traffic to the leader */
+	if (!controller_leading(app->controller, &reason)) {
+		http_respond_error(req, 503, "%s", reason);
+		return;
+	}
 	if (!controller_ready(app->controller, &reason)) {
 		http_respond_error(req, 503, "not ready: %s", reason);
 		return;
@@ -288,7 +304,7 @@ typedef int (*build_action_fn)(struct controller *, const char *, controller_don
 /* Asks the controller and answers once Kubernetes has taken the change. */
 static void act(struct http_req *req, struct app *app, build_action_fn fn)
 {
-	if (!api_same_origin(req, app) || !api_require_ready(req, app))
+	if (!api_same_origin(req, app) || !api_require_ready(req, app) || !api_require_leader(req, app))
 		return;
 	const char *name = route_param(req, "name");
 	char msg[512];
@@ -343,7 +359,7 @@ static void on_undeploy_many(struct http_req *req, void *data)
 	struct app *app = data;
 	struct api_filter q;
 	if (!api_same_origin(req, app) || !api_require_admin(req, app) || !api_require_ready(req, app) ||
-	    !api_parse_filter(req, &q, false, false))
+	    !api_require_leader(req, app) || !api_parse_filter(req, &q, false, false))
 		return;
 	if (!q.f.repo && !q.f.target_branch && !q.f.branch && !q.f.pr) {
 		api_filter_free(&q);
@@ -360,7 +376,8 @@ static void on_undeploy_many(struct http_req *req, void *data)
 
 static void trigger(struct http_req *req, struct app *app, bool pr)
 {
-	if (!api_same_origin(req, app) || !api_require_admin(req, app) || !api_require_ready(req, app))
+	if (!api_same_origin(req, app) || !api_require_admin(req, app) || !api_require_ready(req, app) ||
+	    !api_require_leader(req, app))
 		return;
 	bool bad1 = false, bad2 = false;
 	char *repo = http_req_query(req, "repo", &bad1);

@@ -39,6 +39,8 @@ int api_status_of(int rc);
 
 /* 503 until the controller is ready (informers synced). */
 bool api_require_ready(struct http_req *req, struct app *app);
+/* 503 on a standby (leader election): actions go to the leader. */
+bool api_require_leader(struct http_req *req, struct app *app);
 /* 403 for a state-changing request from another origin (CSRF): the Origin
  * header, when present, must be base_url's, and Sec-Fetch-Site must not say
  * cross-site. */

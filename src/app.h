@@ -18,6 +18,7 @@ struct hub;
 struct index;
 struct kube;
 struct kubefiles_cache;
+struct lease;
 struct router;
 
 struct app {
@@ -28,6 +29,10 @@ struct app {
 	struct curl_uv *curl;         /* for the GitHub client */
 	struct kube *kube;            /* NULL when Kubernetes is not configured */
 	char kube_error[512];         /* why kube is NULL */
+	/* leader election ([kubernetes] leader_election): NULL when off */
+	struct lease *lease;
+	struct kube *lease_kube;      /* the Lease's own client (own rate limit) */
+	char lease_identity[256];
 	struct github_client *github; /* NULL if it could not be set up */
 	struct github_sync *github_sync; /* NULL: no missed-webhook recovery */
 	struct kubefiles_cache *kubefiles;

@@ -191,7 +191,11 @@ static const char *const ADMIN_KEYS[] = { "user", "password", "password_file", N
 static const char *const LIMITS_KEYS[] = { "max_initializing", "max_started", "max_deployed",
 					   "max_deployed_per_ref", "start_after_init", NULL };
 static const char *const KUBERNETES_KEYS[] = { "namespace", "kubeconfig", "context", "qps",
-					       "burst", "request_timeout", NULL };
+					       "burst", "request_timeout", "leader_election",
+					       "leader_election_lease",
+					       "leader_election_lease_duration",
+					       "leader_election_renew_deadline",
+					       "leader_election_retry_period", NULL };
 static const char *const BUILD_KEYS[] = { "domain", "kubefiles", "env", "secret_env",
 					  "template_vars", NULL };
 static const char *const GITHUB_KEYS[] = { "api_url", "token", "token_file", "webhook_secret",
@@ -807,6 +811,11 @@ static void set_defaults(struct config *c)
 	c->kubernetes.qps = 20.0;
 	c->kubernetes.burst = 40;
 	c->kubernetes.request_timeout = 30.0;
+	c->kubernetes.leader_election = false;
+	c->kubernetes.lease_name = xstrdup("runboat");
+	c->kubernetes.lease_duration = 15.0;
+	c->kubernetes.renew_deadline = 10.0;
+	c->kubernetes.retry_period = 2.0;
 	c->build.kubefiles = xstrdup("kubefiles");
 	c->build.template_vars = json_object();
 	c->github.api_url = xstrdup("https://api.github.com");
@@ -977,6 +986,42 @@ static int load_limits(struct loader *ld, json_t *root, struct config *c)
 	return 0;
 }
 
+/* [kubernetes] leader_election*: the Lease's name and the three durations
+ * of client-go, checked as client-go checks them. */
+static int load_leader_election(struct loader *ld, json_t *t, struct config_kubernetes *k)
+{
+	static const char *const P = "kubernetes";
+	const char *str;
+	int r;
+	long long dur = (long long)k->lease_duration;
+	if (get_bool(ld, t, P, "leader_election", &k->leader_election) < 0 ||
+	    (r = get_str(ld, t, P, "leader_election_lease", &str)) < 0)
+		return -1;
+	if (r) {
+		if (!validate_dns_name(str) || strlen(str) > 253)
+			return fail_key(ld, P, "leader_election_lease",
+					"\"%s\" is not a valid object name, expected a DNS-1123 "
+					"subdomain ([a-z0-9-.], at most 253)", str);
+		set_str(&k->lease_name, str);
+	}
+	if (get_int(ld, t, P, "leader_election_lease_duration", 1, 3600, &dur) < 0 ||
+	    get_positive(ld, t, P, "leader_election_renew_deadline", 3600, &k->renew_deadline) < 0 ||
+	    get_positive(ld, t, P, "leader_election_retry_period", 3600, &k->retry_period) < 0)
+		return -1;
+	k->lease_duration = (double)dur;
+	if (!(k->renew_deadline < k->lease_duration))
+		return fail_key(ld, P, "leader_election_renew_deadline",
+				"%.15g is not below leader_election_lease_duration (%lld): a leader "
+				"must stop acting before a standby may take over", k->renew_deadline,
+				dur);
+	if (!(k->retry_period * 1.2 < k->renew_deadline))
+		return fail_key(ld, P, "leader_election_retry_period",
+				"%.15g is too long for leader_election_renew_deadline (%.15g), expected "
+				"retry_period * 1.2 < renew_deadline", k->retry_period,
+				k->renew_deadline);
+	return 0;
+}
+
 static int load_kubernetes(struct loader *ld, json_t *root, struct config *c)
 {
 	static const char *const P = "kubernetes";
@@ -1009,6 +1054,8 @@ static int load_kubernetes(struct loader *ld, json_t *root, struct config *c)
 	if (get_positive(ld, t, P, "qps", 1e6, &k->qps) < 0 ||
 	    get_int_into(ld, t, P, "burst", 1, 1000000, &k->burst) < 0 ||
 	    get_positive(ld, t, P, "request_timeout", ONE_DAY, &k->request_timeout) < 0)
+		return -1;
+	if (load_leader_election(ld, t, k) < 0)
 		return -1;
 	if (*k->kubeconfig) {
 		char *resolved = resolve_path(ld, k->kubeconfig);
@@ -1444,6 +1491,7 @@ void config_free(struct config *c)
 	free(c->kubernetes.namespace);
 	free(c->kubernetes.kubeconfig);
 	free(c->kubernetes.context);
+	free(c->kubernetes.lease_name);
 	free(c->build.domain);
 	free(c->build.kubefiles);
 	env_list_free(&c->build.env);

@@ -83,6 +83,12 @@ struct config_kubernetes {
 	double qps;
 	int burst;
 	double request_timeout; /* seconds */
+	/* two replicas, one leader (src/lease.h): off by default */
+	bool leader_election;
+	char *lease_name;      /* the Lease in namespace: a DNS-1123 subdomain */
+	double lease_duration; /* seconds, a whole number >= 1 */
+	double renew_deadline; /* seconds, < lease_duration */
+	double retry_period;   /* seconds, * 1.2 < renew_deadline */
 };
 
 struct config_build {

@@ -79,6 +79,10 @@ struct controller {
 	bool synced;
 	bool closing;
 	bool sticky_done;
+	/* leader election: false while another replica (or none yet) leads;
+	 * nothing reaches Kubernetes or GitHub from here then */
+	bool active;
+	char *standby_why; /* owned; NULL while active */
 
 	uv_timer_t pass_timer, resync_timer, retry_timer, tick_timer;
 	int open_handles;
@@ -103,6 +107,9 @@ struct controller {
 };
 
 static void schedule_pass(struct controller *c);
+static void free_deploy(const char *key, void *value, void *data);
+static void on_result(const struct action_result *r, void *data);
+static void mark_all_dirty(struct controller *c);
 static void sticky(struct controller *c);
 static void run_rests(struct controller *c);
 
@@ -152,6 +159,16 @@ static void mark_dirty(struct controller *c, const char *name)
 {
 	strmap_put(&c->dirty, name, (void *)1);
 	schedule_pass(c);
+}
+
+/* True (with the message in err) when this replica stands by. */
+static bool standby(const struct controller *c, char *err, size_t errlen)
+{
+	if (c->active)
+		return false;
+	snprintf(err, errlen, "%s: this replica stands by, only the leader acts",
+		 c->standby_why ? c->standby_why : "standby");
+	return true;
 }
 
 static void post_status(struct controller *c, const char *name, const struct build_commit *cm,
@@ -367,6 +384,8 @@ int controller_deploy(struct controller *c, const struct build_commit *cm, contr
 		snprintf(err, errlen, "Kubernetes is not configured");
 		return -EAGAIN;
 	}
+	if (standby(c, err, errlen))
+		return -EAGAIN;
 	const struct build *b =
 		index_find_commit(c->idx, cm->repo, cm->target_branch, cm->pr, cm->git_commit);
 	if (b && !b->deleting) {
@@ -911,7 +930,7 @@ static void on_pass(uv_timer_t *t)
 {
 	struct controller *c = t->data;
 	c->pass_scheduled = false;
-	if (!c->synced || !c->kube || c->closing)
+	if (!c->synced || !c->kube || c->closing || !c->active)
 		return;
 	run_deploys(c);
 	const char **names = xcalloc(c->dirty.count ? c->dirty.count : 1, sizeof *names);
@@ -1074,6 +1093,10 @@ static void on_index_event(enum index_event ev, const struct build *b, void *dat
 static const struct build *find_or_fail(struct controller *c, const char *name, char *err,
 					size_t errlen, int *rc)
 {
+	if (standby(c, err, errlen)) {
+		*rc = -EAGAIN;
+		return NULL;
+	}
 	if (!c->synced) {
 		snprintf(err, errlen, "not synced with Kubernetes yet");
 		*rc = -EAGAIN;
@@ -1241,6 +1264,8 @@ static void free_queued_undeploys(struct controller *c)
 
 size_t controller_undeploy_matching(struct controller *c, const struct index_filter *f)
 {
+	if (!c->active)
+		return 0; /* the leader's (callers check controller_leading first) */
 	if (!c->synced) {
 		/* a PR closed or a branch deleted while runboat starts: done
 		 * once the builds are known */
@@ -1301,6 +1326,8 @@ int controller_trigger(struct controller *c, const char *repo, const char *branc
 		snprintf(err, errlen, "no GitHub API client configured");
 		return -EAGAIN;
 	}
+	if (standby(c, err, errlen))
+		return -EAGAIN;
 	struct trigger *t = xcalloc(1, sizeof *t);
 	t->c = c;
 	t->cb = cb;
@@ -1470,6 +1497,7 @@ struct controller *controller_new(const struct controller_deps *d, const struct 
 	if (!c->opts.action_wait_ms)
 		c->opts.action_wait_ms = 20000;
 	c->rng = backoff_seed();
+	c->active = true;
 	list_init(&c->waiters);
 	uv_timer_init(c->loop, &c->pass_timer);
 	uv_timer_init(c->loop, &c->resync_timer);
@@ -1494,6 +1522,85 @@ void controller_start(struct controller *c)
 		return;
 	feed_start(c->feed);
 	uv_timer_start(&c->resync_timer, on_resync, c->opts.resync_ms, c->opts.resync_ms);
+}
+
+bool controller_leading(const struct controller *c, const char **reason)
+{
+	if (c->active)
+		return true;
+	*reason = c->standby_why ? c->standby_why : "standby";
+	return false;
+}
+
+/* Stops every action at once: what is in flight is cancelled (a call
+ * already sent may still land; the next leader starts from what Kubernetes
+ * says), whoever waits is told to ask again, the work state is forgotten,
+ * and GitHub statuses are left to the leader. */
+static void stand_down(struct controller *c)
+{
+	if (c->actions) {
+		actions_free(c->actions); /* no callback after this */
+		struct actions_deps ad = {.cfg = c->cfg, .idx = c->idx, .kube = c->kube,
+					  .kubefiles = c->kubefiles};
+		c->actions = actions_new(&ad, on_result, c);
+	}
+	c->deploys_applying = 0;
+	c->rests_running = 0;
+	github_client_hold_statuses(c->github, true);
+	uv_timer_stop(&c->retry_timer);
+	c->retry_timer_due = 0;
+	uv_timer_stop(&c->tick_timer);
+	/* taken out first: a callback may ask the controller again */
+	struct list told;
+	list_init(&told);
+	struct waiter *w, *tmp;
+	list_each_safe(w, tmp, &c->waiters, link)
+	{
+		list_remove(&w->link);
+		list_push(&told, &w->link);
+	}
+	c->n_waiters = 0;
+	char msg[600];
+	snprintf(msg, sizeof msg, "%s: this replica stopped acting before Kubernetes confirmed "
+		 "it; ask again, the leader acts", c->standby_why);
+	list_each_safe(w, tmp, &told, link)
+	{
+		w->cb(-EAGAIN, msg, w->data);
+		free(w);
+	}
+	strmap_clear(&c->work, work_free);
+	strmap_clear(&c->dirty, NULL);
+	strmap_clear(&c->backoff, NULL);
+	strmap_clear(&c->undeploys, NULL);
+	strmap_clear(&c->rests, NULL);
+	strmap_clear(&c->deploy_names, NULL);
+	strmap_each(&c->deploys, free_deploy, NULL);
+	strmap_clear(&c->deploys, NULL);
+	if (c->n_queued_undeploys)
+		log_warn("controller: %zu undeploys asked before the sync are dropped (the leader's "
+			 "GitHub sync finds closed PRs and deleted branches)", c->n_queued_undeploys);
+	free_queued_undeploys(c);
+}
+
+void controller_set_active(struct controller *c, bool active, const char *why)
+{
+	if (c->closing)
+		return;
+	free(c->standby_why);
+	c->standby_why = active ? NULL : xstrdup(why && *why ? why : "standby");
+	if (active == c->active)
+		return;
+	c->active = active;
+	if (!active) {
+		log_info("controller: standing by (%s): every action stops", c->standby_why);
+		stand_down(c);
+		return;
+	}
+	log_info("controller: acting: a full pass %s", c->synced ? "now" : "once synced");
+	github_client_hold_statuses(c->github, false);
+	c->sticky_done = false;
+	if (c->synced)
+		mark_all_dirty(c);
 }
 
 bool controller_ready(const struct controller *c, const char **reason)
@@ -1533,6 +1640,7 @@ static void controller_maybe_free(struct controller *c)
 	strmap_each(&c->deploys, free_deploy, NULL);
 	strmap_clear(&c->deploys, NULL);
 	free_queued_undeploys(c);
+	free(c->standby_why);
 	free(c);
 }
 

@@ -78,8 +78,21 @@ void controller_start(struct controller *c);
 void controller_free(struct controller *c);
 
 /* True once the feed has synced; otherwise *reason says what is missing
- * (static or owned by the controller). */
+ * (static or owned by the controller). Reads (the index) need no more. */
 bool controller_ready(const struct controller *c, const char **reason);
+
+/* Leader election (src/lease.h). A controller is active from creation.
+ * Inactive (a standby, or a leader that could not renew in time), it keeps
+ * its feed (the index stays current for reads) but nothing reaches
+ * Kubernetes or GitHub: calls in flight are cancelled, waiting callers get
+ * -EAGAIN, the work state is dropped, GitHub statuses are held
+ * (github_client_hold_statuses), and every action and deploy answers
+ * -EAGAIN with why (copied: "standby: leader is X") in its message. Made
+ * active again, it runs a full pass at once from what the index says. */
+void controller_set_active(struct controller *c, bool active, const char *why);
+/* True while active; otherwise *reason is the why given (owned by the
+ * controller, valid until the next controller_set_active). */
+bool controller_leading(const struct controller *c, const char **reason);
 
 /* Results of the actions: 0 (asynchronous: cb, when there is one, will be
  * called exactly once, never from inside the call), 1 (nothing to do, say

@@ -135,6 +135,7 @@ struct github_client {
 	struct github_client_stats stats;
 	bool closing;
 	bool timer_closed;
+	bool held; /* github_client_hold_statuses: statuses are not this replica's */
 };
 
 static bool header_safe(const char *s);
@@ -599,7 +600,14 @@ static void status_done(struct github_client *gc, struct job *j, struct curl_uv_
 		job_free(j);
 		return;
 	}
-	/* retry, unless a newer status of the same commit is already queued */
+	/* retry, unless a newer status of the same commit is already queued,
+	 * or this replica no longer posts statuses */
+	if (gc->held) {
+		log_info("github: commit status %s for %s@%.12s dropped: this replica stopped leading",
+			 j->state, j->repo, j->sha);
+		job_free(j);
+		return;
+	}
 	if (queued_for(gc, j)) {
 		gc->stats.coalesced++;
 		job_free(j);
@@ -1170,7 +1178,7 @@ int github_client_post_status(struct github_client *gc, const char *repo, const 
 		return -EINVAL;
 	if (gc->closing)
 		return -ECANCELED;
-	if (!gc->statuses)
+	if (!gc->statuses || gc->held)
 		return 0;
 
 	struct job *j = job_new(gc, JOB_STATUS, repo);
@@ -1217,6 +1225,25 @@ int github_client_post_status(struct github_client *gc, const char *repo, const 
 	}
 	pump(gc);
 	return 0;
+}
+
+void github_client_hold_statuses(struct github_client *gc, bool hold)
+{
+	if (!gc || gc->closing || gc->held == hold)
+		return;
+	gc->held = hold;
+	if (!hold) {
+		pump(gc);
+		return;
+	}
+	if (gc->queue.n)
+		log_warn("github: %zu unsent commit statuses dropped: this replica stopped leading "
+			 "(the leader posts its own)", gc->queue.n);
+	struct job *j;
+	while ((j = gc->queue.head)) {
+		list_remove(&gc->queue, j);
+		job_free(j);
+	}
 }
 
 void github_client_get_stats(const struct github_client *gc, struct github_client_stats *out)

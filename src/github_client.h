@@ -143,6 +143,12 @@ int github_client_pr_head(struct github_client *gc, const char *repo, long pr,
 int github_client_post_status(struct github_client *gc, const char *repo, const char *sha,
 			      const char *state, const char *description, const char *target_url);
 
+/* Leader election: with hold, queued statuses are dropped (logged), new
+ * ones are ignored (return 0) and failed ones are not retried, so that a
+ * replica that stopped leading never overwrites what the leader posts;
+ * without, statuses are taken again. NULL is allowed. */
+void github_client_hold_statuses(struct github_client *gc, bool hold);
+
 /* ---- listings ---- */
 
 /* One entry of a listing. Branches: name, sha (commit.sha), pr 0, base "".

@@ -785,7 +785,7 @@ static void repo_next(struct github_sync *s)
 		return;
 	}
 	const char *why;
-	if (!controller_ready(s->controller, &why)) {
+	if (!controller_leading(s->controller, &why) || !controller_ready(s->controller, &why)) {
 		p->stop_ready = true;
 		pass_end(s);
 		return;
@@ -907,7 +907,7 @@ static void on_timer(uv_timer_t *t)
 	if (s->closing || s->pass)
 		return;
 	const char *why;
-	if (!controller_ready(s->controller, &why)) {
+	if (!controller_leading(s->controller, &why) || !controller_ready(s->controller, &why)) {
 		arm(s, s->ready_poll_ms);
 		return;
 	}

@@ -1,6 +1,7 @@
 /* Missed-webhook recovery: a periodic reconciliation with GitHub.
  *
- * At start-up (once the controller is ready) and then every interval, the
+ * At start-up (once the controller is ready, and leading when leader
+ * election is on: a standby never syncs) and then every interval, the
  * sync reads, for each repository to look at, the complete list of its
  * branches and of its open pull requests (github_client_list: conditional
  * requests, pagination), compares their heads with the builds of the index,

@@ -23,6 +23,7 @@
 #include "kube.h"
 #include "kubeconfig.h"
 #include "kubefiles.h"
+#include "lease.h"
 #include "log.h"
 #include "metrics.h"
 #include "render_cmd.h"
@@ -61,6 +62,7 @@ struct signals {
 	uv_prepare_t flush;
 	struct app *app;
 	int received;
+	int pending; /* shutdown steps still running: the HTTP drain, the release */
 };
 
 static void on_flush(uv_prepare_t *p)
@@ -74,11 +76,16 @@ static void on_closed_nothing(uv_handle_t *h)
 	UNUSED(h);
 }
 
-/* Every connection is closed: stop the rest, in dependency order. */
-static void on_http_done(void *data)
+/* Every connection is closed and the Lease released: stop the rest, in
+ * dependency order. */
+static void on_stopped(struct signals *s)
 {
-	struct signals *s = data;
 	struct app *app = s->app;
+	lease_free(app->lease);
+	app->lease = NULL;
+	if (app->lease_kube)
+		kube_close(app->lease_kube);
+	app->lease_kube = NULL;
 	github_sync_free(app->github_sync);
 	app->github_sync = NULL;
 	controller_free(app->controller);
@@ -98,6 +105,13 @@ static void on_http_done(void *data)
 	uv_close((uv_handle_t *)&s->flush, on_closed_nothing);
 }
 
+static void on_shutdown_step(void *data)
+{
+	struct signals *s = data;
+	if (--s->pending == 0)
+		on_stopped(s);
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
 	struct signals *s = h->data;
@@ -109,7 +123,12 @@ static void on_signal(uv_signal_t *h, int signum)
 	log_info("%s: stopping; in-flight requests get %.1fs", strsignal(signum),
 		 s->app->cfg->server.shutdown_timeout);
 	s->app->stopping = true;
-	http_server_shutdown(s->app->http, on_http_done, s);
+	s->pending = s->app->lease ? 2 : 1;
+	/* first: a leader stops acting (waiting requests are answered 503)
+	 * and hands the Lease over at once */
+	if (s->app->lease)
+		lease_release(s->app->lease, on_shutdown_step, s);
+	http_server_shutdown(s->app->http, on_shutdown_step, s);
 }
 
 static void limits_from_config(const struct config *cfg, struct http_limits *lim)
@@ -151,6 +170,70 @@ static void kube_setup(struct app *app)
 		.timeout_ms = (long)(cfg->kubernetes.request_timeout * 1000),
 	};
 	app->kube = kube_new(app->loop, kc, &ko);
+}
+
+static void on_lease_change(bool leading, const char *leader, void *data)
+{
+	struct app *app = data;
+	metrics_set_leader(leading);
+	if (leading) {
+		controller_set_active(app->controller, true, NULL);
+		return;
+	}
+	char why[LEASE_HOLDER_MAX + 64];
+	if (app->stopping)
+		snprintf(why, sizeof why, "standby: this replica is shutting down");
+	else if (!leader || !*leader)
+		snprintf(why, sizeof why, "standby: no leader elected yet");
+	else if (strcmp(leader, app->lease_identity) == 0)
+		snprintf(why, sizeof why, "standby: this replica could not renew its Lease in time, "
+			 "trying again");
+	else
+		snprintf(why, sizeof why, "standby: leader is %s", leader);
+	controller_set_active(app->controller, false, why);
+}
+
+/* With [kubernetes] leader_election: a Lease candidate on a client of its
+ * own, and the controller inactive until it leads. */
+static void lease_setup(struct app *app)
+{
+	const struct config_kubernetes *k = &app->cfg->kubernetes;
+	if (!k->leader_election || !app->kube)
+		return;
+	char err[400];
+	struct kubeconfig *kc = kubeconfig_resolve(k->kubeconfig, k->context, err, sizeof err);
+	if (!kc) {
+		log_error("leader election: Kubernetes: %s", err);
+		controller_set_active(app->controller, false, "standby: no Kubernetes client for the "
+				      "Lease");
+		return;
+	}
+	/* a renewal never waits behind the controller's calls, and a call
+	 * that hangs gives up well within the renew deadline */
+	long t = (long)(k->renew_deadline * 1000 / 2);
+	if (t < 1000)
+		t = 1000;
+	struct kube_options ko = {
+		.qps = -1,
+		.timeout_ms = t,
+		.first_byte_timeout_ms = t,
+		.stale_first_byte_timeout_ms = t < 3000 ? t : 3000,
+		.max_connections = 2,
+	};
+	app->lease_kube = kube_new(app->loop, kc, &ko);
+	char id[LEASE_IDENTITY_MAX + 1];
+	lease_identity(id);
+	snprintf(app->lease_identity, sizeof app->lease_identity, "%s", id);
+	struct lease_opts lo = {
+		.namespace = k->namespace,
+		.name = k->lease_name,
+		.identity = id,
+		.timing = {(uint64_t)(k->lease_duration * 1000), (uint64_t)(k->renew_deadline * 1000),
+			   (uint64_t)(k->retry_period * 1000)},
+	};
+	app->lease = lease_new(app->loop, app->lease_kube, &lo, on_lease_change, app);
+	metrics_set_leader(false);
+	controller_set_active(app->controller, false, "standby: no leader elected yet");
 }
 
 static void github_setup(struct app *app)
@@ -200,6 +283,7 @@ static int run(struct config *cfg)
 		.links = &app.links,
 	};
 	app.controller = controller_new(&deps, NULL);
+	lease_setup(&app);
 	if (cfg->github.sync_interval > 0) {
 		struct github_sync_deps sd = {.loop = &loop, .cfg = cfg, .idx = app.index,
 					      .controller = app.controller, .github = app.github};
@@ -233,6 +317,8 @@ static int run(struct config *cfg)
 	uv_unref((uv_handle_t *)&sig.flush);
 
 	controller_start(app.controller);
+	if (app.lease)
+		lease_start(app.lease);
 	github_sync_start(app.github_sync);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	rc = 0;
@@ -241,6 +327,9 @@ out:
 		/* nothing to drain: close what was opened */
 		sig.app = &app;
 		http_server_shutdown(app.http, NULL, NULL);
+		lease_free(app.lease);
+		if (app.lease_kube)
+			kube_close(app.lease_kube);
 		github_sync_free(app.github_sync);
 		controller_free(app.controller);
 		hub_free(app.hub);

@@ -320,6 +320,16 @@ static void webhook_act(struct webhook_job *j)
 	const char *delivery = http_req_header(req, "x-github-delivery");
 	if (!delivery)
 		delivery = "-";
+	const char *why;
+	if ((a->kind == GITHUB_DEPLOY || a->kind == GITHUB_UNDEPLOY_BRANCH ||
+	     a->kind == GITHUB_UNDEPLOY_PR || a->kind == GITHUB_REBUILD_PR) &&
+	    !controller_leading(j->w->app->controller, &why)) {
+		/* not accepted: GitHub (or the load balancer) delivers it again,
+		 * to the leader */
+		log_info("webhook %s: not accepted (%s)", delivery, why);
+		http_respond_error(req, 503, "%s: this replica stands by, deliver to the leader", why);
+		return;
+	}
 	switch (a->kind) {
 	case GITHUB_PING:
 		metrics_webhook(j->event, "pong");

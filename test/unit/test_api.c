@@ -42,6 +42,7 @@ struct call {
 
 static struct fake {
 	bool ready;
+	const char *standby; /* non-NULL: controller_leading is false, with it */
 	int rc;            /* what the next call returns */
 	char msg[128];     /* and its err message */
 	bool hold;         /* keep the callback for fake_complete */
@@ -137,6 +138,13 @@ bool controller_ready(const struct controller *c, const char **reason)
 	UNUSED(c);
 	*reason = "the informers have not synced yet";
 	return fake.ready;
+}
+
+bool controller_leading(const struct controller *c, const char **reason)
+{
+	UNUSED(c);
+	*reason = fake.standby;
+	return !fake.standby;
 }
 
 int controller_deploy(struct controller *c, const struct build_commit *commit,
@@ -1128,6 +1136,72 @@ static void test_webhook_big_bodies(void)
 	CHECK_INT(fake.n_calls, 0);
 }
 
+/* Leader election: a standby serves reads and the UI, says it is not
+ * ready (so the Service routes to the leader) and refuses every action and
+ * every webhook that would act, without asking the controller. */
+static void test_standby(void)
+{
+	setup(false);
+	fake.standby = "standby: leader is rb-0_abc";
+	struct resp r = get("/readyz");
+	CHECK_INT(r.status, 503);
+	CHECK_STR(detail(&r), "standby: leader is rb-0_abc");
+	resp_free(&r);
+	r = get("/healthz");
+	CHECK_INT(r.status, 200);
+	resp_free(&r);
+	r = get("/api/v1/builds");
+	CHECK_INT(r.status, 200);
+	CHECK_STR(names(&r), "b3,b2,b1");
+	resp_free(&r);
+	r = get("/api/v1/status");
+	CHECK_INT(r.status, 200);
+	resp_free(&r);
+	const char *admin = "Authorization: Basic YWRtaW46cHc=\r\n"; /* admin:pw */
+	struct {
+		const char *method, *target, *headers;
+	} acts[] = {
+		{"POST", "/api/v1/builds/b1/start", NULL},
+		{"POST", "/api/v1/builds/b1/stop", NULL},
+		{"POST", "/api/v1/builds/b1/reset", NULL},
+		{"DELETE", "/api/v1/builds/b1", admin},
+		{"DELETE", "/api/v1/builds?repo=oca/a", admin},
+		{"POST", "/api/v1/builds/trigger/branch?repo=oca/a&branch=16.0", admin},
+		{"POST", "/api/v1/builds/trigger/pr?repo=oca/a&pr=3", admin},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(acts); i++) {
+		r = request(acts[i].method, acts[i].target, acts[i].headers, NULL, 0);
+		CHECK_INT(r.status, 503);
+		CHECK(strstr(detail(&r), "standby: leader is rb-0_abc") != NULL);
+		CHECK(strstr(detail(&r), "leader") != NULL);
+		CHECK(strstr(r.head, "Retry-After: 2") != NULL);
+		resp_free(&r);
+	}
+	/* webhooks: a ping is answered, a push or a deleted branch is not
+	 * accepted (GitHub delivers it again, to the leader) */
+	r = webhook("ping", "{\"zen\":\"hi\"}", 12, false, NULL);
+	CHECK_INT(r.status, 200);
+	resp_free(&r);
+	r = webhook("push", PUSH, strlen(PUSH), false, NULL);
+	CHECK_INT(r.status, 503);
+	CHECK(strstr(detail(&r), "standby: leader is rb-0_abc") != NULL);
+	resp_free(&r);
+	r = webhook("push", DELETED, strlen(DELETED), false, NULL);
+	CHECK_INT(r.status, 503);
+	resp_free(&r);
+	CHECK_INT(fake.n_calls, 0);
+	/* leading again: ready, and actions reach the controller */
+	fake.standby = NULL;
+	r = get("/readyz");
+	CHECK_INT(r.status, 200);
+	resp_free(&r);
+	r = request("POST", "/api/v1/builds/b1/start", NULL, NULL, 0);
+	CHECK_INT(r.status, 200);
+	CHECK_INT(fake.n_calls, 1);
+	resp_free(&r);
+	teardown();
+}
+
 static void test_sse(void)
 {
 	setup(false);
@@ -1226,6 +1300,7 @@ int main(void)
 	RUN(test_reads);
 	RUN(test_actions);
 	RUN(test_admin);
+	RUN(test_standby);
 	RUN(test_logs);
 	RUN(test_webhook_unsigned);
 	RUN(test_webhook_signed);

@@ -749,6 +749,50 @@ static void test_secrets(void)
 	clear_secret_env();
 }
 
+static void test_leader_election(void)
+{
+	/* defaults: off, the Lease "runboat", client-go's durations */
+	struct config *c = load(REQUIRED);
+	CHECK(c != NULL);
+	if (c) {
+		CHECK(!c->kubernetes.leader_election);
+		CHECK_STR(c->kubernetes.lease_name, "runboat");
+		CHECK(c->kubernetes.lease_duration == 15.0 && c->kubernetes.renew_deadline == 10.0 &&
+		      c->kubernetes.retry_period == 2.0);
+	}
+	config_free(c);
+	c = load("[kubernetes]\nnamespace = \"b\"\nleader_election = true\n"
+		 "leader_election_lease = \"runboat.leader\"\nleader_election_lease_duration = 6\n"
+		 "leader_election_renew_deadline = 4.5\nleader_election_retry_period = 0.5\n"
+		 "[build]\ndomain = \"x.org\"\n");
+	CHECK(c != NULL);
+	if (c) {
+		CHECK(c->kubernetes.leader_election);
+		CHECK_STR(c->kubernetes.lease_name, "runboat.leader");
+		CHECK(c->kubernetes.lease_duration == 6.0 && c->kubernetes.renew_deadline == 4.5 &&
+		      c->kubernetes.retry_period == 0.5);
+	} else {
+		fprintf(stderr, "  %s\n", err);
+	}
+	config_free(c);
+	EXPECT_ERROR("[kubernetes]\nnamespace = \"b\"\nleader_election = \"yes\"\n",
+		     "3: kubernetes.leader_election: got a string, expected true or false");
+	EXPECT_ERROR_LIKE("[kubernetes]\nnamespace = \"b\"\nleader_election_lease = \"Run_Boat\"\n",
+			  "3: kubernetes.leader_election_lease: \"Run_Boat\" is not a valid object name",
+			  "DNS-1123 subdomain");
+	EXPECT_ERROR("[kubernetes]\nnamespace = \"b\"\nleader_election_lease_duration = 1.5\n",
+		     "3: kubernetes.leader_election_lease_duration: got a float, expected an integer");
+	EXPECT_ERROR_LIKE("[kubernetes]\nnamespace = \"b\"\nleader_election_lease_duration = 10\n"
+			  "[build]\ndomain = \"x.org\"\n",
+			  "", "leader_election_renew_deadline: 10 is not below "
+			  "leader_election_lease_duration (10)");
+	EXPECT_ERROR_LIKE("[kubernetes]\nnamespace = \"b\"\nleader_election_retry_period = 9\n"
+			  "[build]\ndomain = \"x.org\"\n",
+			  "3: kubernetes.leader_election_retry_period: 9 is too long", "* 1.2");
+	EXPECT_ERROR_LIKE("[kubernetes]\nnamespace = \"b\"\nleadership = true\n", "3: ",
+			  "unknown key");
+}
+
 static void test_repos(void)
 {
 	char dir[600];
@@ -838,6 +882,7 @@ int main(void)
 	RUN(test_special_files);
 	RUN(test_secrets);
 	RUN(test_repos);
+	RUN(test_leader_election);
 
 	char cmd[700];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
