@@ -200,7 +200,7 @@ static const char *const BUILD_KEYS[] = { "domain", "kubefiles", "env", "secret_
 					  "template_vars", NULL };
 static const char *const GITHUB_KEYS[] = { "api_url", "token", "token_file", "webhook_secret",
 					   "webhook_secret_file", "statuses", "sync_interval",
-					   "sync_repos", NULL };
+					   "sync_repos", "debounce", NULL };
 static const char *const REPO_KEYS[] = { "repo", "branch", "image", "kubefiles", "env",
 					 "secret_env", "template_vars", NULL };
 static const char *const STICKY_KEYS[] = { "repo", "branch", NULL };
@@ -1164,6 +1164,17 @@ static int load_github(struct loader *ld, json_t *root, struct config *c)
 				return fail_key(ld, P, "sync_interval", "%.15g is out of range, "
 						"expected 0 (off) or 1..%.15g seconds", d, ONE_DAY);
 			g->sync_interval = d;
+		}
+		json_t *db = json_object_get(t, "debounce");
+		if (db) {
+			if (!json_is_number(db))
+				return fail_key(ld, P, "debounce", "got %s, expected a number of seconds",
+						kind_name(db));
+			double d = json_number_value(db);
+			if (!(d >= 0 && d <= 3600))
+				return fail_key(ld, P, "debounce", "%.15g is out of range, expected 0 "
+						"(off) to 3600 seconds", d);
+			g->debounce = d;
 		}
 		if (get_sync_repos(ld, t, P, g) < 0)
 			return -1;

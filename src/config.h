@@ -109,6 +109,10 @@ struct config_github {
 	 * with GitHub, 0 = off; default 600 when a token is set, else 0 */
 	double sync_interval;
 	char **sync_repos; /* lowercase "owner/repo" also looked at by the sync */
+	/* seconds a new build waits before its initialization, so that of
+	 * several pushes of one branch or PR in that time only the newest is
+	 * built (the older ones are undeployed); 0 = off */
+	double debounce;
 	size_t n_sync_repos;
 };
 

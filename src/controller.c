@@ -951,9 +951,15 @@ static void on_pass(uv_timer_t *t)
 		.n_dirty = (size_t)(end - names),
 		.now_ms = now_ms(),
 		.pending_undeploys = undeploys.n,
+		.debounce_ms = (int64_t)(c->cfg->github.debounce * 1000),
+		.wall_ms = wall_ms(),
 	};
 	struct plan plan = {0};
 	policy_plan(&in, &plan);
+	if (plan.wake_wall_ms) /* a debounced build's wait ends: a pass then */
+		arm_retry(c, now_ms() + (uint64_t)(plan.wake_wall_ms > in.wall_ms
+							 ? plan.wake_wall_ms - in.wall_ms
+							 : 0) + 50);
 	free(names);
 	strmap_clear(&dirty, NULL);
 	/* executing starts calls only: the builds of the plan stay valid */

@@ -211,6 +211,13 @@ static void initializer(struct pass *p)
 			add(p, ACTION_UNDEPLOY, b, 0, "a newer commit of its branch or PR was pushed");
 			continue;
 		}
+		if (p->in->debounce_ms && b->created_ms + p->in->debounce_ms > p->in->wall_ms) {
+			/* a newer push may come: wait, without holding a slot */
+			int64_t at = b->created_ms + p->in->debounce_ms;
+			if (!p->out->wake_wall_ms || at < p->out->wake_wall_ms)
+				p->out->wake_wall_ms = at;
+			continue;
+		}
 		add(p, ACTION_INITIALIZE, b, 0, "its turn came");
 		used++;
 	}

@@ -101,6 +101,10 @@ struct policy_input {
 	/* builds not being deleted yet whose undeploy is asked (want_undeploy)
 	 * or in flight (WORK_UNDEPLOY): the undeployer counts them as gone */
 	size_t pending_undeploys;
+	/* [github] debounce: a todo build is not initialized before its
+	 * created_ms + debounce_ms, on the wall clock wall_ms */
+	int64_t debounce_ms;
+	int64_t wall_ms;
 };
 
 enum action_kind {
@@ -139,6 +143,9 @@ struct action {
 struct plan {
 	struct action *v;
 	size_t n, cap;
+	/* when a build left waiting by the debounce may be initialized (wall
+	 * clock ms), the earliest; 0 if none waits */
+	int64_t wake_wall_ms;
 };
 
 /* The actions of one pass, appended to out (which may hold earlier ones),

@@ -421,8 +421,8 @@ async function act(name, action) {
   const b = state.builds.get(name);
   if (!b) return;
   state.watched.add(name);
-  if (action === "undeploy") {
-    undeploy(name);
+  if (action === "undeploy" || action === "force") {
+    undeploy(name, action === "force");
     return;
   }
   setPending(name, action);
@@ -493,20 +493,27 @@ async function login(reason) {
   return true;
 }
 
-async function undeploy(name) {
+// Undeploys a build after a confirmation; force: without its cleanup job
+// (every object deleted; its database may be left on the server).
+async function undeploy(name, force = false) {
   let b = state.builds.get(name);
   if (!b) return;
   if (!getCreds() && !(await login())) return;
   b = state.builds.get(name);
   if (!b) return;
-  $("confirm-text").textContent =
-    `Build ${buildLabel(b)} (${str(b.commit_info.repo)}) and its database will be deleted.`;
+  $("confirm-title").textContent = force ? "Force the undeploy?" : "Undeploy build?";
+  $("confirm-ok").textContent = force ? "Force undeploy" : "Undeploy";
+  $("confirm-text").textContent = force
+    ? `The cleanup job of build ${buildLabel(b)} (${str(b.commit_info.repo)}) failed. ` +
+      "Forcing deletes every object of the build without it: its database may be left behind."
+    : `Build ${buildLabel(b)} (${str(b.commit_info.repo)}) and its database will be deleted.`;
   if ((await ask($("confirm-dialog"))) !== "ok") return;
-  setPending(name, "undeploy");
+  setPending(name, force ? "force" : "undeploy");
   render();
   try {
-    await api("DELETE", `/builds/${encodeURIComponent(name)}`, { auth: getCreds() });
-    announce(`Requested undeploy of build ${buildLabel(b)}`);
+    if (force) await api("POST", `/builds/${encodeURIComponent(name)}/force-undeploy`, { auth: getCreds() });
+    else await api("DELETE", `/builds/${encodeURIComponent(name)}`, { auth: getCreds() });
+    announce(`Requested ${force ? "forced " : ""}undeploy of build ${buildLabel(b)}`);
   } catch (e) {
     clearPending(name);
     if (e.status === 401) setCreds(null);
@@ -639,12 +646,15 @@ function createCard(name, big) {
   c.notLive = h("span", { class: "not-live" });
   c.initLog = h("a", { class: "text-link", target: "_blank", rel: "noopener" }, "Init log");
   c.log = h("a", { class: "text-link", target: "_blank", rel: "noopener" }, "Log");
-  c.links = h("div", { class: "card-links" }, c.open, c.mail, c.notLive, h("span", { class: "logs" }, c.initLog, c.log));
+  c.cleanupLog = h("a", { class: "text-link", target: "_blank", rel: "noopener" }, "Cleanup log");
+  c.links = h("div", { class: "card-links" }, c.open, c.mail, c.notLive,
+    h("span", { class: "logs" }, c.initLog, c.log, c.cleanupLog));
 
   c.buttons = {};
   const actions = h("div", { class: "card-actions" });
   for (const [action, label, cls] of [["start", "Start", "btn"], ["stop", "Stop", "btn"],
-    ["reset", "Reset", "btn"], ["undeploy", "Undeploy", "btn btn-danger-outline"]]) {
+    ["reset", "Reset", "btn"], ["undeploy", "Undeploy", "btn btn-danger-outline"],
+    ["force", "Force undeploy", "btn btn-danger-outline"]]) {
     const bt = h("button", { type: "button", class: cls, "data-action": action }, label);
     bt.addEventListener("click", () => act(name, action));
     c.buttons[action] = bt;
@@ -713,7 +723,12 @@ function updateCard(c, b) {
   c.log.setAttribute("href", `${API}/builds/${encodeURIComponent(b.name)}/log`);
   c.log.setAttribute("aria-label", `Log of build ${label}`);
 
-  const can = allowedActions(status);
+  c.cleanupLog.hidden = status !== "undeploying";
+  c.cleanupLog.setAttribute("href", `${API}/builds/${encodeURIComponent(b.name)}/cleanup-log`);
+  c.cleanupLog.setAttribute("aria-label", `Cleanup log of build ${label}`);
+
+  const can = allowedActions(status, b.reason);
+  c.buttons.force.hidden = !can.force;
   for (const [action, bt] of Object.entries(c.buttons)) {
     bt.disabled = !!pending || !can[action];
     const word = bt.textContent;

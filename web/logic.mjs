@@ -19,7 +19,9 @@ export const STATUS_WORDS = {
   started: "Started",
   undeploying: "Undeploying",
 };
-export const ACTION_WORDS = { start: "start", stop: "stop", reset: "reset", undeploy: "undeploy" };
+export const ACTION_WORDS = {
+  start: "start", stop: "stop", reset: "reset", undeploy: "undeploy", force: "force the undeploy",
+};
 
 // ------------------------------------------------------------ values
 
@@ -118,12 +120,15 @@ export function statusLine(b, pendingAction = null) {
 }
 
 // Which actions a build in that status allows.
-export function allowedActions(status) {
+// force: an undeploying build whose cleanup job failed (its reason says
+// so) may be undeployed without it, by an admin.
+export function allowedActions(status, reason = "") {
   return {
     start: status === "stopped",
     stop: status === "started" || status === "starting",
     reset: status !== "undeploying",
     undeploy: status !== "undeploying",
+    force: status === "undeploying" && /cleanup job failed/.test(str(reason)),
   };
 }
 

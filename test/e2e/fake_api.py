@@ -358,6 +358,10 @@ class FakeRunboat:
                     raise ApiError(409, f"build {name} is already undeploying")
                 self._transition(b, lambda b: b.update(status="undeploying"),
                                  [lambda b: b.update(status=None)])
+            elif action == "force-undeploy":
+                # the real one answers for any build; it goes at once
+                self._transition(b, lambda b: b.update(status="undeploying"),
+                                 [lambda b: b.update(status=None)])
             else:
                 raise ApiError(404, "no such action")
             return self.to_json(b)
@@ -481,7 +485,13 @@ class Handler(BaseHTTPRequestHandler):
                 if m != "POST":
                     raise ApiError(405, "method not allowed")
                 return self.reply(200, f.action(name, what))
-            if what in ("init-log", "log") and m == "GET":
+            if what == "force-undeploy":
+                if m != "POST":
+                    raise ApiError(405, "method not allowed")
+                self.check_admin()
+                f.action(name, what)
+                return self.reply(200, {"detail": f"build {name}: undeploy forced"})
+            if what in ("init-log", "log", "cleanup-log") and m == "GET":
                 b = f.get(name)
                 lines = [f"{now_iso()} {what} of {b['slug']} ({b['status']})",
                          "odoo: loading modules...", "odoo: modules loaded."]

@@ -64,7 +64,7 @@ def pr_payload(action, number, head, base="16.0", repo=REPO):
     return p
 
 
-def runboat_config(github_url, limits="", extra=""):
+def runboat_config(github_url, limits="", extra="", github_extra=""):
     """The configuration sections of a runboat under test: admin
     credentials, limits, the fake GitHub and one [[repos]] entry."""
     return f"""
@@ -79,6 +79,7 @@ password = "{ADMIN[1]}"
 api_url = "{github_url}"
 token = "test-token"
 webhook_secret = "{SECRET}"
+{github_extra}
 
 [[repos]]
 repo = "acme/.*"
@@ -92,7 +93,7 @@ class Env:
     """One runboat on the control plane, in a namespace of its own."""
 
     def __init__(self, make_runboat, kube, github, limits="", extra="", env=None, server_extra="",
-                 kubeconfig=None, kube_extra=""):
+                 kubeconfig=None, kube_extra="", github_extra=""):
         self.kube = kube
         self.github = github
         self.namespace = "rb-" + uuid.uuid4().hex[:10]
@@ -108,6 +109,7 @@ class Env:
         self.make_runboat = make_runboat
         self.limits = limits
         self.extra = extra
+        self.github_extra = github_extra
         self.server_extra = server_extra
         self.env = env or {}
         self.rb = None
@@ -125,7 +127,7 @@ class Env:
         return self.rb
 
     def config_extra(self):
-        return runboat_config(self.github.url, self.limits, self.extra)
+        return runboat_config(self.github.url, self.limits, self.extra, self.github_extra)
 
     # ---- talking to runboat ----
 

@@ -130,6 +130,33 @@ def test_cap_per_branch(make_env):
     assert [b["commit_info"]["git_commit"] for b in env.builds(branch="b")] == [sha(300)]
 
 
+def test_debounced_pushes(make_env):
+    env = make_env(github_extra="debounce = 4")
+    # three pushes of one branch within the window, one of another branch
+    for i in range(3):
+        assert env.webhook("push", push_payload("a", sha(500 + i))).status_code == 202
+        time.sleep(0.3)
+    assert env.webhook("push", push_payload("b", sha(510))).status_code == 202
+    jobs = set()
+
+    def init_jobs():
+        r = env.kube.request("GET", f"/apis/batch/v1/namespaces/{env.namespace}/jobs",
+                             params={"labelSelector": "runboat/job-kind=initialize"})
+        jobs.update(j["metadata"]["labels"]["runboat/build"] for j in r.json()["items"])
+        return jobs
+    # nothing is initialized within the window
+    time.sleep(2)
+    assert init_jobs() == set()
+    newest = env.wait_build(lambda b: b["commit_info"]["git_commit"] == sha(502), 10)
+    other = env.wait_build(lambda b: b["commit_info"]["git_commit"] == sha(510), 10)
+    env.wait_status(newest["name"], "started", 60)
+    env.wait_status(other["name"], "started", 60)
+    # only the newest of branch a was built; the older ones are gone
+    assert init_jobs() == {newest["name"], other["name"]}
+    wait_for(lambda: [b["commit_info"]["git_commit"] for b in env.builds(branch="a")] == [sha(502)],
+             60, "the older pushes of a to go")
+
+
 def test_stuck_undeploy_retried_then_forced(make_env, tmp_path):
     # kubefiles whose cleanup Job fails at its first pod (the default one
     # retries its pod 6 times, minutes of the controller-manager's backoff)

@@ -559,6 +559,34 @@ def test_action_errors_are_shown(ui, backend):
     expect(msg).to_have_count(0)
 
 
+def test_force_undeploy_after_cleanup_failed(ui, backend):
+    if not backend.admin or not isinstance(backend, FakeBackend):
+        pytest.skip("forces an undeploy: only against a disposable backend with admin credentials")
+    b = need(backend, status="stopped")
+    p = ui()
+    page = p.open(f"/builds?repo={b['commit_info']['repo']}")
+    card = p.card(b["name"])
+    force = card.get_by_role("button", name="Force undeploy build")
+    # only an undeploying build whose cleanup job failed offers it
+    expect(force).to_be_hidden()
+    backend.set_status(b["name"], "undeploying")
+    expect(card).to_have_attribute("data-status", "undeploying")
+    expect(force).to_be_hidden()
+    expect(card.get_by_role("link", name="Cleanup log of build")).to_be_visible()
+    backend.set_reason(b["name"], "cleanup failed: its cleanup job failed (see its cleanup log; "
+                                  "an admin may force the undeploy)")
+    expect(force).to_be_visible()
+    force.click()
+    dialog = page.locator("#login-dialog")
+    dialog.get_by_label("User name").fill(backend.admin[0])
+    dialog.get_by_label("Password").fill(backend.admin[1])
+    dialog.get_by_role("button", name="Sign in").click()
+    confirm = page.locator("#confirm-dialog")
+    expect(confirm).to_contain_text("without it")
+    confirm.get_by_role("button", name="Force undeploy").click()
+    expect(card).to_have_count(0)
+
+
 def test_admin_undeploy(ui, backend):
     if not backend.admin:
         pytest.skip("no admin credentials (RUNBOAT_UI_ADMIN)")

@@ -280,7 +280,8 @@ static void test_unknown_keys(void)
 	/* the first by line, although "aaa" sorts first */
 	EXPECT_ERROR(REQUIRED "[github]\nzzz = 1\naaa = 2\n",
 		     "6: github.zzz: unknown key, expected one of: api_url, token, token_file, "
-		     "webhook_secret, webhook_secret_file, statuses, sync_interval, sync_repos");
+		     "webhook_secret, webhook_secret_file, statuses, sync_interval, sync_repos, "
+		     "debounce");
 	EXPECT_ERROR(REQUIRED "[[repos]]\nrepo = 'a/b'\nimage = 'x'\nbrnch = 'main'\n",
 		     "8: repos[0].brnch: unknown key, did you mean \"branch\"?");
 	EXPECT_ERROR(REQUIRED "[[sticky_branches]]\nrepo = 'a/b'\nbranches = 'x'\n",
@@ -383,6 +384,10 @@ static void test_out_of_range(void)
 	EXPECT_ERROR("[server]\nbase_url = \"ftp://x.org\"\n" REQUIRED,
 		     "2: server.base_url: not an http:// or https:// URL, expected the public http:// "
 		     "or https:// URL of runboat");
+	EXPECT_ERROR(REQUIRED "[github]\ndebounce = -1\n",
+		     "6: github.debounce: -1 is out of range, expected 0 (off) to 3600 seconds");
+	EXPECT_ERROR(REQUIRED "[github]\ndebounce = \"5\"\n",
+		     "6: github.debounce: got a string, expected a number of seconds");
 	EXPECT_ERROR(REQUIRED "[github]\napi_url = \"https://\"\n",
 		     "6: github.api_url: has no host, expected the http:// or https:// base URL of "
 		     "the GitHub API");

@@ -24,6 +24,7 @@ struct world {
 	struct policy_limits lim;
 	uint64_t now;
 	size_t pending_undeploys;
+	int64_t debounce_ms, wall; /* [github] debounce, the wall clock */
 };
 
 static const struct build_work *lookup(const char *name, void *data)
@@ -114,7 +115,8 @@ static void plan(struct world *w, const char *const *dirty, size_t n, struct pla
 {
 	struct policy_input in = {.idx = w->idx, .limits = w->lim, .work = lookup, .work_data = w,
 				  .dirty = dirty, .n_dirty = n, .now_ms = w->now,
-				  .pending_undeploys = w->pending_undeploys};
+				  .pending_undeploys = w->pending_undeploys,
+				  .debounce_ms = w->debounce_ms, .wall_ms = w->wall};
 	*out = (struct plan){0};
 	policy_plan(&in, out);
 }
@@ -328,6 +330,32 @@ static void test_ref_cap(void)
 	/* off: nothing */
 	w.lim.max_deployed_per_ref = 0;
 	expect(&w, p2, 1, "initialize a4");
+	world_free(&w);
+}
+
+static void test_debounce(void)
+{
+	struct world w;
+	world_init(&w, 3, 10, 100);
+	w.debounce_ms = 5000;
+	w.wall = 10000;
+	add(&w, &(struct spec){"a1", "a", .created_ms = 4000});
+	add(&w, &(struct spec){"a2", "a", .created_ms = 6000});
+	add(&w, &(struct spec){"b1", "b", .created_ms = 5500});
+	add(&w, &(struct spec){"c1", "c", .created_ms = 1000});
+	/* a1 is obsolete at once; b1 and a2 wait without holding a slot, c1
+	 * goes; the pass says when the first wait ends */
+	struct plan p;
+	plan(&w, NULL, 0, &p);
+	CHECK_STR(show(&p), "initialize c1, undeploy a1");
+	CHECK_INT(p.wake_wall_ms, 10500);
+	plan_free(&p);
+	w.wall = 10600;
+	expect(&w, NULL, 0, "initialize c1, undeploy a1, initialize b1");
+	w.wall = 11000;
+	expect(&w, NULL, 0, "initialize c1, undeploy a1, initialize b1, initialize a2");
+	w.debounce_ms = 0;
+	expect(&w, NULL, 0, "initialize c1, undeploy a1, initialize b1, initialize a2");
 	world_free(&w);
 }
 
@@ -630,6 +658,8 @@ static void model(struct world *w, struct mbuild *all, size_t n, const size_t *d
 			madd(p, all, m, ACTION_UNDEPLOY, 0);
 			continue;
 		}
+		if (w->debounce_ms && m->s.created_ms + w->debounce_ms > w->wall)
+			continue;
 		madd(p, all, m, ACTION_INITIALIZE, 0);
 		used++;
 	}
@@ -702,6 +732,8 @@ static void random_world(struct world *w, uint64_t *s, struct mbuild *all, size_
 {
 	world_init(w, 1 + rnd(s, 3), rnd(s, 4), 2 + rnd(s, 8));
 	w->lim.max_deployed_per_ref = rnd(s, 4); /* 0: no cap */
+	w->debounce_ms = rnd(s, 3) ? 0 : 100 * (int64_t)rnd(s, 20);
+	w->wall = 100 * (int64_t)rnd(s, 40);
 	w->pending_undeploys = rnd(s, 3);
 	for (size_t i = 0; i < n; i++) {
 		struct mbuild *m = &all[i];
@@ -866,6 +898,7 @@ int main(void)
 	RUN(test_stopper);
 	RUN(test_undeployer);
 	RUN(test_ref_cap);
+	RUN(test_debounce);
 	RUN(test_wants);
 	RUN(test_cleanup_steps);
 	RUN(test_model);

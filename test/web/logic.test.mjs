@@ -94,11 +94,16 @@ test("status words and the actions a status allows", () => {
     assert.equal(L.statusWord(s), L.str(s));
   }
   assert.equal(L.statusWord("undeploying"), "Undeploying");
-  assert.deepEqual(L.allowedActions("stopped"), { start: true, stop: false, reset: true, undeploy: true });
-  assert.deepEqual(L.allowedActions("started"), { start: false, stop: true, reset: true, undeploy: true });
-  assert.deepEqual(L.allowedActions("starting"), { start: false, stop: true, reset: true, undeploy: true });
-  assert.deepEqual(L.allowedActions("undeploying"), { start: false, stop: false, reset: false, undeploy: false });
-  assert.deepEqual(L.allowedActions("failed"), { start: false, stop: false, reset: true, undeploy: true });
+  assert.deepEqual(L.allowedActions("stopped"), { start: true, stop: false, reset: true, undeploy: true, force: false });
+  assert.deepEqual(L.allowedActions("started"), { start: false, stop: true, reset: true, undeploy: true, force: false });
+  assert.deepEqual(L.allowedActions("starting"), { start: false, stop: true, reset: true, undeploy: true, force: false });
+  assert.deepEqual(L.allowedActions("undeploying"), { start: false, stop: false, reset: false, undeploy: false, force: false });
+  assert.deepEqual(L.allowedActions("failed"), { start: false, stop: false, reset: true, undeploy: true, force: false });
+  // forcing an undeploy: only when its cleanup job failed
+  assert.equal(L.allowedActions("undeploying", "cleanup failed: its cleanup job failed (see its cleanup log)").force, true);
+  assert.equal(L.allowedActions("undeploying", "its cleanup job failed: trying again in 10 s (1 of 3)").force, true);
+  assert.equal(L.allowedActions("undeploying", null).force, false);
+  assert.equal(L.allowedActions("failed", "its cleanup job failed").force, false);
 });
 
 test("filters: status, PR number, branch substring", () => {
