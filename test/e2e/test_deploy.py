@@ -142,8 +142,10 @@ class InClusterEnv(Env):
     API server as KUBERNETES_SERVICE_HOST/PORT), with the base's Role as
     written or with the changes role_edit makes."""
 
-    def __init__(self, make_runboat, kube, github, sa_dir, role_edit=None, **kw):
+    def __init__(self, make_runboat, kube, github, sa_dir, role_edit=None, wait_ready=True,
+                 **kw):
         self.sa_dir = sa_dir
+        self.wait_ready = wait_ready
         self.role_edit = role_edit
         self.prepared = False
         cenv = read_env_file(cluster_dir() / "env")
@@ -183,7 +185,12 @@ class InClusterEnv(Env):
             self.prepare()
         # the runboat under test has no kubeconfig at all
         self.kubeconfig = ""
-        return super().start()
+        if self.wait_ready:
+            return super().start()
+        self.rb = self.make_runboat(kube_extra='kubeconfig = ""', extra=self.config_extra(),
+                                    server_extra=self.server_extra, env=self.env,
+                                    namespace=self.namespace)
+        return self.rb
 
     def can_i(self, verb, resource, group=""):
         """What the API server says the ServiceAccount may do."""
@@ -283,3 +290,23 @@ def test_missing_verb_is_one_clear_line(make_incluster, github):
     assert env.namespace in line and name in line, line
     # the build stays visible, undeploying
     assert (env.build(name) or {}).get("status") == "undeploying"
+
+
+
+def test_missing_list_verb_is_not_a_flood(make_incluster, github):
+    """Without list on jobs the Job informer cannot sync: runboat says so
+    once, not at every retry, and stays not ready."""
+    def without_list_on_jobs(role):
+        for rule in role["rules"]:
+            if "jobs" in rule["resources"]:
+                rule["verbs"].remove("list")
+
+    env = make_incluster(role_edit=without_list_on_jobs, wait_ready=False)
+    assert not env.can_i("list", "jobs", "batch")
+    wait_for(lambda: forbidden_lines(env), 30, "the refusal in the log")
+    # the informer retries with backoff meanwhile (several times in 20 s)
+    time.sleep(20)
+    lines = forbidden_lines(env)
+    assert len(lines) == 1, "\n".join(lines)
+    assert 'cannot list resource "jobs" in API group "batch"' in lines[0], lines[0]
+    assert requests.get(env.rb.url("/readyz"), timeout=10).status_code == 503
