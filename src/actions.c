@@ -133,7 +133,9 @@ static bool failed(struct op *op, const struct kube_result *res, const char *wha
 	snprintf(op->message, sizeof op->message, "%s failed: %s", what, why);
 	op->transient = transient(op, res);
 	op->maybe_applied = res->maybe_applied;
-	log_warn("build %s: %s", op->name, op->message);
+	/* the controller logs the outcome once (retried or refused for good),
+	 * with this message: one line per failure, not two */
+	log_debug("build %s: %s", op->name, op->message);
 	return true;
 }
 

@@ -584,6 +584,7 @@ static void on_deploy_result(struct controller *c, const struct action_result *r
 			log_warn("build %s: %s; its initialization applies it again", r->name, r->message);
 		else if (r->error) {
 			/* the build exists: it is failed, with the reason */
+			log_error("build %s: refused for good: %s", r->name, r->message);
 			free(w->init_refused);
 			w->init_refused = xstrdup(r->message);
 		}

@@ -36,6 +36,9 @@ enum step { STEP_BEGIN, STEP_LIST, STEP_WATCH };
 enum call_kind { CALL_NONE, CALL_LIST, CALL_WATCH };
 enum cancel_reason { CANCEL_NONE, CANCEL_EVENT, CANCEL_SILENT, CANCEL_STOP };
 
+/* How often a list refused by RBAC (403) is logged again while it lasts. */
+#define INFORMER_FORBIDDEN_LOG_MS (10 * 60 * 1000)
+
 struct informer {
 	uv_loop_t *loop;
 	struct kube *kube;
@@ -76,6 +79,7 @@ struct informer {
 	struct backoff backoff;
 	uint64_t rng;
 	struct informer_stats stats;
+	uint64_t forbidden_logged_ms; /* last 403 of a list logged, 0: none */
 };
 
 /* ------------------------------------------------------------ pure parts -- */
@@ -673,8 +677,16 @@ static void on_list_done(const struct kube_result *res, void *data)
 		json_decref(items);
 		inf->stats.list_failures++;
 		uint64_t d = next_delay(inf, false);
-		log_warn("informer %s: list failed: %s; retrying in %.1f s", inf->desc,
-			 res->message ? res->message : strerror(-res->error), (double)d / 1000);
+		/* a missing permission repeats at every retry: said once, then
+		 * every 10 minutes while it lasts */
+		uint64_t now = uv_now(inf->loop);
+		bool quiet = res->status == 403 && inf->forbidden_logged_ms &&
+			     now - inf->forbidden_logged_ms < INFORMER_FORBIDDEN_LOG_MS;
+		if (res->status == 403 && !quiet)
+			inf->forbidden_logged_ms = now;
+		log_msg(quiet ? LOG_DEBUG : LOG_WARN, "informer %s: list failed: %s; retrying in %.1f s",
+			inf->desc, res->message ? res->message : strerror(-res->error),
+			(double)d / 1000);
 		schedule(inf, STEP_LIST, d);
 		return;
 	}

@@ -647,7 +647,9 @@ struct kubeconfig *kubeconfig_resolve(const char *explicit_path, const char *con
 		free(f);
 	}
 	char why[512] = "";
-	struct kubeconfig *kc = kubeconfig_in_cluster(NULL, why, sizeof(why));
+	const char *sa_dir = getenv(KUBECONFIG_SA_DIR_ENV);
+	struct kubeconfig *kc = kubeconfig_in_cluster(sa_dir && *sa_dir ? sa_dir : NULL, why,
+						      sizeof(why));
 	if (!kc)
 		snprintf(err, errlen, "no kubeconfig found (no file in $KUBECONFIG%s%s%s, no "
 				      "~/.kube/config) and %s",

@@ -59,9 +59,14 @@ struct kubeconfig *kubeconfig_load(const char *path, const char *context, char *
  * and namespace. The token is then a token_file (re-read when it rotates). */
 struct kubeconfig *kubeconfig_in_cluster(const char *sa_dir, char *err, size_t errlen);
 
+/* Where the in-cluster service account files are read from instead of
+ * /var/run/secrets/kubernetes.io/serviceaccount when set (tests, or a token
+ * projected elsewhere). */
+#define KUBECONFIG_SA_DIR_ENV "RUNBOAT_SERVICE_ACCOUNT_DIR"
+
 /* Selection order: explicit_path if not NULL/empty, else the first existing
  * file of $KUBECONFIG (a ':' list), else ~/.kube/config if it exists, else the
- * in-cluster service account. */
+ * in-cluster service account (in $RUNBOAT_SERVICE_ACCOUNT_DIR when set). */
 struct kubeconfig *kubeconfig_resolve(const char *explicit_path, const char *context,
 				      char *err, size_t errlen);
 

@@ -495,6 +495,38 @@ static void test_resolve_order(void)
 	CHECK(kc == NULL);
 	CHECK(strstr(err, "no kubeconfig found") != NULL);
 	CHECK(strstr(err, "not running in a cluster") != NULL);
+	/* then the in-cluster service account, from RUNBOAT_SERVICE_ACCOUNT_DIR */
+	char *sa = xasprintf("%s/sa2", dir);
+	mkdir(sa, 0700);
+	free(write_file("sa2/token", "sa2-token\n"));
+	free(write_file("sa2/ca.crt", CA_PEM));
+	setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1", 1);
+	setenv("KUBERNETES_SERVICE_PORT", "6443", 1);
+	setenv(KUBECONFIG_SA_DIR_ENV, sa, 1);
+	kc = kubeconfig_resolve(NULL, NULL, err, sizeof(err));
+	CHECK(kc != NULL);
+	if (kc) {
+		CHECK_STR(kc->server, "https://127.0.0.1:6443");
+		char *tf = xasprintf("%s/token", sa);
+		CHECK_STR(kc->token_file, tf);
+		free(tf);
+		CHECK_STR(kc->ca_pem, CA_PEM);
+		CHECK(kc->namespace == NULL); /* no namespace file there */
+		CHECK(kc->path == NULL);
+		kubeconfig_free(kc);
+	}
+	/* a directory without a token: the error names the file */
+	char *empty = xasprintf("%s/sa-empty", dir);
+	mkdir(empty, 0700);
+	setenv(KUBECONFIG_SA_DIR_ENV, empty, 1);
+	kc = kubeconfig_resolve(NULL, NULL, err, sizeof(err));
+	CHECK(kc == NULL);
+	CHECK(strstr(err, "sa-empty/token") != NULL);
+	unsetenv(KUBECONFIG_SA_DIR_ENV);
+	unsetenv("KUBERNETES_SERVICE_HOST");
+	unsetenv("KUBERNETES_SERVICE_PORT");
+	free(empty);
+	free(sa);
 	free(hc);
 	free(list);
 	free(a);

@@ -351,6 +351,8 @@ static void test_defaults_deployment(void)
 	json_t *pvc = find_obj(objs, "PersistentVolumeClaim", NULL);
 	CHECK_STR(JSTR(pvc, "spec", "storageClassName"), "fast");
 	CHECK_STR(JSTR(pvc, "spec", "resources", "requests", "storage"), "1Gi");
+	/* storageSize alone: the limit follows, or the PVC would be invalid */
+	CHECK_STR(JSTR(pvc, "spec", "resources", "limits", "storage"), "1Gi");
 	CHECK_STR(JSTR(find_obj(objs, "Ingress", BUILD "-mailhog"), "spec", "ingressClassName"),
 		  "nginx");
 	json_decref(objs);
@@ -370,7 +372,13 @@ static void test_defaults_other_modes(void)
 	check_contract(objs, &ctx);
 	CHECK_INT(count_kind(objs, "Deployment"), 0);
 	CHECK_INT(count_kind(objs, "Job"), 1);
-	CHECK(find_obj(objs, "PersistentVolumeClaim", BUILD "-data") != NULL);
+	/* the Python runboat's PVC exactly (its spec is immutable) */
+	json_t *pvc = find_obj(objs, "PersistentVolumeClaim", BUILD "-data");
+	CHECK(pvc != NULL);
+	CHECK_STR(JSTR(pvc, "spec", "accessModes", "#0"), "ReadWriteOnce");
+	CHECK_INT(json_array_size(jget(pvc, "spec", "accessModes", NULL)), 1);
+	CHECK_STR(JSTR(pvc, "spec", "resources", "requests", "storage"), "200Mi");
+	CHECK_STR(JSTR(pvc, "spec", "resources", "limits", "storage"), "250Mi");
 	json_t *job = find_obj(objs, "Job", BUILD "-initialize");
 	CHECK(job != NULL);
 	CHECK_STR(JSTR(job, "metadata", "labels", "runboat/job-kind"), "initialize");
@@ -392,6 +400,14 @@ static void test_defaults_other_modes(void)
 	job = find_obj(objs, "Job", BUILD "-cleanup");
 	CHECK_STR(JSTR(job, "metadata", "labels", "runboat/job-kind"), "cleanup");
 	CHECK_STR(JSTR(job, "spec", "template", "metadata", "labels", "runboat/job-kind"), "cleanup");
+	/* the Python runboat's cleanup Job (immutable pod template) */
+	CHECK_INT(json_integer_value(jget(job, "spec", "completions", NULL)), 1);
+	CHECK_INT(json_integer_value(jget(job, "spec", "backoffLimit", NULL)), 6);
+	CHECK(jget(job, "spec", "activeDeadlineSeconds", NULL) == NULL);
+	CHECK_STR(JSTR(job, "spec", "template", "spec", "containers", "#0", "image"), "postgres");
+	CHECK(jget(job, "spec", "template", "spec", "containers", "#0", "resources", NULL) == NULL);
+	CHECK_STR(JSTR(job, "spec", "template", "metadata", "annotations", "runboat/git-commit"),
+		  ctx.commit.git_commit);
 	CHECK(find_obj(objs, "ConfigMap", BUILD "-runboat-scripts") != NULL);
 	json_decref(objs);
 
