@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
 	build-essential cmake ninja-build pkg-config git curl ca-certificates openssl
 	libuv1-dev libcurl4-openssl-dev libjansson-dev libwslay-dev libssl-dev
-	libyaml-dev libtomlplusplus-dev node-llhttp libbsd-dev
+	libyaml-dev libtomlplusplus-dev node-llhttp libbsd-dev zlib1g-dev
 	clang libclang-rt-14-dev wrk
 	python3 python3-venv nodejs
 	chromium chromium-driver

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include <llhttp.h>
+#include <zlib.h>
 
 #include "log.h"
 #include "router.h"
@@ -20,6 +21,8 @@
 #define LINGER_MAX_BYTES (1024 * 1024)
 #define MAX_DETAIL 1024
 #define REFUSAL_LOG_MS 1000
+/* bodies from this size are gzipped for a client that accepts it */
+#define GZIP_MIN_BYTES 1024
 
 enum conn_state {
 	CS_IDLE,     /* between requests */
@@ -436,6 +439,82 @@ void http_respond_static(struct http_req *req, int status, const char *content_t
 	respond_common(req, status, content_type, body, len);
 }
 
+/* Does the request's Accept-Encoding take gzip (RFC 9110 12.5.3): "gzip"
+ * or "x-gzip" with a q above 0, or "*" with a q above 0 when gzip is not
+ * listed itself. */
+static bool accepts_gzip(const struct http_req *req)
+{
+	const char *v = http_req_header(req, "accept-encoding");
+	if (!v)
+		return false;
+	int gzip = -1, star = -1; /* -1 not listed, 0 refused, 1 accepted */
+	char item[128];
+	while (*v) {
+		size_t n = strcspn(v, ",");
+		if (n < sizeof item) {
+			memcpy(item, v, n);
+			item[n] = '\0';
+			/* "coding *( OWS ; OWS param )": only q matters */
+			char *save = NULL, *tok = strtok_r(item, ";", &save);
+			char *name = tok ? tok + strspn(tok, " \t") : NULL;
+			if (name)
+				name[strcspn(name, " \t")] = '\0';
+			int ok = 1;
+			while ((tok = strtok_r(NULL, ";", &save))) {
+				tok += strspn(tok, " \t");
+				if ((tok[0] == 'q' || tok[0] == 'Q') && tok[1] == '=')
+					ok = strtod(tok + 2, NULL) > 0;
+			}
+			if (name && (!strcasecmp(name, "gzip") || !strcasecmp(name, "x-gzip")))
+				gzip = gzip == 1 ? 1 : ok;
+			else if (name && !strcmp(name, "*"))
+				star = ok;
+		}
+		v += n;
+		if (*v)
+			v++;
+	}
+	return gzip == 1 || (gzip == -1 && star == 1);
+}
+
+/* body gzipped into out (level 1: the listing is large and repetitive, the
+ * loop waits for it); false if zlib fails. */
+static bool gzip_body(const void *body, size_t len, struct buf *out)
+{
+	z_stream z = {0};
+	if (deflateInit2(&z, Z_BEST_SPEED, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+		return false;
+	size_t cap = deflateBound(&z, (uLong)len);
+	buf_reset(out);
+	buf_reserve(out, cap);
+	z.next_in = (Bytef *)body;
+	z.avail_in = (uInt)len;
+	z.next_out = (Bytef *)out->data;
+	z.avail_out = (uInt)cap;
+	int rc = deflate(&z, Z_FINISH);
+	out->len = z.total_out;
+	deflateEnd(&z);
+	return rc == Z_STREAM_END;
+}
+
+void http_respond_compressible(struct http_req *req, int status, const char *content_type,
+			       const void *body, size_t len)
+{
+	if (len < GZIP_MIN_BYTES || req->conn->responded) {
+		respond_common(req, status, content_type, body, len);
+		return;
+	}
+	http_add_header(req, "Vary", "Accept-Encoding");
+	struct buf gz = {0};
+	if (accepts_gzip(req) && gzip_body(body, len, &gz)) {
+		http_add_header(req, "Content-Encoding", "gzip");
+		respond_common(req, status, content_type, gz.data, gz.len);
+	} else {
+		respond_common(req, status, content_type, body, len);
+	}
+	buf_free(&gz);
+}
+
 void http_respond_json(struct http_req *req, int status, json_t *value)
 {
 	char *s = value ? json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
@@ -448,7 +527,7 @@ void http_respond_json(struct http_req *req, int status, json_t *value)
 		respond_common(req, 500, "application/json", body, sizeof body - 1);
 		return;
 	}
-	respond_common(req, status, "application/json", s, strlen(s));
+	http_respond_compressible(req, status, "application/json", s, strlen(s));
 	free(s);
 }
 

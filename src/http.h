@@ -122,7 +122,13 @@ void http_respond(struct http_req *req, int status, const char *content_type, co
 /* Answers with a static body that outlives the server (not copied). */
 void http_respond_static(struct http_req *req, int status, const char *content_type,
 			 const void *body, size_t len);
-/* Answers with value serialized as JSON; steals the reference. */
+/* Answers with body (copied), gzipped when it is 1 KiB or more and the
+ * client's Accept-Encoding takes gzip (Vary: Accept-Encoding then). For
+ * dynamic bodies only: a static asset with an ETag must not vary. */
+void http_respond_compressible(struct http_req *req, int status, const char *content_type,
+			       const void *body, size_t len);
+/* Answers with value serialized as JSON (http_respond_compressible); steals
+ * the reference. */
 void http_respond_json(struct http_req *req, int status, json_t *value);
 /* Answers {"detail": "..."} with status. The detail may hold client input:
  * it is cut at 1 KiB on a character boundary and invalid UTF-8 becomes

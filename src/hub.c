@@ -229,6 +229,12 @@ static void on_index_event(enum index_event ev, const struct build *b, void *dat
 	if (ev == INDEX_JOB || !b)
 		return;
 	bool deleted = ev == INDEX_DEL;
+	if (!deleted) {
+		/* encoded as it arrives, so that the first listing or snapshot
+		 * after a (re)sync does not encode every build at once */
+		size_t len;
+		build_json_text(b, hub->links, &len);
+	}
 	struct buf text = {0};
 	struct hub_msg m;
 	msg_init(&m, NULL, 0);
