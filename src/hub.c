@@ -181,12 +181,24 @@ static void backlog_clear(struct hub_sub *sub)
 
 static void ensure_timer(struct hub *hub);
 
-/* Sends as much of the backlog as the connection takes. */
+/* A backlog (a snapshot, mostly) goes out in batches of this many unsent
+ * bytes at most, the next one when the connection has taken the previous
+ * one: as fast as the client reads, without holding a whole snapshot in
+ * memory per subscriber while many subscribe at once. */
+#define HUB_BATCH_BYTES (32 * 1024)
+
+static size_t batch_limit(const struct hub *hub)
+{
+	return hub->lim.high_water < HUB_BATCH_BYTES ? hub->lim.high_water : HUB_BATCH_BYTES;
+}
+
+/* Sends the next batch of the backlog. */
 static void drain(struct hub_sub *sub)
 {
 	struct hub *hub = sub->hub;
 	struct buf text = {0};
-	while (sub->head && !sub->kicked && sub->sink.pending(sub->conn) < hub->lim.high_water) {
+	size_t limit = batch_limit(hub);
+	while (sub->head && !sub->kicked && sub->sink.pending(sub->conn) < limit) {
 		struct pending *p = sub->head;
 		struct hub_msg m;
 		const struct build *b = p->del_json ? NULL : index_find(hub->idx, p->name);
@@ -364,11 +376,15 @@ struct hub_sub *hub_subscribe(struct hub *hub, const struct index_filter *f,
 	const struct build **list = NULL;
 	size_t n = index_list(hub->idx, &sub->filter, INDEX_SORT_ASC, &list);
 	struct buf text = {0};
+	size_t limit = batch_limit(hub);
 	for (size_t i = 0; i < n; i++) {
-		if (sub->head) {
-			/* the connection is full: the rest waits by name (and is
+		if (sub->head || sub->sink.pending(sub->conn) >= limit) {
+			/* a batch is queued: the rest waits by name (and is
 			 * encoded when sent) */
+			if (!sub->head)
+				sub->last_progress_ms = now_ms();
 			backlog_put(sub, list[i]->name, NULL, 0);
+			ensure_timer(hub);
 			continue;
 		}
 		struct hub_msg m;

@@ -63,14 +63,16 @@ struct hub *hub_new(uv_loop_t *loop, struct index *idx, const struct build_links
 void hub_free(struct hub *hub);
 
 /* Adds a subscriber: queues an "upd" for every build matching f (copied) in
- * ascending order, then follows changes. conn is borrowed until
+ * ascending order (a first batch at once, the rest by name in its backlog,
+ * sent as the connection drains), then follows changes. conn is borrowed until
  * hub_unsubscribe. */
 struct hub_sub *hub_subscribe(struct hub *hub, const struct index_filter *f,
 			      const struct hub_sink *sink, void *conn);
 void hub_unsubscribe(struct hub_sub *sub);
 
-/* Sends as much of a subscriber's backlog as its connection takes: call it
- * when the connection has drained (its write completed). */
+/* Sends the next batch (up to 32 KiB unsent) of a subscriber's backlog:
+ * call it when the connection has taken what was queued (its write
+ * completed), so that a snapshot goes out as fast as the client reads. */
 void hub_flush(struct hub_sub *sub);
 
 size_t hub_subscribers(const struct hub *hub);
