@@ -1054,6 +1054,22 @@ static void test_sse(void)
 	buf_free(&c.out);
 	buf_free(&c.got);
 
+	/* HTTP/1.0: the same events, close-delimited, without chunk framing
+	 * around the shared bytes */
+	const char *req10 = "GET /api/v1/build-events?repo=oca/a HTTP/1.0\r\nHost: x\r\n\r\n";
+	client_start(&c, req10, strlen(req10));
+	c.until = "\"name\":\"b2\"";
+	run_until(&c.closed);
+	const char *body10 = c.got.data ? strstr(c.got.data, "\r\n\r\n") : NULL;
+	CHECK(body10 != NULL);
+	if (body10) {
+		CHECK(strncmp(body10 + 4, "data: {\"event\":\"upd\",\"build\":{\"name\":\"b1\"", 41) == 0);
+		CHECK(strstr(body10, "}\n\ndata: {\"event\":\"upd\",\"build\":{\"name\":\"b2\"") != NULL);
+	}
+	CHECK(strstr(c.got.data ? c.got.data : "", "Transfer-Encoding") == NULL);
+	buf_free(&c.out);
+	buf_free(&c.got);
+
 	/* live: a deletion reaches a new subscriber */
 	client_start(&c, req, strlen(req));
 	while (!c.got.data || !strstr(c.got.data, "\"name\":\"b2\""))
