@@ -21,7 +21,7 @@ FROM debian:12-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       ca-certificates libcurl4 libjansson4 libssl3 libstdc++6 libtomlplusplus3 \
-      libuv1 libwslay1 libyaml-0-2 \
+      libuv1 libwslay1 libyaml-0-2 zlib1g \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /opt/runboat /opt/runboat
 RUN useradd --system --uid 10001 --user-group --home-dir /nonexistent \

@@ -12,7 +12,7 @@ build_only=0
 build_packages=(
 	build-essential cmake ninja-build pkg-config ca-certificates
 	libuv1-dev libcurl4-openssl-dev libjansson-dev libwslay-dev libssl-dev
-	libyaml-dev libtomlplusplus-dev node-llhttp libbsd-dev
+	libyaml-dev libtomlplusplus-dev node-llhttp libbsd-dev zlib1g-dev
 )
 packages=("${build_packages[@]}")
 if ((!build_only)); then

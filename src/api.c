@@ -240,13 +240,22 @@ static void on_builds(struct http_req *req, void *data)
 		return;
 	const struct build **list = NULL;
 	size_t n = index_list(app->index, &q.f, INDEX_SORT_DESC, &list);
-	json_t *out = json_array();
-	for (size_t i = 0; i < n; i++)
-		json_array_append_new(out, build_to_json(list[i], &app->links));
+	/* each build's cached encoding, shared with the streams */
+	struct buf out = {0};
+	buf_append(&out, "[", 1);
+	for (size_t i = 0; i < n; i++) {
+		size_t len;
+		const char *j = build_json_text(list[i], &app->links, &len);
+		if (i)
+			buf_append(&out, ",", 1);
+		buf_append(&out, j, len);
+	}
+	buf_append(&out, "]", 1);
 	free(list);
 	api_filter_free(&q);
 	http_add_header(req, "Cache-Control", "no-store");
-	http_respond_json(req, 200, out);
+	http_respond_compressible(req, 200, "application/json", out.data, out.len);
+	buf_free(&out);
 }
 
 static const struct build *build_or_404(struct http_req *req, struct app *app)

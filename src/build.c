@@ -143,11 +143,21 @@ static void set_string(char **dst, const char *s)
 void build_set_reason(struct build *b, const char *s)
 {
 	set_string(&b->reason, s);
+	build_json_forget(b);
 }
 
 void build_set_note(struct build *b, const char *s)
 {
 	set_string(&b->note, s);
+	build_json_forget(b);
+}
+
+void build_json_forget(struct build *b)
+{
+	free(b->json_text);
+	b->json_text = NULL;
+	b->json_len = 0;
+	b->json_links = NULL;
 }
 
 void build_free(struct build *b)
@@ -156,6 +166,7 @@ void build_free(struct build *b)
 		return;
 	free(b->reason);
 	free(b->note);
+	free(b->json_text);
 	free(b);
 }
 
@@ -729,6 +740,24 @@ json_t *build_to_json(const struct build *b, const struct build_links *links)
 	const char *why = b->note ? b->note : b->reason;
 	json_object_set_new(o, "reason", why ? json_string(why) : json_null());
 	return o;
+}
+
+const char *build_json_text(const struct build *b, const struct build_links *links, size_t *len)
+{
+	/* the cache is not part of the build's value: filling it does not
+	 * change what a const build shows */
+	struct build *m = (struct build *)b;
+	if (!m->json_text || m->json_links != links) {
+		json_t *o = build_to_json(b, links);
+		char *text = json_dumps(o, JSON_COMPACT);
+		json_decref(o);
+		free(m->json_text);
+		m->json_text = text ? text : xstrdup("{}");
+		m->json_len = strlen(m->json_text);
+		m->json_links = links;
+	}
+	*len = m->json_len;
+	return m->json_text;
 }
 
 /* ---- jobs ---- */

@@ -104,6 +104,11 @@ struct build {
 	                              * step being retried, a failed cleanup),
 	                              * NULL if nothing; set by index_set_note,
 	                              * never read from Kubernetes */
+	/* build_json_text's cache: the JSON text for json_links, or NULL.
+	 * Not copied by build_dup; dropped by build_set_reason/note. */
+	char *json_text;
+	size_t json_len;
+	const struct build_links *json_links;
 };
 
 /* A build with the given identity and strings (copied, NUL-terminated, in one
@@ -214,6 +219,15 @@ struct build_links {
  * The branch is percent-encoded in links except for '/' (identical to Python
  * for ordinary branch names). */
 json_t *build_to_json(const struct build *b, const struct build_links *links);
+
+/* build_to_json's text (compact, as json_dumps), cached on the build: the
+ * API listing and every stream share one encoding per state of a build.
+ * The text is borrowed, valid until b is freed or its reason/note set;
+ * *len gets its length. Whoever changes other fields of a build after it
+ * was encoded must call build_json_forget (the index never does: a change
+ * is a new struct build). */
+const char *build_json_text(const struct build *b, const struct build_links *links, size_t *len);
+void build_json_forget(struct build *b);
 
 /* Jobs */
 

@@ -92,6 +92,15 @@ static void on_synced(struct informer *inf, void *data)
 	f->synced(f->data);
 }
 
+/* What build_from_deployment and build_job_from_job read, beside the
+ * metadata: the informers cache only that (a Deployment's pod template is
+ * most of its size). */
+static const char *const DEPLOYMENT_KEEP[] = {"spec.replicas", "status.replicas",
+					      "status.readyReplicas",
+					      "status.availableReplicas", NULL};
+static const char *const JOB_KEEP[] = {"status.active", "status.succeeded", "status.failed",
+				       "status.conditions", NULL};
+
 struct feed *feed_new(uv_loop_t *loop, struct kube *kube, const char *namespace,
 		      struct index *idx, feed_synced_cb synced, void *data)
 {
@@ -100,13 +109,15 @@ struct feed *feed_new(uv_loop_t *loop, struct kube *kube, const char *namespace,
 	f->synced = synced;
 	f->data = data;
 	struct informer_opts dopts = {.api_version = "apps/v1", .kind = "Deployment",
-				      .namespace = namespace, .label_selector = BUILD_LABEL};
+				      .namespace = namespace, .label_selector = BUILD_LABEL,
+				      .keep = DEPLOYMENT_KEEP, .slim_cache = true};
 	struct informer_callbacks dcb = {.on_add = on_deployment_add, .on_update = on_deployment,
 					 .on_delete = on_deployment_delete, .on_synced = on_synced,
 					 .data = f};
 	f->deployments = informer_new(loop, kube, &dopts, &dcb);
 	struct informer_opts jopts = {.api_version = "batch/v1", .kind = "Job",
-				      .namespace = namespace, .label_selector = BUILD_LABEL};
+				      .namespace = namespace, .label_selector = BUILD_LABEL,
+				      .keep = JOB_KEEP, .slim_cache = true};
 	struct informer_callbacks jcb = {.on_add = on_job_add, .on_update = on_job,
 					 .on_delete = on_job_delete, .on_synced = on_synced,
 					 .data = f};
@@ -132,4 +143,14 @@ void feed_free(struct feed *f)
 	informer_free(f->deployments);
 	informer_free(f->jobs);
 	free(f);
+}
+
+struct informer *feed_deployments(struct feed *f)
+{
+	return f->deployments;
+}
+
+struct informer *feed_jobs(struct feed *f)
+{
+	return f->jobs;
 }

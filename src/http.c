@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include <llhttp.h>
+#include <zlib.h>
 
 #include "log.h"
 #include "metrics.h"
@@ -21,6 +22,8 @@
 #define LINGER_MAX_BYTES (1024 * 1024)
 #define MAX_DETAIL 1024
 #define REFUSAL_LOG_MS 1000
+/* bodies from this size are gzipped for a client that accepts it */
+#define GZIP_MIN_BYTES 1024
 
 enum conn_state {
 	CS_IDLE,     /* between requests */
@@ -102,6 +105,12 @@ struct http_conn {
 	bool chunked;
 	int status;
 	unsigned long long bytes_out;
+	/* output: queued pieces (not yet handed to libuv) and at most one
+	 * write in flight; write_pending counts the bytes of both */
+	struct seg *outq;
+	size_t outq_n, outq_cap;
+	bool writing;
+	bool hold_flush; /* in a drain callback: one write after it returns */
 	size_t write_pending;
 	bool close_after;
 	bool peer_eof;
@@ -117,11 +126,19 @@ struct http_conn {
 	bool up_paused;
 };
 
+/* A piece of output: len bytes at off in a shared buffer. */
+struct seg {
+	struct http_bytes *ref;
+	size_t off, len;
+};
+
+/* One uv_write of every piece queued when it was issued. */
 struct write_req {
 	uv_write_t w;
 	struct http_conn *conn;
 	size_t len;
-	char data[]; /* copied bytes */
+	size_t n;
+	struct seg segs[];
 };
 
 static void conn_close(struct http_conn *c);
@@ -216,17 +233,55 @@ static void conn_linger(struct http_conn *c)
 	}
 }
 
+struct http_bytes *http_bytes_new(const void *data, size_t len)
+{
+	struct http_bytes *b = xmalloc(sizeof *b + len);
+	b->refs = 1;
+	b->len = len;
+	if (data && len)
+		memcpy(b->data, data, len);
+	return b;
+}
+
+struct http_bytes *http_bytes_ref(struct http_bytes *b)
+{
+	b->refs++;
+	return b;
+}
+
+void http_bytes_unref(struct http_bytes *b)
+{
+	if (b && --b->refs == 0)
+		free(b);
+}
+
+static void conn_flush(struct http_conn *c);
+
 static void on_write(uv_write_t *w, int status)
 {
 	struct write_req *wr = CONTAINER_OF(w, struct write_req, w);
 	struct http_conn *c = wr->conn;
 	c->write_pending -= wr->len;
+	c->writing = false;
+	for (size_t i = 0; i < wr->n; i++)
+		http_bytes_unref(wr->segs[i].ref);
 	free(wr);
 	if (status < 0 && status != UV_ECANCELED) {
 		log_debug("http: write failed: %s", uv_strerror(status));
 		conn_close(c);
 		return;
 	}
+	if (c->closing)
+		return;
+	/* the socket took everything: a stream may queue more now, and what
+	 * it queues goes out with what queued meanwhile, in one write */
+	c->hold_flush = true;
+	if (c->state == CS_HANDLING && c->streaming && c->req.on_drain)
+		c->req.on_drain(&c->req, c->req.abort_data);
+	else if (c->state == CS_UPGRADED && c->up.on_drain)
+		c->up.on_drain(c->up_data);
+	c->hold_flush = false;
+	conn_flush(c);
 	if (c->out_blocked && c->write_pending <= c->srv->lim.max_output_pending / 2) {
 		/* the client reads again: so do we */
 		c->out_blocked = false;
@@ -236,34 +291,87 @@ static void on_write(uv_write_t *w, int status)
 	conn_linger(c);
 }
 
-/* Queues bytes (copied) on the connection. */
-static void conn_write(struct http_conn *c, const void *a, size_t alen, const void *b, size_t blen)
+/* Hands every queued piece to libuv in one write, unless one is in flight
+ * (on_write issues the next). */
+static void conn_flush(struct http_conn *c)
 {
-	c->bytes_out += alen + blen;
-	if (c->closing)
+	if (c->writing || c->hold_flush || !c->outq_n || c->detached)
 		return;
-	if (c->detached)
-		return; /* the fuzzer's sink */
-	struct write_req *wr = xmalloc(sizeof *wr + alen + blen);
+	size_t n = c->outq_n;
+	struct write_req *wr = xmalloc(sizeof *wr + n * sizeof wr->segs[0]);
+	uv_buf_t small[16];
+	uv_buf_t *bufs = n <= ARRAY_SIZE(small) ? small : xmalloc(n * sizeof *bufs);
 	wr->conn = c;
-	wr->len = alen + blen;
-	memcpy(wr->data, a, alen);
-	if (blen)
-		memcpy(wr->data + alen, b, blen);
-	uv_buf_t buf = uv_buf_init(wr->data, (unsigned)wr->len);
-	c->write_pending += wr->len;
-	int rc = uv_write(&wr->w, (uv_stream_t *)&c->tcp, &buf, 1, on_write);
+	wr->n = n;
+	wr->len = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct seg *sg = &c->outq[i];
+		wr->segs[i] = *sg;
+		wr->len += sg->len;
+		bufs[i] = uv_buf_init(sg->ref->data + sg->off, (unsigned)sg->len);
+	}
+	c->outq_n = 0;
+	c->writing = true;
+	int rc = uv_write(&wr->w, (uv_stream_t *)&c->tcp, bufs, (unsigned)n, on_write);
+	if (bufs != small)
+		free(bufs);
 	if (rc < 0) {
+		c->writing = false;
 		c->write_pending -= wr->len;
+		for (size_t i = 0; i < n; i++)
+			http_bytes_unref(wr->segs[i].ref);
 		free(wr);
 		conn_close(c);
+	}
+}
+
+/* Queues len bytes at off in ref (the reference is taken over) and sends
+ * them at once when no write is in flight. */
+static void conn_push(struct http_conn *c, struct http_bytes *ref, size_t off, size_t len)
+{
+	c->bytes_out += len;
+	if (c->closing || c->detached || len == 0) {
+		/* detached: the fuzzer's sink */
+		http_bytes_unref(ref);
 		return;
 	}
-	if (c->write_pending > c->srv->lim.max_output_pending && !c->out_blocked) {
+	if (c->outq_n == c->outq_cap) {
+		c->outq_cap = c->outq_cap ? c->outq_cap * 2 : 8;
+		c->outq = xrealloc(c->outq, c->outq_cap * sizeof *c->outq);
+	}
+	c->outq[c->outq_n++] = (struct seg){ref, off, len};
+	c->write_pending += len;
+	conn_flush(c);
+	if (!c->closing && c->write_pending > c->srv->lim.max_output_pending && !c->out_blocked) {
 		/* the client does not read: stop reading it (read_control) */
 		c->out_blocked = true;
 		read_control(c);
 	}
+}
+
+/* Queues bytes (copied) on the connection. */
+static void conn_write(struct http_conn *c, const void *a, size_t alen, const void *b, size_t blen)
+{
+	if (c->closing || c->detached) {
+		c->bytes_out += alen + blen;
+		return;
+	}
+	struct http_bytes *ref = http_bytes_new(NULL, alen + blen);
+	if (alen)
+		memcpy(ref->data, a, alen);
+	if (blen)
+		memcpy(ref->data + alen, b, blen);
+	conn_push(c, ref, 0, alen + blen);
+}
+
+/* Drops what was queued and never handed to libuv. */
+static void conn_drop_queue(struct http_conn *c)
+{
+	for (size_t i = 0; i < c->outq_n; i++) {
+		c->write_pending -= c->outq[i].len;
+		http_bytes_unref(c->outq[i].ref);
+	}
+	c->outq_n = 0;
 }
 
 static const char *http_date(struct http_server *srv)
@@ -332,6 +440,82 @@ void http_respond_static(struct http_req *req, int status, const char *content_t
 	respond_common(req, status, content_type, body, len);
 }
 
+/* Does the request's Accept-Encoding take gzip (RFC 9110 12.5.3): "gzip"
+ * or "x-gzip" with a q above 0, or "*" with a q above 0 when gzip is not
+ * listed itself. */
+static bool accepts_gzip(const struct http_req *req)
+{
+	const char *v = http_req_header(req, "accept-encoding");
+	if (!v)
+		return false;
+	int gzip = -1, star = -1; /* -1 not listed, 0 refused, 1 accepted */
+	char item[128];
+	while (*v) {
+		size_t n = strcspn(v, ",");
+		if (n < sizeof item) {
+			memcpy(item, v, n);
+			item[n] = '\0';
+			/* "coding *( OWS ; OWS param )": only q matters */
+			char *save = NULL, *tok = strtok_r(item, ";", &save);
+			char *name = tok ? tok + strspn(tok, " \t") : NULL;
+			if (name)
+				name[strcspn(name, " \t")] = '\0';
+			int ok = 1;
+			while ((tok = strtok_r(NULL, ";", &save))) {
+				tok += strspn(tok, " \t");
+				if ((tok[0] == 'q' || tok[0] == 'Q') && tok[1] == '=')
+					ok = strtod(tok + 2, NULL) > 0;
+			}
+			if (name && (!strcasecmp(name, "gzip") || !strcasecmp(name, "x-gzip")))
+				gzip = gzip == 1 ? 1 : ok;
+			else if (name && !strcmp(name, "*"))
+				star = ok;
+		}
+		v += n;
+		if (*v)
+			v++;
+	}
+	return gzip == 1 || (gzip == -1 && star == 1);
+}
+
+/* body gzipped into out (level 1: the listing is large and repetitive, the
+ * loop waits for it); false if zlib fails. */
+static bool gzip_body(const void *body, size_t len, struct buf *out)
+{
+	z_stream z = {0};
+	if (deflateInit2(&z, Z_BEST_SPEED, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+		return false;
+	size_t cap = deflateBound(&z, (uLong)len);
+	buf_reset(out);
+	buf_reserve(out, cap);
+	z.next_in = (Bytef *)body;
+	z.avail_in = (uInt)len;
+	z.next_out = (Bytef *)out->data;
+	z.avail_out = (uInt)cap;
+	int rc = deflate(&z, Z_FINISH);
+	out->len = z.total_out;
+	deflateEnd(&z);
+	return rc == Z_STREAM_END;
+}
+
+void http_respond_compressible(struct http_req *req, int status, const char *content_type,
+			       const void *body, size_t len)
+{
+	if (len < GZIP_MIN_BYTES || req->conn->responded) {
+		respond_common(req, status, content_type, body, len);
+		return;
+	}
+	http_add_header(req, "Vary", "Accept-Encoding");
+	struct buf gz = {0};
+	if (accepts_gzip(req) && gzip_body(body, len, &gz)) {
+		http_add_header(req, "Content-Encoding", "gzip");
+		respond_common(req, status, content_type, gz.data, gz.len);
+	} else {
+		respond_common(req, status, content_type, body, len);
+	}
+	buf_free(&gz);
+}
+
 void http_respond_json(struct http_req *req, int status, json_t *value)
 {
 	char *s = value ? json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
@@ -344,7 +528,7 @@ void http_respond_json(struct http_req *req, int status, json_t *value)
 		respond_common(req, 500, "application/json", body, sizeof body - 1);
 		return;
 	}
-	respond_common(req, status, "application/json", s, strlen(s));
+	http_respond_compressible(req, status, "application/json", s, strlen(s));
 	free(s);
 }
 
@@ -475,6 +659,36 @@ int http_stream_write(struct http_req *req, const void *data, size_t len)
 		buf_free(&b);
 	} else {
 		conn_write(c, data, len, NULL, 0);
+	}
+	return c->closing ? -EPIPE : 0;
+}
+
+struct http_bytes *http_chunk_bytes(const void *data, size_t len)
+{
+	char hdr[32];
+	int n = snprintf(hdr, sizeof hdr, "%zx\r\n", len);
+	struct http_bytes *b = http_bytes_new(NULL, (size_t)n + len + 2);
+	memcpy(b->data, hdr, (size_t)n);
+	memcpy(b->data + n, data, len);
+	memcpy(b->data + (size_t)n + len, "\r\n", 2);
+	return b;
+}
+
+int http_stream_write_chunk(struct http_req *req, struct http_bytes *chunk)
+{
+	struct http_conn *c = req->conn;
+	if (c->closing)
+		return -EPIPE;
+	if (!c->streaming || req->head || chunk->len < 5)
+		return 0;
+	if (c->chunked) {
+		conn_push(c, http_bytes_ref(chunk), 0, chunk->len);
+	} else {
+		/* HTTP/1.0: the payload without its chunk framing */
+		const char *p = memchr(chunk->data, '\n', chunk->len);
+		size_t off = p ? (size_t)(p + 1 - chunk->data) : 0;
+		if (off + 2 <= chunk->len)
+			conn_push(c, http_bytes_ref(chunk), off, chunk->len - off - 2);
 	}
 	return c->closing ? -EPIPE : 0;
 }
@@ -965,6 +1179,8 @@ static void on_handle_closed(uv_handle_t *h)
 	if (--c->open_handles > 0)
 		return;
 	struct http_server *srv = c->srv;
+	conn_drop_queue(c);
+	free(c->outq);
 	buf_free(&c->in);
 	buf_free(&c->hname);
 	buf_free(&c->hvalue);
@@ -1012,6 +1228,12 @@ static void conn_close(struct http_conn *c)
 		c->next->prev = c->prev;
 	if (c->detached)
 		return;
+	if (!c->writing && c->outq_n) {
+		/* as when every write was issued at once: what the socket takes
+		 * now still goes out (libuv tries the write before queueing) */
+		c->hold_flush = false;
+		conn_flush(c);
+	}
 	uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
 	uv_close((uv_handle_t *)&c->timer, on_handle_closed);
 }
@@ -1396,6 +1618,15 @@ int http_upgraded_write(struct http_upgraded *u, const void *bytes, size_t len)
 	if (c->closing || c->state != CS_UPGRADED)
 		return -EPIPE;
 	conn_write(c, bytes, len, NULL, 0);
+	return c->closing ? -EPIPE : 0;
+}
+
+int http_upgraded_write_bytes(struct http_upgraded *u, struct http_bytes *b)
+{
+	struct http_conn *c = (struct http_conn *)u;
+	if (c->closing || c->state != CS_UPGRADED)
+		return -EPIPE;
+	conn_push(c, http_bytes_ref(b), 0, b->len);
 	return c->closing ? -EPIPE : 0;
 }
 

@@ -77,6 +77,11 @@ struct http_req {
 	/* Set by a handler that answers later: called when the server shuts
 	 * down, so that long streams can end themselves. */
 	void (*on_shutdown)(struct http_req *req, void *data);
+	/* Set by a streaming handler: called (with abort_data) each time the
+	 * socket has taken everything queued so far, so that a backlog is
+	 * sent as fast as the client reads, not on a timer. What it queues
+	 * goes out in one write. */
+	void (*on_drain)(struct http_req *req, void *data);
 };
 
 struct http_server;
@@ -117,7 +122,13 @@ void http_respond(struct http_req *req, int status, const char *content_type, co
 /* Answers with a static body that outlives the server (not copied). */
 void http_respond_static(struct http_req *req, int status, const char *content_type,
 			 const void *body, size_t len);
-/* Answers with value serialized as JSON; steals the reference. */
+/* Answers with body (copied), gzipped when it is 1 KiB or more and the
+ * client's Accept-Encoding takes gzip (Vary: Accept-Encoding then). For
+ * dynamic bodies only: a static asset with an ETag must not vary. */
+void http_respond_compressible(struct http_req *req, int status, const char *content_type,
+			       const void *body, size_t len);
+/* Answers with value serialized as JSON (http_respond_compressible); steals
+ * the reference. */
 void http_respond_json(struct http_req *req, int status, json_t *value);
 /* Answers {"detail": "..."} with status. The detail may hold client input:
  * it is cut at 1 KiB on a character boundary and invalid UTF-8 becomes
@@ -126,11 +137,33 @@ void http_respond_error(struct http_req *req, int status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void http_redirect(struct http_req *req, int status, const char *location);
 
+/* Bytes shared by several writes (one event sent to many subscribers):
+ * reference-counted, not to be changed once handed to a write. */
+struct http_bytes {
+	size_t refs;
+	size_t len;
+	char data[];
+};
+
+/* A new buffer of len bytes with one reference, holding a copy of data
+ * (data NULL: uninitialized, to be filled by the caller). */
+struct http_bytes *http_bytes_new(const void *data, size_t len);
+struct http_bytes *http_bytes_ref(struct http_bytes *b);
+/* Drops a reference; the last one frees. NULL is fine. */
+void http_bytes_unref(struct http_bytes *b);
+
 /* Streaming responses (SSE, logs): sends the status line and headers with
  * chunked encoding (or close-delimited for HTTP/1.0). */
 void http_stream_begin(struct http_req *req, int status, const char *content_type);
 /* Queues data; returns 0, or -EPIPE if the client is gone. */
 int http_stream_write(struct http_req *req, const void *data, size_t len);
+/* data framed as one chunk of a chunked stream (owned by the caller):
+ * encode once, then http_stream_write_chunk it on many streams. */
+struct http_bytes *http_chunk_bytes(const void *data, size_t len);
+/* Queues a chunk made by http_chunk_bytes, shared (a reference is taken,
+ * the bytes are not copied); on an HTTP/1.0 stream its payload only.
+ * Returns 0, or -EPIPE if the client is gone. */
+int http_stream_write_chunk(struct http_req *req, struct http_bytes *chunk);
 /* Bytes queued for the client but not yet written (backpressure). */
 size_t http_stream_pending(const struct http_req *req);
 /* Ends the stream; the request is finished. */
@@ -146,6 +179,9 @@ struct http_upgrade_cbs {
 	void (*on_close)(void *data);
 	/* The server is shutting down: say goodbye and http_upgraded_close. */
 	void (*on_shutdown)(void *data);
+	/* Optional: the socket has taken everything queued so far (see
+	 * http_req.on_drain). */
+	void (*on_drain)(void *data);
 };
 
 struct http_upgraded;
@@ -159,6 +195,9 @@ struct http_upgraded *http_upgrade(struct http_req *req, const char *head, size_
 /* Queues raw bytes (copied). Returns 0 or -EPIPE when the connection is
  * closing. */
 int http_upgraded_write(struct http_upgraded *u, const void *bytes, size_t len);
+/* Queues b shared (a reference is taken, the bytes are not copied).
+ * Returns 0 or -EPIPE when the connection is closing. */
+int http_upgraded_write_bytes(struct http_upgraded *u, struct http_bytes *b);
 /* Bytes queued and not yet written. */
 size_t http_upgraded_pending(const struct http_upgraded *u);
 /* Stops or resumes reading from the client (backpressure). */

@@ -46,13 +46,39 @@ struct hub {
 	unsigned long conflated, kicked;
 };
 
+/* {"event":"upd"|"del","build":<the build's cached JSON>} into out. */
+static void event_text(struct buf *out, bool deleted, const struct build *b,
+		       const struct build_links *links)
+{
+	size_t len;
+	const char *bj = build_json_text(b, links, &len);
+	buf_reset(out);
+	buf_append_str(out, deleted ? "{\"event\":\"del\",\"build\":" : "{\"event\":\"upd\",\"build\":");
+	buf_append(out, bj, len);
+	buf_append(out, "}", 1);
+}
+
 char *hub_event_json(bool deleted, const struct build *b, const struct build_links *links)
 {
-	json_t *ev = json_pack("{s:s,s:o}", "event", deleted ? "del" : "upd", "build",
-			       build_to_json(b, links));
-	char *s = json_dumps(ev, JSON_COMPACT);
-	json_decref(ev);
-	return s ? s : xstrdup("{}");
+	struct buf out = {0};
+	event_text(&out, deleted, b, links);
+	return out.data;
+}
+
+static void msg_init(struct hub_msg *m, const char *json, size_t len)
+{
+	memset(m, 0, sizeof *m);
+	m->json = json;
+	m->len = len;
+}
+
+/* Frees what the sinks put in m's slots. */
+static void msg_done(struct hub_msg *m)
+{
+	for (size_t i = 0; i < HUB_MSG_SLOTS; i++)
+		if (m->slot[i] && m->slot_free[i])
+			m->slot_free[i](m->slot[i]);
+	memset(m->slot, 0, sizeof m->slot);
 }
 
 /* ---- the backlog: FIFO + hash by build name ---- */
@@ -155,42 +181,57 @@ static void backlog_clear(struct hub_sub *sub)
 
 static void ensure_timer(struct hub *hub);
 
-/* Sends as much of the backlog as the connection takes. */
+/* A backlog (a snapshot, mostly) goes out in batches of this many unsent
+ * bytes at most, the next one when the connection has taken the previous
+ * one: as fast as the client reads, without holding a whole snapshot in
+ * memory per subscriber while many subscribe at once. */
+#define HUB_BATCH_BYTES (32 * 1024)
+
+static size_t batch_limit(const struct hub *hub)
+{
+	return hub->lim.high_water < HUB_BATCH_BYTES ? hub->lim.high_water : HUB_BATCH_BYTES;
+}
+
+/* Sends the next batch of the backlog. */
 static void drain(struct hub_sub *sub)
 {
 	struct hub *hub = sub->hub;
-	while (sub->head && !sub->kicked && sub->sink.pending(sub->conn) < hub->lim.high_water) {
+	struct buf text = {0};
+	size_t limit = batch_limit(hub);
+	while (sub->head && !sub->kicked && sub->sink.pending(sub->conn) < limit) {
 		struct pending *p = sub->head;
+		struct hub_msg m;
+		const struct build *b = p->del_json ? NULL : index_find(hub->idx, p->name);
 		if (p->del_json) {
-			sub->sink.send(sub->conn, p->del_json, p->del_len);
-		} else {
-			const struct build *b = index_find(hub->idx, p->name);
-			if (b) {
-				char *s = hub_event_json(false, b, hub->links);
-				sub->sink.send(sub->conn, s, strlen(s));
-				free(s);
-			}
+			msg_init(&m, p->del_json, p->del_len);
+		} else if (b) {
+			event_text(&text, false, b, hub->links);
+			msg_init(&m, text.data, text.len);
+		}
+		if (p->del_json || b) {
+			sub->sink.send(sub->conn, &m);
+			msg_done(&m);
 		}
 		backlog_pop(sub, p);
 		sub->last_progress_ms = now_ms();
 	}
+	buf_free(&text);
 }
 
-static void deliver(struct hub_sub *sub, const struct build *b, const char *json, size_t len,
-		    bool deleted)
+static void deliver(struct hub_sub *sub, const struct build *b, struct hub_msg *m, bool deleted)
 {
 	struct hub *hub = sub->hub;
 	if (sub->kicked)
 		return;
 	if (!sub->head && sub->sink.pending(sub->conn) < hub->lim.high_water) {
-		sub->sink.send(sub->conn, json, len);
+		sub->sink.send(sub->conn, m);
 		return;
 	}
 	if (!sub->head) {
 		sub->last_progress_ms = now_ms();
 		sub->last_pending_bytes = sub->sink.pending(sub->conn);
 	}
-	backlog_put(sub, b->name, deleted ? json : NULL, len);
+	backlog_put(sub, b->name, deleted ? m->json : NULL, m->len);
 	ensure_timer(hub);
 }
 
@@ -200,18 +241,27 @@ static void on_index_event(enum index_event ev, const struct build *b, void *dat
 	if (ev == INDEX_JOB || !b)
 		return;
 	bool deleted = ev == INDEX_DEL;
-	char *json = NULL;
-	size_t len = 0;
+	if (!deleted) {
+		/* encoded as it arrives, so that the first listing or snapshot
+		 * after a (re)sync does not encode every build at once */
+		size_t len;
+		build_json_text(b, hub->links, &len);
+	}
+	struct buf text = {0};
+	struct hub_msg m;
+	msg_init(&m, NULL, 0);
 	for (struct hub_sub *sub = hub->subs; sub; sub = sub->next) {
 		if (!index_filter_match(&sub->filter, b))
 			continue;
-		if (!json) {
-			json = hub_event_json(deleted, b, hub->links);
-			len = strlen(json);
+		if (!m.json) {
+			/* encoded once, shared by every subscriber */
+			event_text(&text, deleted, b, hub->links);
+			msg_init(&m, text.data, text.len);
 		}
-		deliver(sub, b, json, len, deleted);
+		deliver(sub, b, &m, deleted);
 	}
-	free(json);
+	msg_done(&m);
+	buf_free(&text);
 }
 
 static void on_tick(uv_timer_t *t)
@@ -325,11 +375,25 @@ struct hub_sub *hub_subscribe(struct hub *hub, const struct index_filter *f,
 
 	const struct build **list = NULL;
 	size_t n = index_list(hub->idx, &sub->filter, INDEX_SORT_ASC, &list);
+	struct buf text = {0};
+	size_t limit = batch_limit(hub);
 	for (size_t i = 0; i < n; i++) {
-		char *s = hub_event_json(false, list[i], hub->links);
-		deliver(sub, list[i], s, strlen(s), false);
-		free(s);
+		if (sub->head || sub->sink.pending(sub->conn) >= limit) {
+			/* a batch is queued: the rest waits by name (and is
+			 * encoded when sent) */
+			if (!sub->head)
+				sub->last_progress_ms = now_ms();
+			backlog_put(sub, list[i]->name, NULL, 0);
+			ensure_timer(hub);
+			continue;
+		}
+		struct hub_msg m;
+		event_text(&text, false, list[i], hub->links);
+		msg_init(&m, text.data, text.len);
+		deliver(sub, list[i], &m, false);
+		msg_done(&m);
 	}
+	buf_free(&text);
 	free(list);
 	return sub;
 }

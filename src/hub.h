@@ -20,10 +20,23 @@
 struct hub;
 struct hub_sub;
 
+/* One event as the sinks see it: its JSON text, and slots where each kind
+ * of sink keeps the event encoded for its protocol (a WebSocket frame, an
+ * SSE chunk), so that the first subscriber of a kind encodes it and the
+ * others share those bytes. The hub frees what the slots hold (with
+ * slot_free) once the event has been offered to every subscriber. */
+#define HUB_MSG_SLOTS 4
+struct hub_msg {
+	const char *json;
+	size_t len;
+	void *slot[HUB_MSG_SLOTS];
+	void (*slot_free[HUB_MSG_SLOTS])(void *);
+};
+
 /* How the hub reaches one subscriber's connection. */
 struct hub_sink {
-	/* Sends one event (JSON text, borrowed); returns 0 or -EPIPE. */
-	int (*send)(void *conn, const char *json, size_t len);
+	/* Sends one event (borrowed for the call); returns 0 or -EPIPE. */
+	int (*send)(void *conn, struct hub_msg *m);
 	/* Bytes queued on the connection and not yet written. */
 	size_t (*pending)(void *conn);
 	/* The hub gives up on this subscriber (stuck): close the connection.
@@ -35,7 +48,10 @@ struct hub_sink {
 struct hub_limits {
 	size_t high_water;   /* unsent bytes beyond which events are conflated; 0: 256 KiB */
 	uint64_t stuck_ms;   /* conflating for longer than this kicks; 0: 60000 */
-	uint64_t flush_ms;   /* how often backlogs are retried; 0: 100 */
+	/* how often stuck subscribers are looked for (and backlogs retried,
+	 * though they are sent on hub_flush, when the connection drains);
+	 * 0: 100 */
+	uint64_t flush_ms;
 };
 
 /* A hub over idx (borrowed; the hub listens to it until hub_free). links
@@ -47,14 +63,16 @@ struct hub *hub_new(uv_loop_t *loop, struct index *idx, const struct build_links
 void hub_free(struct hub *hub);
 
 /* Adds a subscriber: queues an "upd" for every build matching f (copied) in
- * ascending order, then follows changes. conn is borrowed until
+ * ascending order (a first batch at once, the rest by name in its backlog,
+ * sent as the connection drains), then follows changes. conn is borrowed until
  * hub_unsubscribe. */
 struct hub_sub *hub_subscribe(struct hub *hub, const struct index_filter *f,
 			      const struct hub_sink *sink, void *conn);
 void hub_unsubscribe(struct hub_sub *sub);
 
-/* Tries to send a subscriber's backlog now (e.g. when its connection
- * drained). */
+/* Sends the next batch (up to 32 KiB unsent) of a subscriber's backlog:
+ * call it when the connection has taken what was queued (its write
+ * completed), so that a snapshot goes out as fast as the client reads. */
 void hub_flush(struct hub_sub *sub);
 
 size_t hub_subscribers(const struct hub *hub);
@@ -63,7 +81,8 @@ size_t hub_subscribers(const struct hub *hub);
 unsigned long hub_conflated(const struct hub *hub);
 unsigned long hub_kicked(const struct hub *hub);
 
-/* The JSON text of one event (owned by the caller). */
+/* The JSON text of one event (owned by the caller), from the build's
+ * cached encoding (build_json_text). */
 char *hub_event_json(bool deleted, const struct build *b, const struct build_links *links);
 
 #endif

@@ -549,6 +549,7 @@ int index_upsert(struct index *idx, struct build *b)
 	check_not_dispatching(idx, "index_upsert");
 	/* Derived here too, so that no caller can store an inconsistent status. */
 	b->status = build_derive_status(b);
+	build_json_forget(b);
 	struct entry *e = entry_of(idx, b->name);
 	if (e && !b->note && e->b->note) {
 		/* the controller's note is not in Kubernetes: it stays */
@@ -557,7 +558,13 @@ int index_upsert(struct index *idx, struct build *b)
 	}
 	if (e && build_same_view(e->b, b)) {
 		/* Same keys everywhere: swap in the fresher object (new
-		 * resourceVersion) without touching the orders. */
+		 * resourceVersion) without touching the orders. The JSON is the
+		 * same too: its cached encoding moves over (a relist re-encodes
+		 * nothing). */
+		b->json_text = e->b->json_text;
+		b->json_len = e->b->json_len;
+		b->json_links = e->b->json_links;
+		e->b->json_text = NULL;
 		e->hn.key = b->name;
 		build_free(e->b);
 		e->b = b;

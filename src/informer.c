@@ -1,5 +1,9 @@
 #include "informer.h"
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
 #include "backoff.h"
 #include "kube.h"
 #include "log.h"
@@ -48,6 +52,8 @@ struct informer {
 	int page_size, timeout_min_s, timeout_max_s;
 	long silence_margin_ms, healthy_ms;
 	bool keep_managed_fields;
+	char **keep; /* NULL-terminated, or NULL: every member */
+	bool slim_cache;
 	char *desc; /* for logs: "Deployment apps/v1 in b-ns [runboat/build]" */
 
 	/* the cache */
@@ -293,11 +299,82 @@ static void emit_delete(struct informer *inf, unsigned epoch, json_t *obj)
 		inf->cb.on_delete(inf, obj, inf->cb.data);
 }
 
+/* Is member (or member.field, field non-NULL) in the keep list? */
+static bool kept(char *const *keep, const char *member, const char *field)
+{
+	size_t ml = strlen(member);
+	for (; *keep; keep++) {
+		const char *k = *keep;
+		if (strncmp(k, member, ml) != 0)
+			continue;
+		if (!field && k[ml] == '\0')
+			return true;
+		if (field && k[ml] == '.' && strcmp(k + ml + 1, field) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Does the keep list name fields of member ("member.x")? */
+static bool kept_fields(char *const *keep, const char *member)
+{
+	size_t ml = strlen(member);
+	for (; *keep; keep++)
+		if (strncmp(*keep, member, ml) == 0 && (*keep)[ml] == '.')
+			return true;
+	return false;
+}
+
 /* What the cache keeps of an object. */
 static void trim(const struct informer *inf, json_t *obj)
 {
 	if (!inf->keep_managed_fields)
 		json_object_del(json_object_get(obj, "metadata"), "managedFields");
+	if (!inf->keep || !json_is_object(obj))
+		return;
+	const char *key;
+	json_t *v;
+	void *tmp;
+	json_object_foreach_safe(obj, tmp, key, v) {
+		if (!strcmp(key, "metadata") || !strcmp(key, "kind") || !strcmp(key, "apiVersion") ||
+		    kept(inf->keep, key, NULL))
+			continue;
+		if (!json_is_object(v) || !kept_fields(inf->keep, key)) {
+			json_object_del(obj, key);
+			continue;
+		}
+		const char *fk;
+		json_t *fv;
+		void *ftmp;
+		json_object_foreach_safe(v, ftmp, fk, fv) {
+			if (!kept(inf->keep, key, fk))
+				json_object_del(v, fk);
+		}
+	}
+}
+
+/* With slim_cache, once the callbacks have seen obj: the cached entry of key
+ * (if it still holds obj) keeps only what the informer itself and a
+ * deletion need. */
+static void slim(struct informer *inf, const char *key, uint64_t h, json_t *obj)
+{
+	if (!inf->slim_cache || inf->freeing)
+		return;
+	struct entry *e = cache_find(inf, key, h);
+	if (!e || e->obj != obj)
+		return;
+	static const char *const kept_meta[] = {"name", "namespace", "resourceVersion", "uid",
+						"labels", "creationTimestamp"};
+	json_t *md = json_object_get(obj, "metadata"), *smd = json_object();
+	for (size_t i = 0; i < ARRAY_SIZE(kept_meta); i++) {
+		json_t *v = json_object_get(md, kept_meta[i]);
+		if (v)
+			json_object_set(smd, kept_meta[i], v); /* shared, not copied */
+	}
+	json_t *s = json_object();
+	json_object_set_new(s, "metadata", smd);
+	e->obj = s;
+	json_decref(obj);
 }
 
 /* Stores obj under key (replacing what was there) and reports the change. */
@@ -309,6 +386,7 @@ static void upsert(struct informer *inf, unsigned epoch, const char *key, json_t
 	if (!e) {
 		cache_insert(inf, key, h, obj);
 		emit_add(inf, epoch, obj);
+		slim(inf, key, h, obj);
 		return;
 	}
 	e->gen = inf->gen;
@@ -320,6 +398,7 @@ static void upsert(struct informer *inf, unsigned epoch, const char *key, json_t
 		emit_delete(inf, epoch, old);
 		emit_add(inf, epoch, obj);
 		json_decref(old);
+		slim(inf, key, h, obj);
 		return;
 	}
 	if (old == obj || same_str(meta_str(old, "resourceVersion"), meta_str(obj, "resourceVersion")))
@@ -327,6 +406,7 @@ static void upsert(struct informer *inf, unsigned epoch, const char *key, json_t
 	e->obj = json_incref(obj);
 	emit_update(inf, epoch, old, obj);
 	json_decref(old);
+	slim(inf, key, h, obj);
 }
 
 static void set_rv(struct informer *inf, const char *rv)
@@ -391,6 +471,12 @@ static int replace_locked(struct informer *inf, json_t *list)
 	free(gone);
 	set_rv(inf, rv);
 	inf->stats.lists_ok++;
+#ifdef __GLIBC__
+	/* a list's pages were parsed whole and freed between the objects the
+	 * cache keeps: give those holes back to the system (tens of MiB with
+	 * thousands of objects), once per list */
+	malloc_trim(0);
+#endif
 	if (!inf->synced) {
 		inf->synced = true;
 		if (inf->cb.on_synced && live(inf, epoch))
@@ -474,6 +560,9 @@ static void destroy(struct informer *inf)
 	free(inf->namespace);
 	free(inf->label_selector);
 	free(inf->field_selector);
+	for (char **k = inf->keep; k && *k; k++)
+		free(*k);
+	free(inf->keep);
 	free(inf->desc);
 	free(inf);
 }
@@ -535,6 +624,15 @@ struct informer *informer_new(uv_loop_t *loop, struct kube *k, const struct info
 							  : DEFAULT_SILENCE_MARGIN_MS;
 	inf->healthy_ms = o->healthy_ms > 0 ? o->healthy_ms : DEFAULT_HEALTHY_MS;
 	inf->keep_managed_fields = o->keep_managed_fields;
+	inf->slim_cache = o->slim_cache;
+	if (o->keep) {
+		size_t n = 0;
+		while (o->keep[n])
+			n++;
+		inf->keep = xcalloc(n + 1, sizeof *inf->keep);
+		for (size_t i = 0; i < n; i++)
+			inf->keep[i] = xstrdup(o->keep[i]);
+	}
 	uint64_t seed = o->seed ? o->seed : backoff_seed();
 	backoff_init(&inf->backoff, o->backoff_base_ms > 0 ? (uint64_t)o->backoff_base_ms : 0,
 		     o->backoff_max_ms > 0 ? (uint64_t)o->backoff_max_ms : 0, -1, seed);

@@ -64,6 +64,23 @@ struct informer_opts {
 	 * cached (it is large and of no use to a reader: about half the memory
 	 * of a cached Deployment) unless this is set */
 	bool keep_managed_fields;
+	/* What else the cache keeps of each object, when the readers need
+	 * little of it (a cached Deployment is mostly its pod template): a
+	 * NULL-terminated list (copied) of top-level members ("metadata") and
+	 * of fields of object members ("spec.replicas"); members not listed
+	 * are dropped before the object is cached or given to a callback.
+	 * "metadata", "kind" and "apiVersion" are always kept. NULL keeps
+	 * every member. */
+	const char *const *keep;
+	/* Once the callbacks have seen an object, the cache keeps only its
+	 * metadata name, namespace, resourceVersion, uid, labels and
+	 * creationTimestamp: for a
+	 * reader that keeps its own view of the objects (feed.c: the build
+	 * index), so that the cache costs little. informer_get, and the
+	 * cached objects given to on_update (old) and on_delete (the last
+	 * state, when a re-list no longer holds an object), then carry only
+	 * those. */
+	bool slim_cache;
 };
 
 /* Counters, for tests, benchmarks and metrics. */

@@ -16,6 +16,37 @@
 #define SSE_KEEPALIVE_MS 15000
 #define WS_MAX_MESSAGE 4096
 
+/* The hub_msg slots of this file's encodings. */
+enum { SLOT_SSE, SLOT_WS };
+
+static void unref_bytes(void *b)
+{
+	http_bytes_unref(b);
+}
+
+/* The event's bytes in slot, encoded by make on first use. */
+static struct http_bytes *encoded(struct hub_msg *m, int slot,
+				  struct http_bytes *(*make)(const char *json, size_t len))
+{
+	if (!m->slot[slot]) {
+		m->slot[slot] = make(m->json, m->len);
+		m->slot_free[slot] = unref_bytes;
+	}
+	return m->slot[slot];
+}
+
+/* "data: JSON\n\n" as one chunk. */
+static struct http_bytes *sse_chunk(const char *json, size_t len)
+{
+	struct buf b = {0};
+	buf_append_str(&b, "data: ");
+	buf_append(&b, json, len);
+	buf_append_str(&b, "\n\n");
+	struct http_bytes *c = http_chunk_bytes(b.data, b.len);
+	buf_free(&b);
+	return c;
+}
+
 /* ---- streams: Server-Sent Events ---- */
 
 struct sse {
@@ -25,18 +56,12 @@ struct sse {
 	bool ended;
 };
 
-static int sse_send(void *conn, const char *json, size_t len)
+static int sse_send(void *conn, struct hub_msg *m)
 {
 	struct sse *s = conn;
 	if (s->ended)
 		return -EPIPE;
-	struct buf b = {0};
-	buf_append_str(&b, "data: ");
-	buf_append(&b, json, len);
-	buf_append_str(&b, "\n\n");
-	int rc = http_stream_write(s->req, b.data, b.len);
-	buf_free(&b);
-	return rc;
+	return http_stream_write_chunk(s->req, encoded(m, SLOT_SSE, sse_chunk));
 }
 
 static size_t sse_pending(void *conn)
@@ -60,6 +85,7 @@ static void sse_finish(struct sse *s, bool end_stream)
 	metrics_stream_subscribers("sse", -1);
 	s->req->on_abort = NULL;
 	s->req->on_shutdown = NULL;
+	s->req->on_drain = NULL;
 	if (end_stream)
 		http_stream_end(s->req);
 	uv_close((uv_handle_t *)&s->keepalive, on_sse_timer_closed);
@@ -83,6 +109,14 @@ static void on_sse_shutdown(struct http_req *req, void *data)
 	sse_finish(data, true);
 }
 
+static void on_sse_drain(struct http_req *req, void *data)
+{
+	UNUSED(req);
+	struct sse *s = data;
+	if (!s->ended && s->sub)
+		hub_flush(s->sub);
+}
+
 static void on_sse_keepalive(uv_timer_t *t)
 {
 	struct sse *s = t->data;
@@ -104,6 +138,7 @@ static void on_build_events(struct http_req *req, void *data)
 	http_stream_begin(req, 200, "text/event-stream");
 	req->on_abort = on_sse_abort;
 	req->on_shutdown = on_sse_shutdown;
+	req->on_drain = on_sse_drain;
 	req->abort_data = s;
 	uv_timer_init(app->loop, &s->keepalive);
 	s->keepalive.data = s;
@@ -120,10 +155,10 @@ struct wsconn {
 	struct hub_sub *sub;
 };
 
-static int wsc_send(void *conn, const char *json, size_t len)
+static int wsc_send(void *conn, struct hub_msg *m)
 {
 	struct wsconn *w = conn;
-	return ws_send_text(w->ws, json, len);
+	return ws_send_frame(w->ws, encoded(m, SLOT_WS, ws_text_frame));
 }
 
 static size_t wsc_pending(void *conn)
@@ -148,6 +183,14 @@ static void on_ws_message(struct ws *ws, const char *msg, size_t len, bool text,
 	UNUSED(text);
 	UNUSED(data);
 	/* the stream is one-way: what clients send is ignored */
+}
+
+static void on_ws_drain(struct ws *ws, void *data)
+{
+	UNUSED(ws);
+	struct wsconn *w = data;
+	if (w->sub)
+		hub_flush(w->sub);
 }
 
 static void on_ws_close(struct ws *ws, void *data)
@@ -178,7 +221,8 @@ static void on_ws(struct http_req *req, void *data)
 		return;
 	struct wsconn *w = xcalloc(1, sizeof *w);
 	struct ws_opts wo = {.max_message = WS_MAX_MESSAGE};
-	struct ws_cbs cbs = {.on_message = on_ws_message, .on_close = on_ws_close};
+	struct ws_cbs cbs = {.on_message = on_ws_message, .on_close = on_ws_close,
+			     .on_drain = on_ws_drain};
 	w->ws = ws_accept(req, app->loop, accept, &wo, &cbs, w);
 	w->sub = hub_subscribe(app->hub, &q.f, &ws_sink, w);
 	metrics_stream_subscribers("websocket", 1);

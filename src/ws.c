@@ -263,6 +263,13 @@ static void on_up_data(void *data, const char *bytes, size_t len)
 	proceed(ws);
 }
 
+static void on_up_drain(void *data)
+{
+	struct ws *ws = data;
+	if (!ws->gone && !ws->closing && ws->cbs.on_drain)
+		ws->cbs.on_drain(ws, ws->data);
+}
+
 static void on_tick(uv_timer_t *t);
 
 static void on_up_shutdown(void *data)
@@ -335,6 +342,7 @@ struct ws *ws_accept(struct http_req *req, uv_loop_t *loop, const char accept[32
 		.on_data = on_up_data,
 		.on_close = on_up_close,
 		.on_shutdown = on_up_shutdown,
+		.on_drain = on_up_drain,
 	};
 	ws->up = http_upgrade(req, head, (size_t)n, &ucbs, ws);
 	return ws;
@@ -349,6 +357,45 @@ int ws_send_text(struct ws *ws, const char *msg, size_t len)
 		return -EPIPE;
 	proceed(ws);
 	return 0;
+}
+
+struct http_bytes *ws_text_frame(const char *msg, size_t len)
+{
+	uint8_t head[10];
+	size_t hl;
+	head[0] = 0x81; /* FIN, text */
+	if (len < 126) {
+		head[1] = (uint8_t)len;
+		hl = 2;
+	} else if (len <= 0xffff) {
+		head[1] = 126;
+		head[2] = (uint8_t)(len >> 8);
+		head[3] = (uint8_t)len;
+		hl = 4;
+	} else {
+		head[1] = 127;
+		for (int i = 0; i < 8; i++)
+			head[2 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
+		hl = 10;
+	}
+	struct http_bytes *b = http_bytes_new(NULL, hl + len);
+	memcpy(b->data, head, hl);
+	memcpy(b->data + hl, msg, len);
+	return b;
+}
+
+int ws_send_frame(struct ws *ws, struct http_bytes *frame)
+{
+	if (ws->gone || ws->closing || !ws->up)
+		return -EPIPE;
+	if (ws->in_proceed || ws->out.len) {
+		/* behind what wslay is producing: keep the order */
+		buf_append(&ws->out, frame->data, frame->len);
+		if (!ws->in_proceed)
+			proceed(ws);
+		return 0;
+	}
+	return http_upgraded_write_bytes(ws->up, frame);
 }
 
 size_t ws_pending(const struct ws *ws)

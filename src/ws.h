@@ -23,6 +23,9 @@ struct ws_cbs {
 	void (*on_message)(struct ws *ws, const char *msg, size_t len, bool text, void *data);
 	/* The connection is gone; ws is freed right after this returns. */
 	void (*on_close)(struct ws *ws, void *data);
+	/* Optional: the socket has taken everything queued so far; what is
+	 * sent from here goes out in one write. */
+	void (*on_drain)(struct ws *ws, void *data);
 };
 
 /* Checks a WebSocket handshake request. allowed_origin is the scheme://host[:port]
@@ -40,6 +43,13 @@ struct ws *ws_accept(struct http_req *req, uv_loop_t *loop, const char accept[32
 
 /* Queues a text message (copied). Returns 0, or -EPIPE when closing. */
 int ws_send_text(struct ws *ws, const char *msg, size_t len);
+/* An unmasked, unfragmented server text frame of msg, owned by the caller
+ * (http_bytes_unref): encode a message once, ws_send_frame it to many
+ * connections. */
+struct http_bytes *ws_text_frame(const char *msg, size_t len);
+/* Queues a frame made by ws_text_frame, shared (a reference is taken, the
+ * bytes are not copied). Returns 0, or -EPIPE when closing. */
+int ws_send_frame(struct ws *ws, struct http_bytes *frame);
 /* Bytes accepted by ws_send_text that the client has not been sent yet. */
 size_t ws_pending(const struct ws *ws);
 /* Starts the close handshake with code and reason (at most 123 bytes);

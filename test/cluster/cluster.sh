@@ -294,7 +294,7 @@ exec "$BIN/kube-apiserver" \\
   --authorization-mode=Node,RBAC --anonymous-auth=false \\
   --service-account-issuer=https://kubernetes.default.svc.cluster.local \\
   --service-account-key-file="$D/pki/sa.pub" --service-account-signing-key-file="$D/pki/sa.key" \\
-  --service-cluster-ip-range=10.0.0.0/24 --endpoint-reconciler-type=none \\
+  --service-cluster-ip-range=10.0.0.0/16 --endpoint-reconciler-type=none \\
   --kubelet-preferred-address-types=InternalIP \\
   --kubelet-client-certificate="$D/pki/apiserver-kubelet-client.crt" \\
   --kubelet-client-key="$D/pki/apiserver-kubelet-client.key" \\

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <openssl/hmac.h>
+#include <zlib.h>
 
 #include "app.h"
 #include "build.h"
@@ -1219,6 +1220,22 @@ static void test_sse(void)
 	buf_free(&c.out);
 	buf_free(&c.got);
 
+	/* HTTP/1.0: the same events, close-delimited, without chunk framing
+	 * around the shared bytes */
+	const char *req10 = "GET /api/v1/build-events?repo=oca/a HTTP/1.0\r\nHost: x\r\n\r\n";
+	client_start(&c, req10, strlen(req10));
+	c.until = "\"name\":\"b2\"";
+	run_until(&c.closed);
+	const char *body10 = c.got.data ? strstr(c.got.data, "\r\n\r\n") : NULL;
+	CHECK(body10 != NULL);
+	if (body10) {
+		CHECK(strncmp(body10 + 4, "data: {\"event\":\"upd\",\"build\":{\"name\":\"b1\"", 41) == 0);
+		CHECK(strstr(body10, "}\n\ndata: {\"event\":\"upd\",\"build\":{\"name\":\"b2\"") != NULL);
+	}
+	CHECK(strstr(c.got.data ? c.got.data : "", "Transfer-Encoding") == NULL);
+	buf_free(&c.out);
+	buf_free(&c.got);
+
 	/* live: a deletion reaches a new subscriber */
 	client_start(&c, req, strlen(req));
 	while (!c.got.data || !strstr(c.got.data, "\"name\":\"b2\""))
@@ -1236,6 +1253,46 @@ static void test_sse(void)
 	struct resp r = get("/api/v1/build-events?pr=x");
 	CHECK_INT(r.status, 400);
 	resp_free(&r);
+	for (int i = 0; i < 5; i++)
+		uv_run(&loop, UV_RUN_NOWAIT);
+	CHECK_INT(hub_subscribers(app.hub), 0);
+	teardown();
+}
+
+/* A snapshot far beyond the hub's high-water mark is sent as fast as the
+ * client reads: the backlog drains when a write completes, not on the
+ * hub's timer (set here to an hour), each build once and in order. */
+static void test_sse_backlog(void)
+{
+	setup(false);
+	hub_free(app.hub);
+	struct hub_limits hl = {.high_water = 2048, .flush_ms = 3600000};
+	app.hub = hub_new(&loop, app.index, &app.links, &hl);
+	enum { N = 300 };
+	for (int i = 0; i < N; i++) {
+		char name[16];
+		snprintf(name, sizeof name, "s%03d", i);
+		index_upsert(app.index, mk(name, "oca/z", "16.0", 0, 1000 + i, false));
+	}
+	struct client c;
+	const char *req = "GET /api/v1/build-events?repo=oca/z HTTP/1.1\r\nHost: x\r\n\r\n";
+	client_start(&c, req, strlen(req));
+	c.until = "\"name\":\"s299\"";
+	run_until(&c.closed);
+	const char *p = c.got.data ? c.got.data : "";
+	int seen = 0;
+	for (int i = 0; i < N; i++) {
+		char ev[64];
+		snprintf(ev, sizeof ev, "data: {\"event\":\"upd\",\"build\":{\"name\":\"s%03d\"", i);
+		const char *at = strstr(p, ev);
+		if (!at)
+			break;
+		p = at + 1;
+		seen++;
+	}
+	CHECK_INT(seen, N);
+	buf_free(&c.out);
+	buf_free(&c.got);
 	for (int i = 0; i < 5; i++)
 		uv_run(&loop, UV_RUN_NOWAIT);
 	CHECK_INT(hub_subscribers(app.hub), 0);
@@ -1290,6 +1347,114 @@ static void test_ui(void)
 	teardown();
 }
 
+/* The body of a response by its Content-Length (it may hold NUL bytes). */
+static size_t body_len(const struct resp *r)
+{
+	const char *cl = strstr(r->head, "Content-Length: ");
+	return cl ? strtoull(cl + 16, NULL, 10) : 0;
+}
+
+static char *gunzip(const char *data, size_t len, size_t *out_len)
+{
+	z_stream z = {0};
+	CHECK_INT(inflateInit2(&z, 15 + 16), Z_OK);
+	struct buf out = {0};
+	char chunk[16384];
+	z.next_in = (Bytef *)data;
+	z.avail_in = (uInt)len;
+	int rc;
+	do {
+		z.next_out = (Bytef *)chunk;
+		z.avail_out = sizeof chunk;
+		rc = inflate(&z, Z_NO_FLUSH);
+		buf_append(&out, chunk, sizeof chunk - z.avail_out);
+	} while (rc == Z_OK);
+	CHECK_INT(rc, Z_STREAM_END);
+	inflateEnd(&z);
+	*out_len = out.len;
+	return out.data;
+}
+
+/* The listing from the builds' cached encodings is what jansson gives for
+ * the array of build_to_json; gzip when Accept-Encoding asks for it; a
+ * note set on a build shows at once (the cache is dropped). */
+static void test_listing_encoding(void)
+{
+	setup(false);
+	const struct build **list = NULL;
+	size_t n = index_list(app.index, &(struct index_filter){0}, INDEX_SORT_DESC, &list);
+	json_t *want = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(want, build_to_json(list[i], &app.links));
+	free(list);
+	char *want_s = json_dumps(want, JSON_COMPACT);
+	json_decref(want);
+	CHECK(strlen(want_s) >= 1024); /* else nothing is compressed */
+
+	struct resp r = get("/api/v1/builds");
+	CHECK_INT(r.status, 200);
+	CHECK_STR(r.body, want_s);
+	CHECK(strstr(r.head, "Vary: Accept-Encoding") != NULL);
+	CHECK(strstr(r.head, "Content-Encoding") == NULL);
+	resp_free(&r);
+
+	struct {
+		const char *accept;
+		bool gzip;
+	} cases[] = {
+		{"gzip", true},
+		{"gzip, deflate, br", true},
+		{"deflate ,GZIP ; q=1.0", true},
+		{"x-gzip", true},
+		{"deflate, *;q=0.5", true},
+		{"*;q=0, gzip", true},
+		{"gzip;q=0", false},
+		{"gzip; q=0.000, *", false},
+		{"identity", false},
+		{"", false},
+		{"br;q=1, gzipx", false},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		char h[160];
+		snprintf(h, sizeof h, "Accept-Encoding: %s\r\n", cases[i].accept);
+		r = request("GET", "/api/v1/builds", h, NULL, 0);
+		CHECK_INT(r.status, 200);
+		bool gz = strstr(r.head, "Content-Encoding: gzip") != NULL;
+		if (gz != cases[i].gzip)
+			fprintf(stderr, "Accept-Encoding: %s\n", cases[i].accept);
+		CHECK_INT(gz, cases[i].gzip);
+		if (gz) {
+			size_t len;
+			char *plain = gunzip(r.body, body_len(&r), &len);
+			CHECK_INT(len, strlen(want_s));
+			CHECK_STR(plain, want_s);
+			free(plain);
+			CHECK(body_len(&r) < len);
+		} else {
+			CHECK_STR(r.body, want_s);
+		}
+		resp_free(&r);
+	}
+	free(want_s);
+
+	/* a small answer is never compressed and does not vary */
+	r = request("GET", "/api/v1/status", "Accept-Encoding: gzip\r\n", NULL, 0);
+	CHECK(strstr(r.head, "Content-Encoding") == NULL);
+	CHECK(strstr(r.head, "Vary") == NULL);
+	resp_free(&r);
+
+	/* the encoding of b1 is cached by now; a note replaces it */
+	CHECK_INT(index_set_note(app.index, "b1", "retrying the start"), 1);
+	r = get("/api/v1/builds?branch=16.0");
+	CHECK_STR(json_string_value(json_object_get(json_array_get(r.json, 0), "reason")),
+		  "retrying the start");
+	resp_free(&r);
+	r = get("/api/v1/builds/b1");
+	CHECK_STR(json_string_value(json_object_get(r.json, "reason")), "retrying the start");
+	resp_free(&r);
+	teardown();
+}
+
 int main(void)
 {
 	/* one pool thread, so that test_webhook_big_bodies can hold it (before
@@ -1298,6 +1463,7 @@ int main(void)
 	log_set_level(LOG_WARN);
 	RUN(test_health_and_readiness);
 	RUN(test_reads);
+	RUN(test_listing_encoding);
 	RUN(test_actions);
 	RUN(test_admin);
 	RUN(test_standby);
@@ -1307,6 +1473,7 @@ int main(void)
 	RUN(test_webhook_rebuild);
 	RUN(test_webhook_big_bodies);
 	RUN(test_sse);
+	RUN(test_sse_backlog);
 	RUN(test_ui);
 	return UNIT_DONE();
 }

@@ -76,14 +76,14 @@ static char *summary(const char *json, size_t len)
 	return s;
 }
 
-static int fake_send(void *conn, const char *json, size_t len)
+static int fake_send(void *conn, struct hub_msg *m)
 {
 	struct fake *f = conn;
 	CHECK(f->n < MAX_EVENTS);
 	if (f->n < MAX_EVENTS)
-		f->events[f->n++] = summary(json, len);
+		f->events[f->n++] = summary(m->json, m->len);
 	if (f->grow)
-		f->pending += len;
+		f->pending += m->len;
 	return f->send_rc;
 }
 

@@ -481,6 +481,100 @@ static void test_managed_fields(void)
 	}
 }
 
+/* With a keep list, only the members and fields listed (and metadata,
+ * kind, apiVersion) are cached and given to the callbacks */
+static void test_keep(void)
+{
+	static const char *const keep[] = {"spec.replicas", "status.readyReplicas", "data", NULL};
+	struct informer_opts o = {.api_version = "apps/v1", .kind = "Deployment",
+				  .namespace = "ns", .keep = keep};
+	struct informer *inf = informer_new(NULL, NULL, &o, NULL);
+	json_t *a = obj("ns", "a", "1", NULL), *b = obj("ns", "b", "2", NULL);
+	json_t *objs[] = {a, b};
+	for (int i = 0; i < 2; i++) {
+		json_object_set_new(objs[i], "kind", json_string("Deployment"));
+		json_object_set_new(objs[i], "spec",
+				    json_pack("{s:i,s:{s:{s:[{s:s}]}},s:s}", "replicas", 1, "template",
+					      "spec", "containers", "image", "odoo", "strategy", "x"));
+		json_object_set_new(objs[i], "status",
+				    json_pack("{s:i,s:i,s:[{s:s}]}", "readyReplicas", 1, "replicas", 1,
+					      "conditions", "type", "Available"));
+		json_object_set_new(objs[i], "data", json_pack("{s:s}", "k", "v"));
+		json_object_set_new(objs[i], "extra", json_string("dropped"));
+	}
+	json_object_set_new(b, "status", json_string("not an object"));
+	json_t *l = list("3", a, NULL);
+	informer_replace(inf, l);
+	json_decref(l);
+	CHECK(informer_apply_event(inf, "ADDED", b) == 0);
+	json_decref(b);
+	json_t *ca = informer_get(inf, "a"), *cb = informer_get(inf, "b");
+	char *sa = json_dumps(ca, JSON_COMPACT | JSON_SORT_KEYS);
+	char *sb = json_dumps(cb, JSON_COMPACT | JSON_SORT_KEYS);
+	CHECK_STR(sa, "{\"apiVersion\":\"v1\",\"data\":{\"k\":\"v\"},\"kind\":\"Deployment\",\"metadata\":"
+		      "{\"name\":\"a\",\"namespace\":\"ns\",\"resourceVersion\":\"1\"},"
+		      "\"spec\":{\"replicas\":1},\"status\":{\"readyReplicas\":1}}");
+	CHECK_STR(sb, "{\"apiVersion\":\"v1\",\"data\":{\"k\":\"v\"},\"kind\":\"Deployment\",\"metadata\":"
+		      "{\"name\":\"b\",\"namespace\":\"ns\",\"resourceVersion\":\"2\"},"
+		      "\"spec\":{\"replicas\":1}}");
+	free(sa);
+	free(sb);
+	informer_free(inf);
+}
+
+static int slim_full_seen, slim_updates;
+
+static void on_slim_update(struct informer *inf, json_t *old, json_t *o, void *data)
+{
+	UNUSED(inf), UNUSED(data), UNUSED(o);
+	CHECK(json_object_get(old, "data") == NULL);
+	slim_updates++;
+}
+
+static void on_slim_add(struct informer *inf, json_t *o, void *data)
+{
+	UNUSED(inf), UNUSED(data);
+	if (json_object_get(o, "data") && json_object_get(json_object_get(o, "metadata"), "annotations"))
+		slim_full_seen++;
+}
+
+/* With slim_cache, the callbacks see the whole object, the cache keeps
+ * only the identity of each (and still diffs by resourceVersion) */
+static void test_slim_cache(void)
+{
+	struct informer_opts o = {.api_version = "v1", .kind = "ConfigMap", .namespace = "ns",
+				  .slim_cache = true};
+	struct informer_callbacks cb = {.on_add = on_slim_add, .on_update = on_slim_update};
+	struct informer *inf = informer_new(NULL, NULL, &o, &cb);
+	json_t *a = obj("ns", "a", "1", "u1");
+	json_t *md = json_object_get(a, "metadata");
+	json_object_set_new(md, "labels", json_pack("{s:s}", "runboat/build", "a"));
+	json_object_set_new(md, "annotations", json_pack("{s:s}", "k", "v"));
+	json_object_set_new(md, "creationTimestamp", json_string("2026-01-01T00:00:00Z"));
+	json_object_set_new(a, "data", json_pack("{s:s}", "k", "v"));
+	json_t *l = list("3", a, NULL);
+	informer_replace(inf, l);
+	json_decref(l);
+	CHECK_INT(slim_full_seen, 1);
+	char *sa = json_dumps(informer_get(inf, "a"), JSON_COMPACT | JSON_SORT_KEYS);
+	CHECK_STR(sa, "{\"metadata\":{\"creationTimestamp\":\"2026-01-01T00:00:00Z\","
+		      "\"labels\":{\"runboat/build\":\"a\"},\"name\":\"a\",\"namespace\":\"ns\","
+		      "\"resourceVersion\":\"1\",\"uid\":\"u1\"}}");
+	free(sa);
+	/* the same resourceVersion again is nothing new; a newer one is */
+	json_t *again = obj("ns", "a", "1", "u1");
+	l = list("4", again, NULL);
+	informer_replace(inf, l);
+	json_decref(l);
+	CHECK_INT(slim_updates, 0);
+	json_t *newer = obj("ns", "a", "2", "u1");
+	l = list("5", newer, NULL);
+	informer_replace(inf, l);
+	json_decref(l);
+	CHECK_INT(slim_updates, 1);
+	informer_free(inf);
+}
+
 static void test_watch_decisions(void)
 {
 	struct informer_watch_end e = { 0 };
@@ -663,6 +757,8 @@ int main(void)
 	RUN(test_namespaces_and_iteration);
 	RUN(test_stop_and_free_in_callback);
 	RUN(test_managed_fields);
+	RUN(test_keep);
+	RUN(test_slim_cache);
 	RUN(test_watch_decisions);
 	RUN(test_silence_and_timeouts);
 	RUN(test_valid_rv);
