@@ -95,7 +95,10 @@ def test_manifests_accepted_by_dry_run(kube):
     assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
     assert sc["capabilities"]["drop"] == ["ALL"]
     # the secrets reach runboat as the environment variables config.c reads
-    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"]}
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"]
+           if "secretKeyRef" in e["valueFrom"]}
+    # the Lease holder's identity is the pod's name
+    assert {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in c["env"]
     secret = by_kind["Secret"]
     for var in ("RUNBOAT_ADMIN_PASSWORD", "RUNBOAT_GITHUB_TOKEN", "RUNBOAT_GITHUB_WEBHOOK_SECRET"):
         assert env[var]["name"] == secret["metadata"]["name"]
