@@ -495,6 +495,7 @@ static void on_log(struct http_req *req, void *data)
 /* The state of the handlers that keep some. */
 struct api {
 	struct webhook *webhook;
+	struct ui *ui;
 };
 
 struct api *api_register(struct router *r, struct app *app)
@@ -520,7 +521,7 @@ struct api *api_register(struct router *r, struct app *app)
 	router_add(r, "POST", "/api/v1/builds/{name}/force-undeploy", on_force_undeploy, app, 0);
 	streams_register(r, app);
 	api->webhook = webhook_register(r, app);
-	ui_register(r, app);
+	api->ui = ui_register(r, app);
 	return api;
 }
 
@@ -534,5 +535,6 @@ void api_free(struct api *api)
 	if (!api)
 		return;
 	webhook_free(api->webhook);
+	ui_free(api->ui);
 	free(api);
 }

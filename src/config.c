@@ -189,7 +189,8 @@ static const char *const SERVER_KEYS[] = { "listen", "base_url", "log_level", "l
 					   "stream_stall_timeout", NULL };
 static const char *const ADMIN_KEYS[] = { "user", "password", "password_file", NULL };
 static const char *const LIMITS_KEYS[] = { "max_initializing", "max_started", "max_deployed",
-					   "max_deployed_per_ref", "start_after_init", NULL };
+					   "max_deployed_per_ref", "start_after_init", "stop_idle_after",
+					   NULL };
 static const char *const KUBERNETES_KEYS[] = { "namespace", "kubeconfig", "context", "qps",
 					       "burst", "request_timeout", "leader_election",
 					       "leader_election_lease",
@@ -983,6 +984,17 @@ static int load_limits(struct loader *ld, json_t *root, struct config *c)
 	    get_int_into(ld, t, P, "max_deployed_per_ref", 0, 100000, &l->max_deployed_per_ref) < 0 ||
 	    get_bool(ld, t, P, "start_after_init", &l->start_after_init) < 0)
 		return -1;
+	json_t *idle = json_object_get(t, "stop_idle_after");
+	if (idle) {
+		if (!json_is_number(idle))
+			return fail_key(ld, P, "stop_idle_after", "got %s, expected a number of seconds",
+					kind_name(idle));
+		double d = json_number_value(idle);
+		if (!(d == 0 || (d >= 60 && d <= 30 * ONE_DAY)))
+			return fail_key(ld, P, "stop_idle_after", "%.15g is out of range, expected 0 "
+					"(never) or 60..%.15g seconds", d, 30 * ONE_DAY);
+		l->stop_idle_after = d;
+	}
 	return 0;
 }
 

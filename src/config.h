@@ -73,6 +73,7 @@ struct config_limits {
 	int max_started;
 	int max_deployed;
 	int max_deployed_per_ref; /* per branch or PR; 0: no cap */
+	double stop_idle_after;   /* seconds after the last start; 0: never */
 	bool start_after_init;
 };
 

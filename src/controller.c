@@ -176,9 +176,19 @@ static void post_status(struct controller *c, const char *name, const struct bui
 {
 	if (!c->github)
 		return;
-	char *url = xasprintf("%s/builds/%s", c->links->base_url, name);
-	github_client_post_status(c->github, cm->repo, cm->git_commit, state, description, url);
-	free(url);
+	/* the live link: it wakes a stopped build, and leads to the newest
+	 * build of the branch or PR once this one is gone (ui.h) */
+	struct buf url = {0};
+	buf_printf(&url, "%s/builds/", c->links->base_url);
+	buf_append_url_encoded(&url, name);
+	buf_printf(&url, "?live&repo=");
+	buf_append_url_encoded(&url, cm->repo);
+	buf_printf(&url, "&target_branch=");
+	buf_append_url_encoded(&url, cm->target_branch);
+	if (cm->pr)
+		buf_printf(&url, "&pr=%d", cm->pr);
+	github_client_post_status(c->github, cm->repo, cm->git_commit, state, description, url.data);
+	buf_free(&url);
 }
 
 /* A GitHub status description: at most 140 characters, on a UTF-8
@@ -945,7 +955,8 @@ static void on_pass(uv_timer_t *t)
 		.idx = c->idx,
 		.limits = {(size_t)c->cfg->limits.max_initializing, (size_t)c->cfg->limits.max_started,
 			   (size_t)c->cfg->limits.max_deployed,
-			   (size_t)c->cfg->limits.max_deployed_per_ref},
+			   (size_t)c->cfg->limits.max_deployed_per_ref,
+			   (int64_t)(c->cfg->limits.stop_idle_after * 1000)},
 		.work = work_lookup,
 		.work_data = c,
 		.dirty = names,

@@ -710,6 +710,11 @@ void http_stream_end(struct http_req *req)
 
 /* ---- requests ---- */
 
+const char *http_req_peer(const struct http_req *req)
+{
+	return req->conn ? req->conn->peer : "";
+}
+
 const char *http_req_header(const struct http_req *req, const char *name)
 {
 	for (size_t i = 0; i < req->n_headers; i++)

@@ -107,6 +107,9 @@ size_t http_server_buffered_body(const struct http_server *srv);
 /* Request accessors. */
 /* Value of a header (name in lowercase), or NULL. */
 const char *http_req_header(const struct http_req *req, const char *name);
+/* The client's address key (its IPv4 address, or its IPv6 /64: as for
+ * max_connections_per_client); "" when unknown. Borrowed from the request. */
+const char *http_req_peer(const struct http_req *req);
 /* Percent-decoded value of a query parameter, fresh string owned by the
  * caller; NULL when absent. Sets *bad when the parameter is malformed. */
 char *http_req_query(const struct http_req *req, const char *name, bool *bad);

@@ -11,6 +11,7 @@ struct pass {
 	const struct policy_input *in;
 	struct plan *out;
 	struct strmap acted; /* names of the builds given an action this pass */
+	size_t idle_stops;   /* stops planned by the idle stopper */
 };
 
 const char *action_kind_str(enum action_kind k)
@@ -189,6 +190,12 @@ static bool holds_slot(struct pass *p, const struct build *b)
 	return w && ((w->ops & WORK_INIT) || (w->init_applied && !job));
 }
 
+static void wake_at(struct pass *p, int64_t at)
+{
+	if (!p->out->wake_wall_ms || at < p->out->wake_wall_ms)
+		p->out->wake_wall_ms = at;
+}
+
 static void initializer(struct pass *p)
 {
 	const struct index *idx = p->in->idx;
@@ -213,13 +220,33 @@ static void initializer(struct pass *p)
 		}
 		if (p->in->debounce_ms && b->created_ms + p->in->debounce_ms > p->in->wall_ms) {
 			/* a newer push may come: wait, without holding a slot */
-			int64_t at = b->created_ms + p->in->debounce_ms;
-			if (!p->out->wake_wall_ms || at < p->out->wake_wall_ms)
-				p->out->wake_wall_ms = at;
+			wake_at(p, b->created_ms + p->in->debounce_ms);
 			continue;
 		}
 		add(p, ACTION_INITIALIZE, b, 0, "its turn came");
 		used++;
+	}
+}
+
+/* Started builds idle (not started again) for stop_idle_after are stopped;
+ * the least recently scaled come first in that queue, so the walk stops at
+ * the first one still in use. */
+static void idle_stopper(struct pass *p)
+{
+	int64_t idle = p->in->limits.stop_idle_after_ms;
+	if (!idle)
+		return;
+	const struct index *idx = p->in->idx;
+	for (const struct build *b = index_next_started(idx, NULL); b; b = index_next_started(idx, b)) {
+		int64_t until = build_last_scaled(b) * 1000 + idle;
+		if (until > p->in->wall_ms) {
+			wake_at(p, until);
+			break;
+		}
+		if (b->desired_replicas == 0 || acted(p, b) || held(p, b, WORK_SCALE | WORK_RESET))
+			continue;
+		add(p, ACTION_STOP, b, 0, "idle for longer than stop_idle_after");
+		p->idle_stops++;
 	}
 }
 
@@ -229,9 +256,11 @@ static void stopper(struct pass *p)
 	size_t running =
 		index_count_status(idx, BUILD_STARTED) + index_count_status(idx, BUILD_STARTING);
 	size_t max = p->in->limits.max_started;
+	const struct build *b;
+	/* the idle ones stopped above do not count */
+	running = running > p->idle_stops ? running - p->idle_stops : 0;
 	if (running <= max)
 		return;
-	const struct build *b;
 	/* builds whose stop is on its way do not count */
 	for (b = index_next_started(idx, NULL); b; b = index_next_started(idx, b)) {
 		const struct build_work *w = work_of(p, b);
@@ -333,6 +362,7 @@ void policy_plan(const struct policy_input *in, struct plan *out)
 		clean(&p, b);
 	ref_capper(&p);
 	initializer(&p);
+	idle_stopper(&p);
 	stopper(&p);
 	undeployer(&p);
 	strmap_clear(&p.acted, NULL);

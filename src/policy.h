@@ -84,6 +84,9 @@ struct build_work {
 struct policy_limits {
 	size_t max_initializing, max_started, max_deployed;
 	size_t max_deployed_per_ref; /* builds of one branch or PR; 0: no cap */
+	/* a started build is stopped this long after its last start (wall
+	 * clock ms, from last_scaled); 0: never */
+	int64_t stop_idle_after_ms;
 };
 
 /* The work state of a build, or NULL when the controller has none (a build
@@ -143,8 +146,8 @@ struct action {
 struct plan {
 	struct action *v;
 	size_t n, cap;
-	/* when a build left waiting by the debounce may be initialized (wall
-	 * clock ms), the earliest; 0 if none waits */
+	/* when a build left waiting by the debounce may be initialized, or a
+	 * started build becomes idle (wall clock ms), the earliest; 0 if none */
 	int64_t wake_wall_ms;
 };
 

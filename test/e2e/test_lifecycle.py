@@ -52,7 +52,7 @@ def test_full_lifecycle(make_env, github):
     assert states[0] == "pending" and "success" in states
     st = github.statuses()[-1]
     assert st["context"] == "runboat/build"
-    assert st["target_url"].endswith("/builds/" + name)
+    assert st["target_url"] == f"{env.rb.base}/builds/{name}?live&repo={REPO.replace('/', '%2F')}&target_branch=16.0"
     # undeploy: cleanup job, then every object gone
     assert env.delete(f"/api/v1/builds/{name}", auth=None).status_code == 401
     r = env.delete(f"/api/v1/builds/{name}")
@@ -128,6 +128,45 @@ def test_cap_per_branch(make_env):
                             if b["status"] != "undeploying") == sorted([sha(302), sha(303)]),
              60, "the oldest build of a to go")
     assert [b["commit_info"]["git_commit"] for b in env.builds(branch="b")] == [sha(300)]
+
+
+def test_wake_on_request(make_env):
+    env = make_env(limits="start_after_init = false\nmax_initializing = 4\nmax_started = 10")
+    branches = [f"w{i}" for i in range(7)]
+    for i, br in enumerate(branches):
+        assert env.webhook("push", push_payload(br, sha(600 + i))).status_code == 202
+    wait_for(lambda: len([b for b in env.builds() if b["status"] == "stopped"]) == 7, 120,
+             "seven stopped builds")
+    builds = {b["commit_info"]["target_branch"]: b for b in env.builds()}
+    # the status links of GitHub are the live links
+    st = [s for s in env.github.statuses() if s["sha"] == sha(600)][-1]
+    assert st["target_url"].startswith(f"{env.rb.base}/builds/{builds['w0']['name']}?live&repo=")
+    # a visit to a stopped build's live link starts it; six a minute per address
+    for br in branches:
+        r = requests.get(env.rb.url(f"/builds/{builds[br]['name']}?live"), allow_redirects=False,
+                         timeout=10)
+        assert r.status_code == 200 and "no-store" in r.headers.get("Cache-Control", "")
+    for br in branches[:6]:
+        env.wait_status(builds[br]["name"], "started", 60)
+    time.sleep(2)
+    assert env.build(builds["w6"]["name"])["status"] == "stopped"
+    # started: the live link goes to the instance
+    r = requests.get(env.rb.url(f"/builds/{builds['w0']['name']}?live"), allow_redirects=False,
+                     timeout=10)
+    assert r.status_code == 302 and r.headers["Location"].startswith("http://"), r.headers
+    # gone: the link leads to the newest build of its branch
+    assert env.webhook("push", push_payload("w1", sha(700))).status_code == 202
+    newer = env.wait_build(lambda b: b["commit_info"]["git_commit"] == sha(700), 20)
+    old = builds["w1"]["name"]
+    assert env.delete(f"/api/v1/builds/{old}").status_code == 200
+    wait_for(lambda: env.build(old) is None, 90, "the old build of w1 to go")
+    q = f"repo={REPO}&target_branch=w1"
+    r = requests.get(env.rb.url(f"/builds/{old}?live&{q}"), allow_redirects=False, timeout=10)
+    assert r.status_code == 302, r.text
+    assert r.headers["Location"] == f"{env.rb.base}/builds/{newer['name']}?live"
+    # without the query: the page, which says the build is gone
+    r = requests.get(env.rb.url(f"/builds/{old}?live"), allow_redirects=False, timeout=10)
+    assert r.status_code == 200
 
 
 def test_debounced_pushes(make_env):

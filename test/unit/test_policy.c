@@ -37,7 +37,7 @@ static void world_init(struct world *w, size_t max_init, size_t max_started, siz
 {
 	memset(w, 0, sizeof *w);
 	w->idx = index_new();
-	w->lim = (struct policy_limits){max_init, max_started, max_deployed, 0};
+	w->lim = (struct policy_limits){max_init, max_started, max_deployed, 0, 0};
 	w->now = 1000000;
 }
 
@@ -359,6 +359,34 @@ static void test_debounce(void)
 	world_free(&w);
 }
 
+static void test_idle_stopper(void)
+{
+	struct world w;
+	world_init(&w, 2, 2, 100);
+	w.lim.stop_idle_after_ms = 3600 * 1000;
+	w.wall = 10000 * 1000;
+	/* started at 5000 s, 6000 s and 9000 s: the first two are idle */
+	add(&w, &(struct spec){"s1", "a", .init = BUILD_INIT_SUCCEEDED, .desired = 1, .available = 1,
+			       .created_ms = 1000, .last_scaled = 5000});
+	add(&w, &(struct spec){"s2", "b", .init = BUILD_INIT_SUCCEEDED, .desired = 1, .available = 1,
+			       .created_ms = 2000, .last_scaled = 6000});
+	add(&w, &(struct spec){"s3", "c", .init = BUILD_INIT_SUCCEEDED, .desired = 1, .available = 1,
+			       .created_ms = 3000, .last_scaled = 9000});
+	struct plan p;
+	plan(&w, NULL, 0, &p);
+	/* and the stopper has nothing more to do (3 - 2 <= max_started) */
+	CHECK_STR(show(&p), "stop s1, stop s2");
+	CHECK_INT(p.wake_wall_ms, (9000 + 3600) * 1000);
+	plan_free(&p);
+	/* one in flight already: left alone, the next idle one still goes */
+	work(&w, "s1")->ops = WORK_SCALE;
+	expect(&w, NULL, 0, "stop s2");
+	w.lim.stop_idle_after_ms = 0;
+	work(&w, "s1")->ops = 0;
+	expect(&w, NULL, 0, "stop s1");
+	world_free(&w);
+}
+
 static void test_wants(void)
 {
 	struct world w;
@@ -674,6 +702,18 @@ static void model(struct world *w, struct mbuild *all, size_t n, const size_t *d
 			order[k++] = &all[i];
 	}
 	qsort(order, k, sizeof *order, by_scaled);
+	/* idle stopper, least recently scaled first, up to the first in use */
+	size_t idle_stops = 0;
+	for (size_t i = 0; w->lim.stop_idle_after_ms && i < k; i++) {
+		struct mbuild *m = order[i];
+		if (build_last_scaled(m->b) * 1000 + w->lim.stop_idle_after_ms > w->wall)
+			break;
+		if (m->s.desired == 0 || p->acted[m - all] || mheld(w, m, WORK_SCALE | WORK_RESET))
+			continue;
+		madd(p, all, m, ACTION_STOP, 0);
+		idle_stops++;
+	}
+	running = running > idle_stops ? running - idle_stops : 0;
 	if (running > w->lim.max_started) {
 		for (size_t i = 0; i < k; i++) {
 			const struct build_work *bw = mwork(w, order[i]);
@@ -733,6 +773,7 @@ static void random_world(struct world *w, uint64_t *s, struct mbuild *all, size_
 	world_init(w, 1 + rnd(s, 3), rnd(s, 4), 2 + rnd(s, 8));
 	w->lim.max_deployed_per_ref = rnd(s, 4); /* 0: no cap */
 	w->debounce_ms = rnd(s, 3) ? 0 : 100 * (int64_t)rnd(s, 20);
+	w->lim.stop_idle_after_ms = rnd(s, 3) ? 0 : 1000 * (int64_t)rnd(s, 20);
 	w->wall = 100 * (int64_t)rnd(s, 40);
 	w->pending_undeploys = rnd(s, 3);
 	for (size_t i = 0; i < n; i++) {
@@ -899,6 +940,7 @@ int main(void)
 	RUN(test_undeployer);
 	RUN(test_ref_cap);
 	RUN(test_debounce);
+	RUN(test_idle_stopper);
 	RUN(test_wants);
 	RUN(test_cleanup_steps);
 	RUN(test_model);
