@@ -213,7 +213,7 @@ static void test_values(void)
 				"log_format = \"json\"\n"
 				"header_timeout = 5\n" /* an integer where a float is expected */
 				"[limits]\nmax_deployed = 100\nstart_after_init = false\n"
-				"max_deployed_per_ref = 3\n"
+				"max_deployed_per_ref = 3\nstop_idle_after = 3600\n"
 				"[kubernetes]\nnamespace = \"b-1\"\nkubeconfig = \"kc\"\n"
 				"[build]\ndomain = \"RB.Example.COM\"\n"
 				"[github]\napi_url = \"http://127.0.0.1:9999/api/v3/\"\nstatuses = false\n");
@@ -230,6 +230,7 @@ static void test_values(void)
 	CHECK(c->server.header_timeout == 5.0);
 	CHECK_INT(c->limits.max_deployed, 100);
 	CHECK_INT(c->limits.max_deployed_per_ref, 3);
+	CHECK(c->limits.stop_idle_after == 3600.0);
 	CHECK(!c->limits.start_after_init);
 	char *kc = xasprintf("%s/kc", tmpdir);
 	CHECK_STR(c->kubernetes.kubeconfig, kc);
@@ -276,7 +277,7 @@ static void test_unknown_keys(void)
 		     "1: namespace: unknown key, did you mean \"namespace\" in [kubernetes]?");
 	EXPECT_ERROR(REQUIRED "[limits]\nfoo = 1\n",
 		     "6: limits.foo: unknown key, expected one of: max_initializing, max_started, "
-		     "max_deployed, max_deployed_per_ref, start_after_init");
+		     "max_deployed, max_deployed_per_ref, start_after_init, stop_idle_after");
 	/* the first by line, although "aaa" sorts first */
 	EXPECT_ERROR(REQUIRED "[github]\nzzz = 1\naaa = 2\n",
 		     "6: github.zzz: unknown key, expected one of: api_url, token, token_file, "
@@ -384,6 +385,9 @@ static void test_out_of_range(void)
 	EXPECT_ERROR("[server]\nbase_url = \"ftp://x.org\"\n" REQUIRED,
 		     "2: server.base_url: not an http:// or https:// URL, expected the public http:// "
 		     "or https:// URL of runboat");
+	EXPECT_ERROR(REQUIRED "[limits]\nstop_idle_after = 30\n",
+		     "6: limits.stop_idle_after: 30 is out of range, expected 0 (never) or "
+		     "60..2592000 seconds");
 	EXPECT_ERROR(REQUIRED "[github]\ndebounce = -1\n",
 		     "6: github.debounce: -1 is out of range, expected 0 (off) to 3600 seconds");
 	EXPECT_ERROR(REQUIRED "[github]\ndebounce = \"5\"\n",
