@@ -24,17 +24,8 @@ SYNC_LINE = re.compile(r"github sync (done|incomplete|stopped[^:]*): (\d+) repos
 
 
 class SyncEnv(Env):
-    """An Env whose [github] section also holds the sync's keys."""
-
-    def __init__(self, *args, github_extra="", **kw):
-        self.github_extra = github_extra
-        super().__init__(*args, **kw)
-
-    def config_extra(self):
-        text = super().config_extra()
-        anchor = f'webhook_secret = "{SECRET}"\n'
-        assert anchor in text
-        return text.replace(anchor, anchor + self.github_extra + "\n", 1)
+    """An Env whose [github] section also holds the sync's keys
+    (github_extra)."""
 
     def syncs(self):
         """The sync summary lines of the running runboat, oldest first:
