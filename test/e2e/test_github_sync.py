@@ -11,7 +11,6 @@ import pytest
 from kube_helpers import Kube, cluster_dir
 from lifecycle_helpers import (  # noqa: F401 - fixtures
     REPO,
-    SECRET,
     Env,
     github,
     push_payload,
