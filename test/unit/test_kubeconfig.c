@@ -534,6 +534,20 @@ static void test_resolve_order(void)
 	free(kdir);
 }
 
+/* A kubeconfig (or token, CA file) naming a FIFO or a directory is refused
+ * at once: opening a FIFO must not wait for a writer. */
+static void test_special_files(void)
+{
+	char fifo[600], *text = NULL;
+	size_t len = 0;
+	snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+	CHECK_INT(mkfifo(fifo, 0600), 0);
+	CHECK_INT(kubeconfig_read_file(fifo, 1 << 20, &text, &len), -EINVAL);
+	CHECK_INT(kubeconfig_read_file(dir, 1 << 20, &text, &len), -EINVAL);
+	CHECK(text == NULL);
+	unlink(fifo);
+}
+
 int main(void)
 {
 	snprintf(dir, sizeof(dir), "/tmp/runboat-kubeconfig-XXXXXX");
@@ -550,6 +564,7 @@ int main(void)
 	RUN(test_json_kubeconfig);
 	RUN(test_in_cluster);
 	RUN(test_resolve_order);
+	RUN(test_special_files);
 	char *cmd = xasprintf("rm -rf '%s'", dir);
 	if (system(cmd) != 0)
 		fprintf(stderr, "cannot remove %s\n", dir);
