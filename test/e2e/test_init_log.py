@@ -105,3 +105,21 @@ def test_succeeded_init_log_is_kept_too(make_env, github):
              "the new init's log")
     assert "phase Succeeded" in kept(env, name)["data"]["log"]
     env.wait_status(name, "started", 60)
+
+
+def test_many_failed_inits_at_once_are_all_kept(make_env, github):
+    # more Jobs ending together than keeps run at once (4): the others wait
+    # their turn, none is lost
+    env = make_env(limits="max_initializing = 8")
+    env.podsim(fail=".*-initialize-.*", delay_ms=1500)
+    for i in range(7):
+        env.webhook("push", push_payload(f"many-{i}", sha(70 + i)))
+    wait_for(lambda: len(env.builds()) == 7, 30, "seven builds")
+    names = [b["name"] for b in env.builds()]
+    for n in names:
+        env.wait_status(n, "failed", 90)
+    wait_for(lambda: all(kept(env, n) is not None for n in names), 60, "every kept init log")
+    for n in names:
+        cm = kept(env, n)
+        assert cm["metadata"]["labels"]["runboat/build"] == n
+        assert "phase Failed" in cm["data"]["log"]
