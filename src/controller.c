@@ -117,6 +117,14 @@ static void run_rests(struct controller *c);
 
 /* ---- small helpers ---- */
 
+/* init_log's question: the build is undeployed or being undeployed. */
+static bool build_gone(const char *name, void *data)
+{
+	struct controller *c = data;
+	const struct build *b = index_find(c->idx, name);
+	return !b || b->deleting;
+}
+
 static int64_t wall_ms(void)
 {
 	struct timespec ts;
@@ -1525,7 +1533,7 @@ struct controller *controller_new(const struct controller_deps *d, const struct 
 		c->actions = actions_new(&ad, on_result, c);
 		c->feed = feed_new(c->loop, c->kube, c->cfg->kubernetes.namespace, c->idx, on_synced, c);
 		c->events = events_new(c->loop, c->kube, c->cfg->kubernetes.namespace, NULL);
-		c->init_logs = init_log_new(c->kube, c->cfg->kubernetes.namespace);
+		c->init_logs = init_log_new(c->kube, c->cfg->kubernetes.namespace, build_gone, c);
 	}
 	index_listen(c->idx, on_index_event, c);
 	return c;

@@ -142,6 +142,8 @@ struct keep {
 struct init_log {
 	struct kube *kube;
 	char *namespace;
+	init_log_gone_cb gone;
+	void *gone_data;
 	struct strmap keeps; /* build -> struct keep */
 	struct list queue;   /* struct keep, in the order asked (running ones too) */
 	size_t n_running;
@@ -179,7 +181,12 @@ static void finish(struct keep *k)
 	start_next(il);
 }
 
-static void on_applied(const struct kube_result *res, void *data)
+static bool gone(const struct init_log *il, const char *build)
+{
+	return il->gone && il->gone(build, il->gone_data);
+}
+
+static void on_removed(const struct kube_result *res, void *data)
 {
 	struct keep *k = data;
 	k->call = NULL;
@@ -188,12 +195,45 @@ static void on_applied(const struct kube_result *res, void *data)
 		return;
 	}
 	if (res->error)
+		log_warn("build %s: undeployed, yet its kept init log (ConfigMap %s%s) cannot be "
+			 "deleted: %s", k->build, k->build, INIT_LOG_SUFFIX,
+			 res->message ? res->message : strerror(-res->error));
+	finish(k);
+}
+
+static void on_applied(const struct kube_result *res, void *data)
+{
+	struct keep *k = data;
+	struct init_log *il = k->il;
+	k->call = NULL;
+	if (!il) {
+		keep_free(k);
+		return;
+	}
+	if (res->error) {
 		log_warn("build %s: its init log is not kept: ConfigMap %s%s: %s", k->build, k->build,
 			 INIT_LOG_SUFFIX, res->message ? res->message : strerror(-res->error));
-	else
+		finish(k);
+		return;
+	}
+	if (!gone(il, k->build)) {
 		log_info("build %s: init log kept in ConfigMap %s%s", k->build, k->build,
 			 INIT_LOG_SUFFIX);
-	finish(k);
+		finish(k);
+		return;
+	}
+	/* undeployed meanwhile: its objects may have been deleted by label
+	 * before this landed (deletecollection: the Role has no delete) */
+	char *sel = xasprintf("%s=%s", BUILD_LABEL, k->build);
+	char *field = xasprintf("metadata.name=%s%s", k->build, INIT_LOG_SUFFIX);
+	struct kube_ref ref = {.api_version = "v1", .kind = "ConfigMap", .namespace = il->namespace};
+	struct kube_list_opts lo = {.label_selector = sel, .field_selector = field};
+	struct kube_delete_opts dopt = KUBE_DELETE_OPTS_INIT;
+	k->call = kube_delete_collection(il->kube, &ref, &lo, &dopt, on_removed, k);
+	free(sel);
+	free(field);
+	if (!k->call)
+		finish(k); /* the client is closing */
 }
 
 static size_t count_lines(const char *text, size_t len)
@@ -261,6 +301,12 @@ static void start_next(struct init_log *il)
 			return;
 		if (k->running)
 			continue;
+		if (gone(il, k->build)) {
+			list_remove(&k->link);
+			strmap_del(&il->keeps, k->build);
+			keep_free(k);
+			continue;
+		}
 		k->running = true;
 		il->n_running++;
 		k->tail_lines = FIRST_TAIL_LINES;
@@ -268,10 +314,13 @@ static void start_next(struct init_log *il)
 	}
 }
 
-struct init_log *init_log_new(struct kube *kube, const char *namespace)
+struct init_log *init_log_new(struct kube *kube, const char *namespace, init_log_gone_cb gone,
+			      void *gone_data)
 {
 	struct init_log *il = xcalloc(1, sizeof *il);
 	il->kube = kube;
+	il->gone = gone;
+	il->gone_data = gone_data;
 	il->namespace = xstrdup(namespace);
 	list_init(&il->queue);
 	return il;

@@ -49,8 +49,15 @@ const char *init_log_configmap_text(const json_t *cm, const char *build, size_t 
 
 /* ---- keeping and reading ---- */
 
-/* A keeper on kube (borrowed, outlives it) for namespace (copied). */
-struct init_log *init_log_new(struct kube *kube, const char *namespace);
+/* Whether build is gone or going (undeployed): its log is not kept, and a
+ * kept log that landed after the undeploy's deletion by label is deleted
+ * again. */
+typedef bool (*init_log_gone_cb)(const char *build, void *data);
+
+/* A keeper on kube (borrowed, outlives it) for namespace (copied); gone (may
+ * be NULL) is asked before a keep starts and after it has landed. */
+struct init_log *init_log_new(struct kube *kube, const char *namespace, init_log_gone_cb gone,
+			      void *gone_data);
 /* Cancels every keep (queued or in flight) and frees il. NULL is fine. */
 void init_log_free(struct init_log *il);
 /* Cancels every keep, queued or in flight (a replica that stands by keeps

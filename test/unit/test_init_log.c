@@ -117,7 +117,7 @@ static void test_configmap(void)
 static void test_no_kube(void)
 {
 	/* without a client nothing is kept or read, and nothing leaks */
-	struct init_log *il = init_log_new(NULL, "ns");
+	struct init_log *il = init_log_new(NULL, "ns", NULL, NULL);
 	init_log_keep(il, "b1", "j", true);
 	CHECK_INT(init_log_pending(il), 0);
 	CHECK(init_log_read(il, "b1", NULL, NULL) == NULL);
