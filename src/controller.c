@@ -16,6 +16,7 @@
 #include "list.h"
 #include "log.h"
 #include "metrics.h"
+#include "init_log.h"
 #include "pod_log.h"
 #include "policy.h"
 #include "strmap.h"
@@ -76,6 +77,7 @@ struct controller {
 	struct feed *feed;
 	struct actions *actions;
 	struct events *events; /* Kubernetes Events of build transitions */
+	struct init_log *init_logs; /* init logs kept when the Job ends */
 	bool synced;
 	bool closing;
 	bool sticky_done;
@@ -114,6 +116,14 @@ static void sticky(struct controller *c);
 static void run_rests(struct controller *c);
 
 /* ---- small helpers ---- */
+
+/* init_log's question: the build is undeployed or being undeployed. */
+static bool build_gone(const char *name, void *data)
+{
+	struct controller *c = data;
+	const struct build *b = index_find(c->idx, name);
+	return !b || b->deleting;
+}
 
 static int64_t wall_ms(void)
 {
@@ -686,6 +696,8 @@ static void init_status_done(struct controller *c, struct build_work *w, const s
 		break;
 	case BUILD_INIT_SUCCEEDED:
 		events_emit(c->events, b, EVENTS_INIT_SUCCEEDED, "Initialized");
+		if (c->active)
+			init_log_keep(c->init_logs, b->name, job ? job->name : "", true);
 		post_status(c, b->name, &b->commit, "success", "ready");
 		/* live at once, or stopped as configured (a crash right here
 		 * leaves it stopped, which is harmless) */
@@ -695,6 +707,9 @@ static void init_status_done(struct controller *c, struct build_work *w, const s
 		events_emit(c->events, b, EVENTS_INIT_FAILED, "Initialization failed%s%s",
 			    w->init_refused ? ": refused by Kubernetes: " : "",
 			    w->init_refused ? w->init_refused : "");
+		/* a Job Kubernetes refused has no pod, hence no log */
+		if (c->active && !w->init_refused)
+			init_log_keep(c->init_logs, b->name, job ? job->name : "", false);
 		if (w->init_refused) {
 			char desc[160];
 			short_description(desc, sizeof desc, "refused by Kubernetes: ", w->init_refused);
@@ -1529,6 +1544,7 @@ struct controller *controller_new(const struct controller_deps *d, const struct 
 		c->actions = actions_new(&ad, on_result, c);
 		c->feed = feed_new(c->loop, c->kube, c->cfg->kubernetes.namespace, c->idx, on_synced, c);
 		c->events = events_new(c->loop, c->kube, c->cfg->kubernetes.namespace, NULL);
+		c->init_logs = init_log_new(c->kube, c->cfg->kubernetes.namespace, build_gone, c);
 	}
 	index_listen(c->idx, on_index_event, c);
 	return c;
@@ -1562,6 +1578,7 @@ static void stand_down(struct controller *c)
 					  .kubefiles = c->kubefiles};
 		c->actions = actions_new(&ad, on_result, c);
 	}
+	init_log_stop(c->init_logs);
 	c->deploys_applying = 0;
 	c->rests_running = 0;
 	github_client_hold_statuses(c->github, true);
@@ -1681,6 +1698,8 @@ void controller_free(struct controller *c)
 	c->actions = NULL;
 	events_free(c->events);
 	c->events = NULL;
+	init_log_free(c->init_logs);
+	c->init_logs = NULL;
 	struct waiter *w, *tmp;
 	list_each_safe(w, tmp, &c->waiters, link)
 	{
@@ -1700,6 +1719,7 @@ void controller_free(struct controller *c)
 struct controller_log {
 	struct controller *c;
 	struct pod_log *l;
+	struct init_log_read *r; /* the initialize job's: live, else kept */
 	controller_log_cb cb;
 	void *data;
 };
@@ -1723,8 +1743,12 @@ int controller_log(struct controller *c, const char *name, const char *job_kind,
 	l->c = c;
 	l->cb = cb;
 	l->data = data;
-	l->l = pod_log_get(c->kube, c->cfg->kubernetes.namespace, name, job_kind, on_pod_log, l);
-	if (!l->l) {
+	if (job_kind && strcmp(job_kind, "initialize") == 0)
+		l->r = init_log_read(c->init_logs, name, on_pod_log, l);
+	else
+		l->l = pod_log_get(c->kube, c->cfg->kubernetes.namespace, name, job_kind,
+				   on_pod_log, l);
+	if (!l->l && !l->r) {
 		free(l);
 		return -ECANCELED;
 	}
@@ -1736,6 +1760,9 @@ int controller_log(struct controller *c, const char *name, const char *job_kind,
 void controller_cancel_log(struct controller_log *l)
 {
 	l->c->n_logs--;
-	pod_log_cancel(l->l);
+	if (l->r)
+		init_log_read_cancel(l->r);
+	else
+		pod_log_cancel(l->l);
 	free(l);
 }

@@ -150,7 +150,8 @@ int controller_force_undeploy_build(struct controller *c, const char *name, cont
 size_t controller_undeploy_matching(struct controller *c, const struct index_filter *f);
 
 /* The log of a build's job_kind Job pod ("initialize", "cleanup"), or of
- * its Odoo pod (job_kind NULL): the
+ * its Odoo pod (job_kind NULL); for "initialize", once the pod is gone, the
+ * log kept when its Job ended (init_log.h): the
  * text comes through cb (borrowed during the call), or an error (-ENOENT:
  * no pod; -EIO). Returns 0 with *out set (cancel it with
  * controller_cancel_log, after which cb does not run), -EAGAIN when

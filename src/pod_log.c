@@ -19,6 +19,8 @@ struct pod_log {
 	void *data;
 	bool job; /* a Job's pod, not the Odoo one */
 	bool cancelled;
+	long tail_lines;
+	long limit_bytes;
 };
 
 static void finish(struct pod_log *l, int error, const char *message, const char *text, size_t len)
@@ -74,7 +76,8 @@ static void on_pods(const struct kube_result *res, void *data)
 	json_t *first = json_array_get(json_object_get(json_object_get(best, "spec"), "containers"), 0);
 	struct kube_log_opts lo = {
 		.container = json_string_value(json_object_get(first, "name")),
-		.limit_bytes = POD_LOG_MAX_BYTES,
+		.tail_lines = l->tail_lines,
+		.limit_bytes = l->limit_bytes,
 	};
 	l->call = kube_pod_log(l->kube, l->namespace, pod_name, &lo, NULL, on_text, l);
 	if (!l->call)
@@ -84,8 +87,18 @@ static void on_pods(const struct kube_result *res, void *data)
 struct pod_log *pod_log_get(struct kube *kube, const char *namespace, const char *build,
 			    const char *job_kind, pod_log_cb cb, void *data)
 {
+	return pod_log_get_tail(kube, namespace, build, job_kind, 0, POD_LOG_MAX_BYTES, cb, data);
+}
+
+struct pod_log *pod_log_get_tail(struct kube *kube, const char *namespace, const char *build,
+				 const char *job_kind, long tail_lines, long limit_bytes,
+				 pod_log_cb cb, void *data)
+{
 	struct pod_log *l = xcalloc(1, sizeof *l);
 	l->kube = kube;
+	l->tail_lines = tail_lines > 0 ? tail_lines : 0;
+	l->limit_bytes = limit_bytes > 0 && limit_bytes < POD_LOG_MAX_BYTES ? limit_bytes
+									   : POD_LOG_MAX_BYTES;
 	l->namespace = xstrdup(namespace);
 	l->cb = cb;
 	l->data = data;

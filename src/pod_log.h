@@ -21,6 +21,13 @@ typedef void (*pod_log_cb)(int error, const char *message, const char *text, siz
  * the client is closing (cb is not called). */
 struct pod_log *pod_log_get(struct kube *kube, const char *namespace, const char *build,
 			    const char *job_kind, pod_log_cb cb, void *data);
+/* The same, asking the server for the last tail_lines lines only (0: all),
+ * and at most limit_bytes of them (0, or more than 4 MiB: 4 MiB; the
+ * server cuts at the end, so a tail longer than limit_bytes comes back
+ * without its newest bytes: ask again with fewer lines). */
+struct pod_log *pod_log_get_tail(struct kube *kube, const char *namespace, const char *build,
+				 const char *job_kind, long tail_lines, long limit_bytes,
+				 pod_log_cb cb, void *data);
 /* Stops a request: its callback will not run. */
 void pod_log_cancel(struct pod_log *l);
 

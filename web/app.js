@@ -44,9 +44,9 @@
 
 import {
   ACTION_WORDS, STATUS_WORDS, age, allowedActions, b64utf8, backoffDelay, buildLabel,
-  counterView, filtersUrl, groupBuilds, matches, parseEvent, parseLocation, parseTime, prOf,
-  resyncPlan, safeUrl as safeUrlFrom, shortSha, statusLine, statusWord, str, summaryText,
-  validBuild,
+  counterView, filtersUrl, groupBuilds, logTail, matches, parseEvent, parseLocation, parseTime,
+  prOf, resyncPlan, safeUrl as safeUrlFrom, shortSha, showsLogTail, statusLine, statusWord, str,
+  summaryText, validBuild,
 } from "./logic.mjs";
 
 const API = "/api/v1";
@@ -778,6 +778,46 @@ function renderFocus() {
     focusCard.root.insertBefore(extra, focusCard.links);
   }
   extra.textContent = times.join(" · ");
+  renderLogTail(focusCard, b);
+}
+
+// A failed build's focus view shows the end of its init log inline (the
+// live pod's, or the one kept when the Job ended): fetched once per failure
+// (again once the build has left "failed" and failed anew), text only.
+function renderLogTail(card, b) {
+  if (!showsLogTail(b)) {
+    if (card.logTail) card.logTail.hidden = true;
+    card.logTailFor = null;
+    return;
+  }
+  if (!card.logTail) {
+    card.logTail = h("section", { class: "log-tail", "aria-label": "End of the init log" },
+      h("h3", { class: "log-tail-title" }, "End of the init log"),
+      h("pre", { class: "log-tail-text" }));
+    card.root.insertBefore(card.logTail, card.links);
+  }
+  card.logTail.hidden = false;
+  if (card.logTailFor === b.name) return;
+  const name = b.name;
+  card.logTailFor = name;
+  const pre = card.logTail.querySelector("pre");
+  pre.textContent = "Loading the init log…";
+  const show = (t) => { if (card.logTailFor === name) pre.textContent = t; };
+  fetch(`${API}/builds/${encodeURIComponent(name)}/init-log`, { cache: "no-store" })
+    .then(async (res) => {
+      const text = await res.text().catch(() => "");
+      if (res.ok) {
+        show(logTail(text) || "The init log is empty.");
+        return;
+      }
+      let detail = `${res.status} ${res.statusText || "error"}`;
+      try {
+        const body = JSON.parse(text);
+        if (body && typeof body.detail === "string") detail = body.detail;
+      } catch { /* not JSON */ }
+      show(res.status === 404 ? `No init log: ${detail}` : `The init log cannot be read: ${detail}`);
+    })
+    .catch(() => show("The init log cannot be read: the server cannot be reached"));
 }
 
 // /builds/{name}?live: go to the instance as soon as it is started.

@@ -292,3 +292,32 @@ export function filtersUrl({ repo = "", text = "", status = "" }, pathname) {
   const s = q.toString();
   return s ? `/builds?${s}` : pathname === "/" ? "/" : "/builds";
 }
+
+// ------------------------------------------------------------ init log tail
+
+export const LOG_TAIL_LINES = 20;
+export const LOG_TAIL_LINE_CHARS = 400;
+
+// Whether a build's card shows the tail of its init log inline.
+export function showsLogTail(b) {
+  return !!b && typeof b === "object" && b.status === "failed";
+}
+
+// The last `lines` lines of a log (any value: text expected), as plain text
+// for textContent: carriage returns end lines (progress bars), control
+// characters other than tab go (terminal colours: their ESC and the rest
+// of the sequence), each line is cut at LOG_TAIL_LINE_CHARS, and trailing
+// blank lines are dropped. "" when there is nothing to show.
+export function logTail(text, lines = LOG_TAIL_LINES) {
+  if (typeof text !== "string" || !text) return "";
+  const n = Number.isInteger(lines) && lines > 0 ? lines : LOG_TAIL_LINES;
+  // only the end matters: a bounded slice before splitting a long log
+  const end = text.slice(-n * (LOG_TAIL_LINE_CHARS + 200));
+  const all = end
+    .replace(/\x1b\[[0-9;?]*[A-Za-z]/g, "")
+    .split(/\r\n|\r|\n/)
+    .map((l) => l.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, ""))
+    .map((l) => (l.length > LOG_TAIL_LINE_CHARS ? `${l.slice(0, LOG_TAIL_LINE_CHARS)}…` : l));
+  while (all.length && !all[all.length - 1].trim()) all.pop();
+  return all.slice(-n).join("\n");
+}

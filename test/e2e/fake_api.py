@@ -495,6 +495,9 @@ class Handler(BaseHTTPRequestHandler):
                 b = f.get(name)
                 lines = [f"{now_iso()} {what} of {b['slug']} ({b['status']})",
                          "odoo: loading modules...", "odoo: modules loaded."]
+                if what == "init-log" and b["status"] == "failed":
+                    # markup in a log is text (the dashboard shows the tail)
+                    lines += [f"ERROR: cannot install <img src=x onerror=alert(1)>", "exit 1"]
                 return self.reply(200, "\n".join(lines) + "\n", "text/plain; charset=utf-8")
         raise ApiError(404, "no such API route")
 

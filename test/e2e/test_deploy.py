@@ -247,6 +247,20 @@ def test_lifecycle_with_the_role_only(make_incluster, github):
     # the logs of the init job: pods list + pods/log get
     wait_for(lambda: requests.get(env.rb.url(f"/api/v1/builds/{name}/init-log"),
                                   timeout=10).status_code == 200, 30, "the init log")
+    # the log kept when the Job ended (configmaps patch), read back once the
+    # init pod is gone (configmaps get)
+    cm_path = f"/api/v1/namespaces/{env.namespace}/configmaps/{name}-initlog"
+    wait_for(lambda: env.kube.request("GET", cm_path).status_code == 200, 30, "the kept init log")
+    sel = f"runboat/build={name},runboat/job-kind=initialize"
+    r = env.kube.request("DELETE", f"/api/v1/namespaces/{env.namespace}/pods",
+                         params={"labelSelector": sel, "gracePeriodSeconds": "0"})
+    assert r.status_code == 200, r.text
+    wait_for(lambda: env.kube.request("GET", f"/api/v1/namespaces/{env.namespace}/pods",
+                                      params={"labelSelector": sel}).json()["items"] == [],
+             30, "the init pods to go")
+    r = requests.get(env.rb.url(f"/api/v1/builds/{name}/init-log"), timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.text == env.kube.request("GET", cm_path).json()["data"]["log"]
     r = env.post(f"/api/v1/builds/{name}/stop")
     assert r.status_code == 200, r.text
     env.wait_status(name, "stopped", 30)

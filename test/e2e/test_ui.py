@@ -423,6 +423,36 @@ def test_build_page_is_live(ui, backend):
     expect(page.locator("#focus-title")).to_have_text("Build not found")
 
 
+def init_log_tail(text, n=20):
+    """What the dashboard shows of an init log (web/logic.mjs logTail, for
+    logs without control characters or long lines)."""
+    lines = re.split(r"\r\n|\r|\n", text)
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return "\n".join(lines[-n:])
+
+
+def test_failed_build_shows_its_init_log_tail(ui, backend):
+    b = need(backend, status="failed")
+    with urllib.request.urlopen(backend.url(f"/api/v1/builds/{b['name']}/init-log"), timeout=10) as r:
+        text = r.read().decode()
+    p = ui()
+    page = p.open(f"/builds/{b['name']}")
+    tail = page.locator("#focus .log-tail")
+    expect(tail).to_be_visible()
+    pre = tail.locator("pre.log-tail-text")
+    # the fake's log starts with the time of the request: digits may differ
+    want = re.sub(r"\d", r"\\d", re.escape(init_log_tail(text)))
+    expect(pre).to_have_text(re.compile("^" + want + "$"))
+    # a log's markup stays text
+    expect(page.locator("#focus img")).to_have_count(0)
+    # only a failed build shows it
+    s = need(backend, status="stopped")
+    page = p.open(f"/builds/{s['name']}")
+    expect(page.locator("#focus article.card-big")).to_have_attribute("data-name", s["name"])
+    expect(page.locator("#focus .log-tail:visible")).to_have_count(0)
+
+
 def stub_instances(page, backend, *builds):
     """Answers for the builds' instance hosts when they are not the server
     under test (real runboat: http://<slug>.<domain>, unresolvable here)."""

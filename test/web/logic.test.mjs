@@ -316,3 +316,30 @@ test("locations and filter URLs", () => {
     assert.deepEqual({ repo: back.repo, text: back.text, status: back.status }, f);
   }
 });
+
+test("init log tail: the last lines, as text", () => {
+  const log = Array.from({ length: 50 }, (_, i) => `line ${i}`).join("\n") + "\n\n";
+  const tail = L.logTail(log);
+  assert.equal(tail.split("\n").length, 20);
+  assert.ok(tail.startsWith("line 30\n"));
+  assert.ok(tail.endsWith("line 49"));
+  assert.equal(L.logTail(log, 2), "line 48\nline 49");
+  assert.equal(L.logTail("a\r\nb\rc"), "a\nb\nc");
+  // terminal colours and control characters go; markup stays text
+  assert.equal(L.logTail("\x1b[31mERROR\x1b[0m <b>x</b>\x00\x07\tok"), "ERROR <b>x</b>\tok");
+  // a long line is cut
+  const long = L.logTail("x".repeat(5000));
+  assert.equal(long.length, L.LOG_TAIL_LINE_CHARS + 1);
+  // hostile values
+  for (const v of [null, undefined, 42, {}, [], ""]) assert.equal(L.logTail(v), "");
+  assert.equal(L.logTail("a\nb", -1), "a\nb");
+  assert.equal(L.logTail("\n\n  \n"), "");
+});
+
+test("init log tail shown for failed builds only", () => {
+  assert.ok(L.showsLogTail(build({ status: "failed" })));
+  for (const s of ["started", "stopped", "initializing", "undeploying"])
+    assert.ok(!L.showsLogTail(build({ status: s })));
+  assert.ok(!L.showsLogTail(null));
+  assert.ok(!L.showsLogTail("failed"));
+});
