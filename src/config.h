@@ -74,6 +74,8 @@ struct config_limits {
 	int max_deployed;
 	int max_deployed_per_ref; /* per branch or PR; 0: no cap */
 	bool start_after_init;
+	int max_restarts; /* a started build whose pod restarted this often is
+	                   * stopped as crash-looping; 0: never */
 };
 
 struct config_kubernetes {
