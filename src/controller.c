@@ -906,6 +906,7 @@ static void run_action(struct controller *c, const struct action *a)
 				 b->restarts, b->crash_looping ? " (CrashLoopBackOff)" : "");
 			events_emit(c->events, b, EVENTS_CRASH_LOOPING,
 				    "Stopping: its pod restarted %d times (max_restarts)", b->restarts);
+			post_status(c, b->name, &b->commit, "failure", "crash-looping: stopped");
 		}
 		if (a->kind == ACTION_UNDEPLOY) {
 			strmap_put(&c->undeploys, b->name, (void *)1);

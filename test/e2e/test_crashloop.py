@@ -48,7 +48,7 @@ def require_crashing_podsim(env, name):
         raise
 
 
-def test_crash_looping_build_is_stopped(make_env):
+def test_crash_looping_build_is_stopped(make_env, github):  # noqa: F811
     env = make_env(limits="max_restarts = 3")
     env.podsim(crash=r"-odoo-")
     env.webhook("push", push_payload("16.0", sha(901)))
@@ -71,6 +71,10 @@ def test_crash_looping_build_is_stopped(make_env):
     ev = runboat_events(env, "CrashLooping")[0]
     assert ev["type"] == "Warning" and ev["regarding"]["name"] == name + "-odoo"
     assert "restarted" in ev["note"]
+    # and to GitHub
+    wait_for(lambda: any(s["sha"] == sha(901) and s["state"] == "failure" and
+                         s.get("description", "").startswith("crash-looping")
+                         for s in github.statuses()), 15, "the failure status")
     # it stays stopped: nothing starts it again by itself
     wait_for(lambda: not odoo_pods(env, name), 30, "the pod to go")
     assert env.deployment(name)["spec"]["replicas"] == 0
