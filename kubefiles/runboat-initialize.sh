@@ -8,13 +8,16 @@
 # ADDONS_DIR, RUNBOAT_GIT_REPO (owner/repo), RUNBOAT_GIT_REF (the sha), the
 # PG* connection variables of the build env, and optionally INSTALL_METHOD
 # (oca_install_addons or editable_pip_install), INCLUDE / EXCLUDE (addons to
-# install or not, comma separated), RUNBOAT_GITHUB_TOKEN (private repos).
+# install or not, comma separated), RUNBOAT_GITHUB_TOKEN (private repos:
+# put it in the secret env), RUNBOAT_GITHUB_API_URL (default
+# https://api.github.com, for GitHub Enterprise), RUNBOAT_DATA_DIR (default
+# /mnt/data, the build's volume).
 #
 set -Eeuo pipefail
 set -x
 
 : "${PGDATABASE:?}" "${ADDONS_DIR:?}" "${RUNBOAT_GIT_REPO:?}" "${RUNBOAT_GIT_REF:?}"
-DATA=/mnt/data
+DATA="${RUNBOAT_DATA_DIR:-/mnt/data}"
 export PYTHONUNBUFFERED=1
 
 # A reset runs this job again on the same volume: start from an empty one.
@@ -23,11 +26,15 @@ mkdir -p "$ADDONS_DIR" "$DATA/odoo-venv"
 
 # The commit as a tarball: much lighter than a git clone. The token, if
 # any, goes to curl on its standard input: it never shows in the trace nor
-# in the process list.
+# in the process list. With a token (a private repository) the tarball
+# comes from the REST API, which takes tokens (it redirects to a
+# short-lived codeload URL; curl does not send the Authorization header to
+# another host); without one, from github.com as the Python runboat does.
 url="https://github.com/${RUNBOAT_GIT_REPO}/tarball/${RUNBOAT_GIT_REF}"
 { set +x; } 2>/dev/null
 curl_config=""
 if [ -n "${RUNBOAT_GITHUB_TOKEN:-}" ]; then
+    url="${RUNBOAT_GITHUB_API_URL:-https://api.github.com}/repos/${RUNBOAT_GIT_REPO}/tarball/${RUNBOAT_GIT_REF}"
     curl_config="header = \"Authorization: token ${RUNBOAT_GITHUB_TOKEN}\""
 fi
 echo "+ downloading ${url}"

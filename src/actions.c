@@ -265,7 +265,10 @@ static int init_status(struct op *op, const struct build *b, const char *reason)
 
 /* ---- start / stop ---- */
 
-static void scale_patch(struct op *op, int replicas, op_step_cb next)
+/* Scales to replicas and stamps last-scaled. reason: recorded in
+ * runboat/reason when not NULL (a crash-looping build's stop); a start
+ * drops a crash-looping stop's reason (the build gets another chance). */
+static void scale_patch(struct op *op, int replicas, const char *reason, op_step_cb next)
 {
 	const struct build *b = index_find(op->x->d.idx, op->name);
 	if (!b) {
@@ -277,6 +280,11 @@ static void scale_patch(struct op *op, int replicas, op_step_cb next)
 	format_rfc3339((int64_t)time(NULL), now);
 	json_t *patch = json_pack("{s:{s:{s:s}},s:{s:i}}", "metadata", "annotations",
 				  BUILD_ANN_LAST_SCALED, now, "spec", "replicas", replicas);
+	json_t *ann = json_object_get(json_object_get(patch, "metadata"), "annotations");
+	if (reason)
+		json_object_set_new(ann, BUILD_ANN_REASON, json_string(reason));
+	else if (replicas > 0 && b->reason && strcmp(b->reason, POLICY_CRASH_REASON) == 0)
+		json_object_set_new(ann, BUILD_ANN_REASON, json_null());
 	op_call(op, patch_deployment(op, b, KUBE_PATCH_MERGE, patch), next);
 }
 
@@ -286,7 +294,7 @@ static void start_applied(struct op *op, const struct kube_result *res)
 		op_end(op, true);
 		return;
 	}
-	scale_patch(op, 1, patch_done);
+	scale_patch(op, 1, NULL, patch_done);
 }
 
 static void stop_scaled(struct op *op, const struct kube_result *res)
@@ -447,7 +455,7 @@ int actions_run(struct actions *x, const struct action *a, char *err, size_t err
 		break;
 	case ACTION_STOP:
 		if ((rc = render_into(op, b, KUBEFILES_STOP, err, errlen)) == 0)
-			scale_patch(op, 0, stop_scaled);
+			scale_patch(op, 0, a->reason, stop_scaled);
 		break;
 	case ACTION_RESET: {
 		op->objects = build_render_deployment(x->d.cfg, x->d.kubefiles, b->name, &b->commit,
@@ -477,7 +485,7 @@ int actions_run(struct actions *x, const struct action *a, char *err, size_t err
 		op_call(op, delete_jobs(op, "cleanup"), delete_done);
 		break;
 	case ACTION_CLEAN_SCALE_DOWN:
-		scale_patch(op, 0, patch_done);
+		scale_patch(op, 0, NULL, patch_done);
 		break;
 	case ACTION_CLEAN_APPLY:
 		if ((rc = render_into(op, b, KUBEFILES_CLEANUP, err, errlen)) == 0)

@@ -129,6 +129,8 @@ struct build *build_dup(const struct build *b)
 	d->last_scaled = b->last_scaled;
 	d->deleting = b->deleting;
 	d->has_finalizer = b->has_finalizer;
+	d->restarts = b->restarts;
+	d->crash_looping = b->crash_looping;
 	build_set_reason(d, b->reason);
 	build_set_note(d, b->note);
 	return d;
@@ -205,7 +207,8 @@ bool build_same_view(const struct build *a, const struct build *b)
 	       a->desired_replicas == b->desired_replicas && a->created == b->created &&
 	       a->created_ms == b->created_ms &&
 	       a->last_scaled == b->last_scaled && a->deleting == b->deleting &&
-	       a->has_finalizer == b->has_finalizer &&
+	       a->has_finalizer == b->has_finalizer && a->restarts == b->restarts &&
+	       a->crash_looping == b->crash_looping &&
 	       strcmp(a->reason ? a->reason : "", b->reason ? b->reason : "") == 0 &&
 	       strcmp(a->note ? a->note : "", b->note ? b->note : "") == 0;
 }

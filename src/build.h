@@ -104,6 +104,12 @@ struct build {
 	                              * step being retried, a failed cleanup),
 	                              * NULL if nothing; set by index_set_note,
 	                              * never read from Kubernetes */
+	/* From the build's Odoo pods (not its Jobs'), never from the
+	 * Deployment: the highest container restartCount, and whether a
+	 * container waits in CrashLoopBackOff. Set by index_set_pods; kept
+	 * across index_upsert like the note. */
+	int restarts;
+	bool crash_looping;
 	/* build_json_text's cache: the JSON text for json_links, or NULL.
 	 * Not copied by build_dup; dropped by build_set_reason/note. */
 	char *json_text;

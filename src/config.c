@@ -190,7 +190,7 @@ static const char *const SERVER_KEYS[] = { "listen", "base_url", "log_level", "l
 static const char *const ADMIN_KEYS[] = { "user", "password", "password_file", NULL };
 static const char *const LIMITS_KEYS[] = { "max_initializing", "max_started", "max_deployed",
 					   "max_deployed_per_ref", "start_after_init", "stop_idle_after",
-					   NULL };
+					   "max_restarts", NULL };
 static const char *const KUBERNETES_KEYS[] = { "namespace", "kubeconfig", "context", "qps",
 					       "burst", "request_timeout", "leader_election",
 					       "leader_election_lease",
@@ -807,6 +807,7 @@ static void set_defaults(struct config *c)
 	c->limits.max_started = 6;
 	c->limits.max_deployed = 20;
 	c->limits.start_after_init = true;
+	c->limits.max_restarts = 5;
 	c->kubernetes.kubeconfig = xstrdup("");
 	c->kubernetes.context = xstrdup("");
 	c->kubernetes.qps = 20.0;
@@ -982,7 +983,8 @@ static int load_limits(struct loader *ld, json_t *root, struct config *c)
 	    get_int_into(ld, t, P, "max_started", 1, 100000, &l->max_started) < 0 ||
 	    get_int_into(ld, t, P, "max_deployed", 1, 100000, &l->max_deployed) < 0 ||
 	    get_int_into(ld, t, P, "max_deployed_per_ref", 0, 100000, &l->max_deployed_per_ref) < 0 ||
-	    get_bool(ld, t, P, "start_after_init", &l->start_after_init) < 0)
+	    get_bool(ld, t, P, "start_after_init", &l->start_after_init) < 0 ||
+	    get_int_into(ld, t, P, "max_restarts", 0, 100000, &l->max_restarts) < 0)
 		return -1;
 	json_t *idle = json_object_get(t, "stop_idle_after");
 	if (idle) {

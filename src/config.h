@@ -75,6 +75,8 @@ struct config_limits {
 	int max_deployed_per_ref; /* per branch or PR; 0: no cap */
 	double stop_idle_after;   /* seconds after the last start; 0: never */
 	bool start_after_init;
+	int max_restarts; /* a started build whose pod restarted this often is
+	                   * stopped as crash-looping; 0: never */
 };
 
 struct config_kubernetes {

@@ -926,6 +926,13 @@ static void run_action(struct controller *c, const struct action *a)
 		w->ops |= op_bit(a->kind);
 		if (a->kind == ACTION_STOP || a->kind == ACTION_CLEAN_SCALE_DOWN)
 			w->stopping = true;
+		if (a->kind == ACTION_STOP && a->reason) {
+			log_warn("build %s: its pod restarted %d times%s: stopping it", b->name,
+				 b->restarts, b->crash_looping ? " (CrashLoopBackOff)" : "");
+			events_emit(c->events, b, EVENTS_CRASH_LOOPING,
+				    "Stopping: its pod restarted %d times (max_restarts)", b->restarts);
+			post_status(c, b->name, &b->commit, "failure", "crash-looping: stopped");
+		}
 		if (a->kind == ACTION_UNDEPLOY) {
 			strmap_put(&c->undeploys, b->name, (void *)1);
 			events_emit(c->events, b, EVENTS_UNDEPLOY_REQUESTED, "Undeploying: %s", a->why);
@@ -971,7 +978,8 @@ static void on_pass(uv_timer_t *t)
 		.limits = {(size_t)c->cfg->limits.max_initializing, (size_t)c->cfg->limits.max_started,
 			   (size_t)c->cfg->limits.max_deployed,
 			   (size_t)c->cfg->limits.max_deployed_per_ref,
-			   (int64_t)(c->cfg->limits.stop_idle_after * 1000)},
+			   (int64_t)(c->cfg->limits.stop_idle_after * 1000),
+			   (unsigned)c->cfg->limits.max_restarts},
 		.work = work_lookup,
 		.work_data = c,
 		.dirty = names,

@@ -32,6 +32,7 @@ static const struct {
 	[EVENTS_RESET] = {"Reset", "Reset", false},
 	[EVENTS_UNDEPLOY_REQUESTED] = {"UndeployRequested", "Undeploy", false},
 	[EVENTS_CLEANUP_FAILED] = {"CleanupFailed", "Cleanup", true},
+	[EVENTS_CRASH_LOOPING] = {"CrashLooping", "Stop", true},
 };
 
 const char *events_reason_str(enum events_reason r)

@@ -1,7 +1,9 @@
 #include "feed.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "build.h"
 #include "index.h"
@@ -11,7 +13,7 @@
 
 struct feed {
 	struct index *idx;
-	struct informer *deployments, *jobs;
+	struct informer *deployments, *jobs, *pods;
 	feed_synced_cb synced;
 	void *data;
 	bool told;
@@ -21,6 +23,71 @@ static const char *label_of(json_t *obj)
 {
 	return json_string_value(
 		json_object_get(json_object_get(json_object_get(obj, "metadata"), "labels"), BUILD_LABEL));
+}
+
+/* ---- pods: restarts of the builds' Odoo pods ---- */
+
+/* Whether pod is one of build's Odoo pods (not a Job's, not terminating),
+ * and if so its highest container restartCount and whether a container
+ * waits in CrashLoopBackOff. Hostile input: anything unexpected is 0. */
+static bool odoo_pod(json_t *pod, const char *build, int *restarts, bool *crash)
+{
+	json_t *md = json_object_get(pod, "metadata");
+	json_t *labels = json_object_get(md, "labels");
+	const char *l = json_string_value(json_object_get(labels, BUILD_LABEL));
+	if (!l || strcmp(l, build) != 0 || json_object_get(labels, BUILD_LABEL_JOB_KIND) ||
+	    json_object_get(labels, "job-name") || json_object_get(labels, "batch.kubernetes.io/job-name") ||
+	    json_is_string(json_object_get(md, "deletionTimestamp")))
+		return false;
+	*restarts = 0;
+	*crash = false;
+	json_t *cs = json_object_get(json_object_get(pod, "status"), "containerStatuses");
+	size_t i;
+	json_t *c;
+	json_array_foreach(cs, i, c) {
+		json_int_t n = json_integer_value(json_object_get(c, "restartCount"));
+		if (n > *restarts)
+			*restarts = n > INT_MAX ? INT_MAX : (int)n;
+		const char *why = json_string_value(json_object_get(
+			json_object_get(json_object_get(c, "state"), "waiting"), "reason"));
+		if (why && strcmp(why, "CrashLoopBackOff") == 0)
+			*crash = true;
+	}
+	return true;
+}
+
+/* Recomputes what the pods of build say, over the cached pods (few: the
+ * started builds' and the running Jobs'), into the index. */
+static void pods_changed(struct feed *f, const char *build)
+{
+	if (!f->pods || !build)
+		return;
+	int restarts = 0;
+	bool crash = false;
+	struct informer_iter it = INFORMER_ITER_INIT;
+	json_t *pod;
+	while ((pod = informer_iter_next(f->pods, &it))) {
+		int r;
+		bool c;
+		if (!odoo_pod(pod, build, &r, &c))
+			continue;
+		if (r > restarts)
+			restarts = r;
+		crash = crash || c;
+	}
+	index_set_pods(f->idx, build, restarts, crash);
+}
+
+static void on_pod(struct informer *inf, json_t *old, json_t *obj, void *data)
+{
+	UNUSED(inf);
+	UNUSED(old);
+	pods_changed(data, label_of(obj));
+}
+
+static void on_pod_add(struct informer *inf, json_t *obj, void *data)
+{
+	on_pod(inf, NULL, obj, data);
 }
 
 static void on_deployment(struct informer *inf, json_t *old, json_t *obj, void *data)
@@ -38,7 +105,11 @@ static void on_deployment(struct informer *inf, json_t *old, json_t *obj, void *
 			index_remove(f->idx, name);
 		return;
 	}
+	char name[BUILD_NAME_MAX + 1];
+	snprintf(name, sizeof name, "%s", b->name);
 	index_upsert(f->idx, b);
+	/* its pods may have been listed before it */
+	pods_changed(f, name);
 }
 
 static void on_deployment_add(struct informer *inf, json_t *obj, void *data)
@@ -98,6 +169,7 @@ static void on_synced(struct informer *inf, void *data)
 static const char *const DEPLOYMENT_KEEP[] = {"spec.replicas", "status.replicas",
 					      "status.readyReplicas",
 					      "status.availableReplicas", NULL};
+static const char *const POD_KEEP[] = {"status.containerStatuses", NULL};
 static const char *const JOB_KEEP[] = {"status.active", "status.succeeded", "status.failed",
 				       "status.conditions", NULL};
 
@@ -122,6 +194,14 @@ struct feed *feed_new(uv_loop_t *loop, struct kube *kube, const char *namespace,
 					 .on_delete = on_job_delete, .on_synced = on_synced,
 					 .data = f};
 	f->jobs = informer_new(loop, kube, &jopts, &jcb);
+	/* not slim: a pod's restarts are recomputed from every cached pod of
+	 * its build, so the cache keeps their container statuses */
+	struct informer_opts popts = {.api_version = "v1", .kind = "Pod", .namespace = namespace,
+				      .label_selector = BUILD_LABEL, .keep = POD_KEEP};
+	struct informer_callbacks pcb = {.on_add = on_pod_add, .on_update = on_pod,
+					 .on_delete = on_pod_add, .on_synced = on_synced,
+					 .data = f};
+	f->pods = informer_new(loop, kube, &popts, &pcb);
 	return f;
 }
 
@@ -129,11 +209,13 @@ void feed_start(struct feed *f)
 {
 	informer_start(f->deployments);
 	informer_start(f->jobs);
+	informer_start(f->pods);
 }
 
 bool feed_synced(const struct feed *f)
 {
-	return informer_synced(f->deployments) && informer_synced(f->jobs);
+	return informer_synced(f->deployments) && informer_synced(f->jobs) &&
+	       informer_synced(f->pods);
 }
 
 void feed_free(struct feed *f)
@@ -142,6 +224,7 @@ void feed_free(struct feed *f)
 		return;
 	informer_free(f->deployments);
 	informer_free(f->jobs);
+	informer_free(f->pods);
 	free(f);
 }
 

@@ -1,6 +1,8 @@
-/* The feed: keeps the build index equal to what Kubernetes says. Two
- * informers (list + watch) of the Deployments and the Jobs that carry the
- * runboat/build label in the build namespace; each object is decoded
+/* The feed: keeps the build index equal to what Kubernetes says. Three
+ * informers (list + watch) of the Deployments, the Jobs and the Pods that
+ * carry the runboat/build label in the build namespace (of the pods, only
+ * the restarts of the builds' Odoo pods are kept: index_set_pods); each
+ * object is decoded
  * (build_from_deployment, build_job_from_job: hostile input, validated) into
  * the index, which tells its listeners. The feed never acts. */
 #ifndef RUNBOAT_FEED_H
@@ -13,7 +15,7 @@ struct feed;
 struct index;
 struct kube;
 
-/* Called once, when both informers have listed everything. */
+/* Called once, when the three informers have listed everything. */
 typedef void (*feed_synced_cb)(void *data);
 
 /* A feed of idx (borrowed, as kube and namespace: they outlive the feed).
@@ -21,7 +23,7 @@ typedef void (*feed_synced_cb)(void *data);
 struct feed *feed_new(uv_loop_t *loop, struct kube *kube, const char *namespace,
 		      struct index *idx, feed_synced_cb synced, void *data);
 void feed_start(struct feed *f);
-/* True once both informers have synced. */
+/* True once the three informers have synced. */
 bool feed_synced(const struct feed *f);
 /* Stops the informers; no callback after this. NULL is fine. */
 void feed_free(struct feed *f);

@@ -556,6 +556,11 @@ int index_upsert(struct index *idx, struct build *b)
 		b->note = e->b->note;
 		e->b->note = NULL;
 	}
+	if (e) {
+		/* nor are its pods' restarts */
+		b->restarts = e->b->restarts;
+		b->crash_looping = e->b->crash_looping;
+	}
 	if (e && build_same_view(e->b, b)) {
 		/* Same keys everywhere: swap in the fresher object (new
 		 * resourceVersion) without touching the orders. The JSON is the
@@ -613,6 +618,19 @@ int index_set_note(struct index *idx, const char *name, const char *note)
 	if (strcmp(cur, note ? note : "") == 0)
 		return 0;
 	build_set_note(e->b, note);
+	emit(idx, INDEX_UPD, e->b);
+	return 1;
+}
+
+int index_set_pods(struct index *idx, const char *name, int restarts, bool crash_looping)
+{
+	check_not_dispatching(idx, "index_set_pods");
+	struct entry *e = entry_of(idx, name);
+	if (!e || (e->b->restarts == restarts && e->b->crash_looping == crash_looping))
+		return 0;
+	e->b->restarts = restarts;
+	e->b->crash_looping = crash_looping;
+	build_json_forget(e->b);
 	emit(idx, INDEX_UPD, e->b);
 	return 1;
 }

@@ -65,6 +65,10 @@ int index_upsert(struct index *idx, struct build *b);
  * it): b->note, kept across upserts until cleared. Returns 1 if it changed
  * (INDEX_UPD emitted), 0 if not or if there is no such build. */
 int index_set_note(struct index *idx, const char *name, const char *note);
+/* Sets what the build's Odoo pods say (b->restarts, b->crash_looping; see
+ * build.h), kept across upserts. Returns 1 if it changed (INDEX_UPD
+ * emitted), 0 if not or if there is no such build. */
+int index_set_pods(struct index *idx, const char *name, int restarts, bool crash_looping);
 /* Removes the build; returns 1 if it was there (INDEX_DEL emitted), else 0. */
 int index_remove(struct index *idx, const char *name);
 

@@ -139,6 +139,12 @@ static void reconcile(struct pass *p, const struct build *b)
 			add(p, ACTION_START, b, 0, "asked");
 		else
 			add(p, ACTION_STOP, b, 0, "asked");
+		return;
+	}
+	if (p->in->limits.max_restarts && b->desired_replicas > 0 &&
+	    b->init_status == BUILD_INIT_SUCCEEDED && (unsigned)b->restarts >= p->in->limits.max_restarts) {
+		add(p, ACTION_STOP, b, 0, "its pod is crash-looping (max_restarts)");
+		p->out->v[p->out->n - 1].reason = POLICY_CRASH_REASON;
 	}
 }
 

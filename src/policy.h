@@ -10,7 +10,10 @@
  * - the builds marked dirty (something changed, or their backoff ended):
  *   init Job events become init-status patches, actions asked through the
  *   API (start, stop, reset, undeploy) become calls, a step refused for good
- *   becomes "failed" with its reason;
+ *   becomes "failed" with its reason; a build asked to run (replicas 1)
+ *   whose pod restarted max_restarts times is stopped, with the reason
+ *   POLICY_CRASH_REASON (recorded in runboat/reason: a stop for good,
+ *   not retried by anyone but a person starting it again);
  * - every undeploying build: the next step of its cleanup;
  * - the cap per branch or PR (max_deployed_per_ref), on the branches and PRs
  *   of the dirty builds: the oldest beyond it are undeployed, whatever
@@ -80,6 +83,9 @@ struct build_work {
  * shown as "cleanup failed". */
 #define POLICY_CLEANUP_RETRIES 3
 
+/* The reason a crash-looping build is stopped with (runboat/reason). */
+#define POLICY_CRASH_REASON "crash-looping: its pod restarted max_restarts times; stopped"
+
 /* What the limits are. */
 struct policy_limits {
 	size_t max_initializing, max_started, max_deployed;
@@ -87,6 +93,9 @@ struct policy_limits {
 	/* a started build is stopped this long after its last start (wall
 	 * clock ms, from last_scaled); 0: never */
 	int64_t stop_idle_after_ms;
+	/* a started build whose Odoo pod restarted this many times (or
+	 * more) is stopped as crash-looping; 0: never */
+	unsigned max_restarts;
 };
 
 /* The work state of a build, or NULL when the controller has none (a build
@@ -139,7 +148,9 @@ struct action {
 	const struct build *b;
 	enum build_init_status to; /* ACTION_INIT_STATUS */
 	const char *reason;        /* ACTION_INIT_STATUS to failed: why, recorded
-	                            * in runboat/reason (borrowed from the work) */
+	                            * in runboat/reason (borrowed from the work);
+	                            * ACTION_STOP of a crash-looping build:
+	                            * POLICY_CRASH_REASON, recorded likewise */
 	const char *why;           /* a static phrase for the log */
 };
 

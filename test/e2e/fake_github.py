@@ -338,8 +338,35 @@ class Handler(BaseHTTPRequestHandler):
             self.get_pull(repo, rest)
         elif kind == "statuses" and self.command == "POST" and len(parts) == 6:
             self.post_status(repo, rest, body)
+        elif kind == "tarball" and self.command == "GET" and len(parts) == 6:
+            self.get_tarball(repo, rest)
         else:
             self.not_found()
+
+    def get_tarball(self, repo, ref):
+        """GET /repos/O/R/tarball/REF (behind the token check, as for a
+        private repository): a gzipped tar of one top directory
+        "O-R-REF/" holding README.txt (naming repo and ref) and
+        addon/__manifest__.py, as GitHub's archives are laid out."""
+        import io
+        import tarfile
+        buf = io.BytesIO()
+        top = "%s-%s" % (repo.replace("/", "-"), ref[:7])
+        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+            for name, text in [("README.txt", "%s@%s\n" % (repo, ref)),
+                               ("addon/__manifest__.py", "{'name': 'addon'}\n")]:
+                data = text.encode()
+                info = tarfile.TarInfo("%s/%s" % (top, name))
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        data = buf.getvalue()
+        with self.state.lock:
+            self.record["status"] = 200
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-gzip")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def listing(self, repo, kind, query):
         """GET .../branches or .../pulls: one page, with Link and ETag."""

@@ -277,7 +277,8 @@ static void test_unknown_keys(void)
 		     "1: namespace: unknown key, did you mean \"namespace\" in [kubernetes]?");
 	EXPECT_ERROR(REQUIRED "[limits]\nfoo = 1\n",
 		     "6: limits.foo: unknown key, expected one of: max_initializing, max_started, "
-		     "max_deployed, max_deployed_per_ref, start_after_init, stop_idle_after");
+		     "max_deployed, max_deployed_per_ref, start_after_init, stop_idle_after, "
+		     "max_restarts");
 	/* the first by line, although "aaa" sorts first */
 	EXPECT_ERROR(REQUIRED "[github]\nzzz = 1\naaa = 2\n",
 		     "6: github.zzz: unknown key, expected one of: api_url, token, token_file, "

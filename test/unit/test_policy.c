@@ -37,7 +37,7 @@ static void world_init(struct world *w, size_t max_init, size_t max_started, siz
 {
 	memset(w, 0, sizeof *w);
 	w->idx = index_new();
-	w->lim = (struct policy_limits){max_init, max_started, max_deployed, 0, 0};
+	w->lim = (struct policy_limits){max_init, max_started, max_deployed, 0, 0, 0};
 	w->now = 1000000;
 }
 
@@ -75,6 +75,7 @@ struct spec {
 	bool deleting;
 	bool no_finalizer;
 	const char *rv;
+	int restarts; /* of its pods */
 };
 
 static const struct build *add(struct world *w, const struct spec *s)
@@ -99,6 +100,8 @@ static const struct build *add(struct world *w, const struct spec *s)
 	b->deleting = s->deleting;
 	b->has_finalizer = !s->no_finalizer;
 	index_upsert(w->idx, b);
+	if (s->restarts) /* else what the index has stays, as for a new Deployment */
+		index_set_pods(w->idx, s->name, s->restarts, true);
 	return index_find(w->idx, s->name);
 }
 
@@ -413,6 +416,51 @@ static void test_wants(void)
 	world_free(&w);
 }
 
+/* A started build whose pod restarted max_restarts times is stopped, with
+ * the crash-looping reason; below it, stopped, off, held or not dirty:
+ * nothing. A start or stop asked wins. */
+static void test_crash_looping(void)
+{
+	struct world w;
+	world_init(&w, 2, 10, 100);
+	w.lim.max_restarts = 5;
+	add(&w, &(struct spec){"bc", "a", .init = BUILD_INIT_SUCCEEDED, .desired = 1, .created_ms = 1,
+			       .restarts = 5});
+	add(&w, &(struct spec){"bd", "b", .init = BUILD_INIT_SUCCEEDED, .desired = 1, .available = 1,
+			       .created_ms = 2, .restarts = 4});
+	add(&w, &(struct spec){"be", "c", .init = BUILD_INIT_SUCCEEDED, .created_ms = 3,
+			       .replicas = 1, .restarts = 9});
+	const char *dirty[] = {"bc", "bd", "be"};
+	struct plan p;
+	plan(&w, dirty, 3, &p);
+	CHECK_STR(show(&p), "stop bc");
+	CHECK_STR(p.n ? p.v[0].reason : "(none)", POLICY_CRASH_REASON);
+	plan_free(&p);
+	/* only a dirty build is looked at */
+	expect(&w, NULL, 0, "");
+	/* one more restart: bd too */
+	index_set_pods(w.idx, "bd", 5, true);
+	expect(&w, dirty, 3, "stop bc, stop bd");
+	/* the count survives a new Deployment object (it is not in it) */
+	add(&w, &(struct spec){"bd", "b", .init = BUILD_INIT_SUCCEEDED, .desired = 1,
+			       .created_ms = 2, .rv = "7"});
+	expect(&w, dirty + 1, 1, "stop bd");
+	/* a stop in flight, a backoff: left alone */
+	work(&w, "bc")->ops = WORK_SCALE;
+	work(&w, "bd")->retry_at_ms = w.now + 10;
+	expect(&w, dirty, 3, "");
+	work(&w, "bc")->ops = 0;
+	work(&w, "bd")->retry_at_ms = 0;
+	/* what a person asks wins */
+	work(&w, "bc")->want = WANT_START;
+	expect(&w, dirty, 2, "start bc, stop bd");
+	work(&w, "bc")->want = WANT_NONE;
+	/* off */
+	w.lim.max_restarts = 0;
+	expect(&w, dirty, 3, "");
+	world_free(&w);
+}
+
 static void test_cleanup_steps(void)
 {
 	struct world w;
@@ -588,6 +636,9 @@ static void model(struct world *w, struct mbuild *all, size_t n, const size_t *d
 				madd(p, all, m, ACTION_WANT_DROPPED, 0);
 			else
 				madd(p, all, m, bw->want == WANT_START ? ACTION_START : ACTION_STOP, 0);
+		} else if (w->lim.max_restarts && m->s.desired > 0 && m->s.init == BUILD_INIT_SUCCEEDED &&
+			   (unsigned)m->s.restarts >= w->lim.max_restarts) {
+			madd(p, all, m, ACTION_STOP, 0); /* crash-looping */
 		}
 	}
 	struct mbuild *order[NB];
@@ -772,6 +823,7 @@ static void random_world(struct world *w, uint64_t *s, struct mbuild *all, size_
 {
 	world_init(w, 1 + rnd(s, 3), rnd(s, 4), 2 + rnd(s, 8));
 	w->lim.max_deployed_per_ref = rnd(s, 4); /* 0: no cap */
+	w->lim.max_restarts = rnd(s, 3) ? 0 : 1 + (unsigned)rnd(s, 4); /* 0: off */
 	w->debounce_ms = rnd(s, 3) ? 0 : 100 * (int64_t)rnd(s, 20);
 	w->lim.stop_idle_after_ms = rnd(s, 3) ? 0 : 1000 * (int64_t)rnd(s, 20);
 	w->wall = 100 * (int64_t)rnd(s, 40);
@@ -793,6 +845,7 @@ static void random_world(struct world *w, uint64_t *s, struct mbuild *all, size_
 		m->s.deleting = rnd(s, 6) == 0;
 		m->s.no_finalizer = rnd(s, 8) == 0;
 		m->s.rv = rnd(s, 2) ? "1" : "2";
+		m->s.restarts = rnd(s, 3) ? 0 : (int)rnd(s, 7);
 		m->b = add(w, &m->s);
 		if (rnd(s, 3) == 0) {
 			m->has_init_job = true;
@@ -943,6 +996,7 @@ int main(void)
 	RUN(test_idle_stopper);
 	RUN(test_wants);
 	RUN(test_cleanup_steps);
+	RUN(test_crash_looping);
 	RUN(test_model);
 	return UNIT_DONE();
 }

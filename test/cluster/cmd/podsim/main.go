@@ -15,6 +15,9 @@
 //	hold:     Go regexp on the pod name; matching Job pods stay Running while
 //	          the key matches
 //	delay_ms: completion delay for Job pods (default: --job-delay)
+//	crash:    Go regexp on the pod name; matching non-Job pods crash-loop:
+//	          Running but not Ready, every container waiting in
+//	          CrashLoopBackOff, its restartCount one higher every second
 //
 // Optionally it serves a fake kubelet endpoint over HTTPS (self-signed) on
 // 127.0.0.1:--kubelet-port so that GET .../pods/P/log through kube-apiserver
@@ -285,6 +288,19 @@ func (s *sim) sync(ctx context.Context, key string) (time.Duration, error) {
 		return 0, nil
 	}
 
+	if !isJobPod(pod) {
+		cm, _ := s.cms.ConfigMaps(ns).Get(controlConfigMap)
+		if s.matches(cm, "crash", name) {
+			np := pod.DeepCopy()
+			setCrashing(np)
+			if _, err := s.cs.CoreV1().Pods(ns).UpdateStatus(ctx, np, metav1.UpdateOptions{}); err != nil {
+				return 0, err
+			}
+			vlogf("%s: crash-looping", key)
+			return time.Second, nil
+		}
+	}
+
 	if pod.Status.Phase != corev1.PodRunning || !podReady(pod) {
 		np := pod.DeepCopy()
 		setRunning(np)
@@ -454,6 +470,32 @@ func setRunning(p *corev1.Pod) {
 			Ready: true, Started: &t,
 			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}},
 		})
+	}
+}
+
+// setCrashing makes p look like a kubelet's crash-looping pod: Running, not
+// Ready, each container just terminated (exit 1) and waiting in
+// CrashLoopBackOff, its restartCount one higher than before.
+func setCrashing(p *corev1.Pod) {
+	old := map[string]int32{}
+	for _, cs := range p.Status.ContainerStatuses {
+		old[cs.Name] = cs.RestartCount
+	}
+	setRunning(p)
+	now := metav1.Now()
+	setCond(p, corev1.ContainersReady, corev1.ConditionFalse, "ContainersNotReady", now)
+	setCond(p, corev1.PodReady, corev1.ConditionFalse, "ContainersNotReady", now)
+	for i := range p.Status.ContainerStatuses {
+		cs := &p.Status.ContainerStatuses[i]
+		f := false
+		cs.Ready, cs.Started = false, &f
+		cs.RestartCount = old[cs.Name] + 1
+		cs.State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{
+			Reason: "CrashLoopBackOff", Message: "back-off restarting failed container " + cs.Name,
+		}}
+		cs.LastTerminationState = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+			ExitCode: 1, Reason: "Error", StartedAt: now, FinishedAt: now, ContainerID: cs.ContainerID,
+		}}
 	}
 }
 
