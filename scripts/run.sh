@@ -9,7 +9,7 @@
 #                                    URL. Ctrl-C stops everything.
 #   KUBECONFIG=... scripts/run.sh    the same demo on that cluster (namespace
 #                                    $RUNBOAT_NAMESPACE, default runboat-demo,
-#                                    which must exist or be creatable).
+#                                    created with kubectl when missing).
 #   scripts/run.sh --config FILE     runboat with your configuration.
 #
 # Environment: RUNBOAT_PORT (default 8000), RUNBOAT_NAMESPACE.
@@ -80,6 +80,16 @@ if podsim:
     r = k.apply(cm)
     assert r.status_code in (200, 201), r.text
 EOF
+
+# On the user's cluster, the namespace is made with the user's own kubectl
+# (runboat itself only has rights inside it).
+if [ -z "$cluster" ]; then
+	if ! command -v kubectl >/dev/null; then
+		echo "kubectl not found: namespace $ns must exist already" >&2
+	elif ! kubectl --kubeconfig "$kubeconfig" get namespace "$ns" >/dev/null 2>&1; then
+		kubectl --kubeconfig "$kubeconfig" create namespace "$ns"
+	fi
+fi
 
 # A fake GitHub (heads for the trigger routes and the sync, commit statuses
 # shown in its log), that wants the demo token.
