@@ -756,6 +756,11 @@ static void action_succeeded(struct controller *c, struct build_work *w, const s
 			    r->kind == ACTION_START ? "Scaled up" : "Scaled down");
 		tell(c, wait_kind_of(r->kind), false, r->name, 0,
 		     r->kind == ACTION_START ? "started" : "stopped");
+		if (r->kind == ACTION_START && w->clears_crash && b) {
+			/* the "failure" the crash-looping stop sent is no longer true */
+			post_status(c, b->name, &b->commit, "success", "ready");
+		}
+		w->clears_crash = false;
 		break;
 	case ACTION_RESET:
 		w->want_reset = false;
@@ -926,6 +931,8 @@ static void run_action(struct controller *c, const struct action *a)
 		w->ops |= op_bit(a->kind);
 		if (a->kind == ACTION_STOP || a->kind == ACTION_CLEAN_SCALE_DOWN)
 			w->stopping = true;
+		if (a->kind == ACTION_START)
+			w->clears_crash = b->reason && strcmp(b->reason, POLICY_CRASH_REASON) == 0;
 		if (a->kind == ACTION_STOP && a->reason) {
 			log_warn("build %s: its pod restarted %d times%s: stopping it", b->name,
 				 b->restarts, b->crash_looping ? " (CrashLoopBackOff)" : "");

@@ -70,6 +70,7 @@ struct build_work {
 	bool cleanup_failed_reported;
 	unsigned cleanup_retries; /* failed cleanup Jobs deleted to try again */
 	bool force_undeploy;      /* an admin forced the undeploy: no cleanup Job */
+	bool clears_crash;        /* this start ends a crash-looping stop: GitHub hears "ready" again */
 	enum work_want want;
 	bool want_reset;
 	bool want_undeploy;

@@ -86,6 +86,11 @@ def test_crash_looping_build_is_stopped(make_env, github):  # noqa: F811
     env.wait_status(name, "started", 60)
     wait_for(lambda: env.build(name)["reason"] is None, 15, "the reason to be cleared")
     assert "runboat/reason" not in env.deployment(name)["metadata"].get("annotations", {})
+    # and GitHub's last word on the commit is no longer the failure
+    def last_status():
+        mine = [s for s in github.statuses() if s["sha"] == sha(901)]
+        return mine[-1] if mine else {}
+    wait_for(lambda: last_status().get("state") == "success", 15, "the success status again")
 
 
 def test_restarts_below_the_limit_or_off(make_env):
