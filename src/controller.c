@@ -208,9 +208,7 @@ static void short_description(char *out, size_t outlen, const char *prefix, cons
 	snprintf(out, outlen, "%s%s", prefix, text);
 	size_t n = strlen(out);
 	if (n > 140) {
-		n = 137;
-		while (n > 0 && ((unsigned char)out[n] & 0xC0) == 0x80)
-			n--;
+		n = utf8_cut(out, n, 137);
 		memcpy(out + n, "...", 4);
 	}
 }

@@ -1105,27 +1105,6 @@ int github_client_pr_head(struct github_client *gc, const char *repo, long pr, g
 	return lookup_start(gc, j);
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0. */
-static size_t utf8_len(const unsigned char *s)
-{
-	unsigned char c = s[0];
-	if (c < 0x80)
-		return 1;
-#define CONT(x) ((x) >= 0x80 && (x) <= 0xbf)
-	if (c >= 0xc2 && c <= 0xdf)
-		return CONT(s[1]) ? 2 : 0;
-	if (c >= 0xe0 && c <= 0xef) {
-		unsigned char lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
-		return s[1] >= lo && s[1] <= hi && CONT(s[2]) ? 3 : 0;
-	}
-	if (c >= 0xf0 && c <= 0xf4) {
-		unsigned char lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
-		return s[1] >= lo && s[1] <= hi && CONT(s[2]) && CONT(s[3]) ? 4 : 0;
-	}
-	return 0;
-#undef CONT
-}
-
 /* description cleaned (valid UTF-8, no control characters) and cut to
  * GITHUB_STATUS_DESCRIPTION_MAX characters, ending with an ellipsis when
  * cut. Owned by the caller. */
@@ -1133,9 +1112,9 @@ static char *clean_description(const char *in)
 {
 	struct buf out = {0};
 	size_t cut = 0, chars = 0;
-	const unsigned char *s = (const unsigned char *)in;
+	const unsigned char *s = (const unsigned char *)in, *end = s + strlen(in);
 	while (*s) {
-		size_t n = utf8_len(s);
+		size_t n = utf8_decode(s, (size_t)(end - s), NULL);
 		if (chars == GITHUB_STATUS_DESCRIPTION_MAX - 1)
 			cut = out.len;
 		if (chars == GITHUB_STATUS_DESCRIPTION_MAX) {

@@ -532,59 +532,24 @@ void http_respond_json(struct http_req *req, int status, json_t *value)
 	free(s);
 }
 
-/* Length of the well-formed UTF-8 character at s (n bytes available), or
- * 0: a stray byte, an overlong form, a surrogate, beyond U+10FFFF, or cut
- * short. As strict as jansson, so that its json_string never fails. */
-static size_t utf8_char_len(const unsigned char *s, size_t n)
-{
-	unsigned char b = s[0];
-	size_t len;
-	uint32_t cp;
-	if (b < 0x80)
-		return 1;
-	if (b >= 0xc2 && b <= 0xdf) {
-		len = 2;
-		cp = b & 0x1f;
-	} else if (b >= 0xe0 && b <= 0xef) {
-		len = 3;
-		cp = b & 0x0f;
-	} else if (b >= 0xf0 && b <= 0xf4) {
-		len = 4;
-		cp = b & 0x07;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
-}
-
 /* Copies s into out as valid UTF-8 of at most max bytes: each invalid byte
  * becomes U+FFFD, and the cut falls between characters. */
 static void utf8_clean(struct buf *out, const char *s, size_t n, size_t max)
 {
 	static const char replacement[] = "\xef\xbf\xbd";
-	const unsigned char *u = (const unsigned char *)s;
 	size_t i = 0;
-	while (i < n) {
-		size_t l = utf8_char_len(u + i, n - i);
-		const char *piece = l ? s + i : replacement;
-		size_t plen = l ? l : 3;
-		if (out->len + plen > max)
-			break;
-		buf_append(out, piece, plen);
+	while (i < n && out->len <= max) {
+		size_t l = utf8_decode(s + i, n - i, NULL);
+		if (l)
+			buf_append(out, s + i, l);
+		else
+			buf_append(out, replacement, 3);
 		i += l ? l : 1;
 	}
 	if (!out->data)
 		buf_append(out, "", 0);
+	out->len = utf8_cut(out->data, out->len, max);
+	out->data[out->len] = '\0';
 }
 
 void http_respond_error(struct http_req *req, int status, const char *fmt, ...)

@@ -297,10 +297,7 @@ static void bound(struct buf *b, size_t max)
 {
 	if (b->len <= max)
 		return;
-	size_t n = max;
-	/* do not cut a UTF-8 sequence */
-	while (n > 0 && ((unsigned char)b->data[n] & 0xC0) == 0x80)
-		n--;
+	size_t n = utf8_cut(b->data, b->len, max);
 	b->len = n;
 	b->data[n] = '\0';
 	buf_append_str(b, "...");
