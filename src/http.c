@@ -11,6 +11,7 @@
 #include <llhttp.h>
 #include <zlib.h>
 
+#include "list.h"
 #include "log.h"
 #include "metrics.h"
 #include "router.h"
@@ -41,7 +42,7 @@ struct http_server {
 	struct http_limits lim;
 	struct router *router;
 	llhttp_settings_t settings;
-	struct http_conn *conns; /* doubly linked */
+	struct list conns; /* struct http_conn */
 	unsigned n_conns;
 	bool shutting_down;
 	uv_timer_t shutdown_timer;
@@ -68,7 +69,7 @@ struct http_conn {
 	uv_tcp_t tcp;
 	uv_timer_t timer;
 	struct http_server *srv;
-	struct http_conn *prev, *next;
+	struct list link; /* in http_server.conns */
 	llhttp_t parser;
 	enum conn_state state;
 	struct buf in; /* received; parsed up to in_off */
@@ -1190,12 +1191,7 @@ static void conn_close(struct http_conn *c)
 			strmap_del(&srv->per_client, c->peer);
 		c->peer_counted = false;
 	}
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		srv->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	list_remove(&c->link);
 	if (c->detached)
 		return;
 	if (!c->writing && c->outq_n) {
@@ -1423,10 +1419,7 @@ static void conn_init(struct http_server *srv, struct http_conn *c)
 	llhttp_init(&c->parser, HTTP_REQUEST, &srv->settings);
 	c->parser.data = c;
 	c->state = CS_IDLE;
-	c->next = srv->conns;
-	if (srv->conns)
-		srv->conns->prev = c;
-	srv->conns = c;
+	list_push_front(&srv->conns, &c->link);
 	srv->n_conns++;
 }
 
@@ -1637,6 +1630,7 @@ struct http_server *http_server_new(uv_loop_t *loop, const struct http_limits *l
 {
 	struct http_server *srv = xcalloc(1, sizeof *srv);
 	srv->loop = loop;
+	list_init(&srv->conns);
 	srv->lim = *lim;
 	srv->router = router;
 	llhttp_settings_init(&srv->settings);
@@ -1734,11 +1728,10 @@ static void on_shutdown_deadline(uv_timer_t *t)
 	if (srv->n_conns)
 		log_warn("http: %u connections still busy after the shutdown deadline, closing them",
 			 srv->n_conns);
-	struct http_conn *c = srv->conns;
-	while (c) {
-		struct http_conn *next = c->next;
+	struct http_conn *c, *tmp;
+	list_each_safe(c, tmp, &srv->conns, link)
+	{
 		conn_close(c);
-		c = next;
 	}
 }
 
@@ -1759,9 +1752,9 @@ void http_server_shutdown(struct http_server *srv, void (*on_done)(void *data), 
 		srv->pending_closes++;
 		uv_close((uv_handle_t *)&srv->refusal_timer, on_server_handle_closed);
 	}
-	struct http_conn *c = srv->conns;
-	while (c) {
-		struct http_conn *next = c->next;
+	struct http_conn *c, *tmp;
+	list_each_safe(c, tmp, &srv->conns, link)
+	{
 		if (c->state == CS_HANDLING) {
 			c->close_after = true;
 			if (c->req.on_shutdown)
@@ -1774,7 +1767,6 @@ void http_server_shutdown(struct http_server *srv, void (*on_done)(void *data), 
 		} else if (c->state != CS_LINGER || !c->write_pending) {
 			conn_close(c);
 		}
-		c = next;
 	}
 	uv_timer_init(srv->loop, &srv->shutdown_timer);
 	srv->shutdown_timer.data = srv;
