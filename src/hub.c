@@ -6,15 +6,15 @@
 
 #include "list.h"
 #include "log.h"
+#include "strmap.h"
 #include "util.h"
 
 /* A build waiting to be sent to one subscriber. An update is serialized
  * from the index's current state when it is sent (so a backlog costs a name
  * per build, not a document); a deletion keeps its last JSON. */
 struct pending {
-	struct list link;      /* in hub_sub.backlog, arrival order */
-	struct pending *chain; /* hash bucket */
-	char *del_json;              /* NULL for an update */
+	struct list link; /* in hub_sub.backlog, arrival order */
+	char *del_json;   /* NULL for an update */
 	size_t del_len;
 	char name[];
 };
@@ -27,9 +27,9 @@ struct hub_sub {
 	struct hub_sink sink;
 	void *conn;
 	/* backlog */
-	struct list backlog; /* struct pending, oldest first */
-	struct pending **buckets;
-	size_t n_buckets, n_pending;
+	struct list backlog;    /* struct pending, oldest first */
+	struct strmap by_name; /* the same, by build name */
+	size_t n_pending;
 	uint64_t last_progress_ms;
 	size_t last_pending_bytes;
 	bool kicked;
@@ -82,54 +82,16 @@ static void msg_done(struct hub_msg *m)
 	memset(m->slot, 0, sizeof m->slot);
 }
 
-/* ---- the backlog: FIFO + hash by build name ---- */
-
-static size_t hash_name(const char *s)
-{
-	size_t h = 1469598103934665603ULL;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-	return h;
-}
+/* ---- the backlog: FIFO + map by build name ---- */
 
 static bool has_backlog(const struct hub_sub *sub)
 {
 	return !list_empty(&sub->backlog);
 }
 
-static struct pending **bucket_of(struct hub_sub *sub, const char *name)
-{
-	return &sub->buckets[hash_name(name) & (sub->n_buckets - 1)];
-}
-
-static struct pending *backlog_find(struct hub_sub *sub, const char *name)
-{
-	if (!sub->n_buckets)
-		return NULL;
-	for (struct pending *p = *bucket_of(sub, name); p; p = p->chain)
-		if (strcmp(p->name, name) == 0)
-			return p;
-	return NULL;
-}
-
-static void backlog_grow(struct hub_sub *sub)
-{
-	size_t n = sub->n_buckets ? sub->n_buckets * 2 : 64;
-	free(sub->buckets);
-	sub->buckets = xcalloc(n, sizeof *sub->buckets);
-	sub->n_buckets = n;
-	struct pending *p;
-	list_each(p, &sub->backlog, link)
-	{
-		struct pending **b = bucket_of(sub, p->name);
-		p->chain = *b;
-		*b = p;
-	}
-}
-
 static void backlog_put(struct hub_sub *sub, const char *name, const char *del_json, size_t del_len)
 {
-	struct pending *p = backlog_find(sub, name);
+	struct pending *p = strmap_get(&sub->by_name, name);
 	if (p) {
 		/* conflate: only the latest state of a build is kept */
 		free(p->del_json);
@@ -138,26 +100,19 @@ static void backlog_put(struct hub_sub *sub, const char *name, const char *del_j
 		sub->hub->conflated++;
 		return;
 	}
-	if (sub->n_pending + 1 > sub->n_buckets)
-		backlog_grow(sub);
 	size_t nl = strlen(name);
 	p = xcalloc(1, sizeof *p + nl + 1);
 	memcpy(p->name, name, nl + 1);
 	p->del_json = del_json ? xstrndup(del_json, del_len) : NULL;
 	p->del_len = del_len;
 	list_push(&sub->backlog, &p->link);
-	struct pending **b = bucket_of(sub, name);
-	p->chain = *b;
-	*b = p;
+	strmap_put(&sub->by_name, name, p);
 	sub->n_pending++;
 }
 
 static void backlog_pop(struct hub_sub *sub, struct pending *p)
 {
-	struct pending **b = bucket_of(sub, p->name);
-	while (*b != p)
-		b = &(*b)->chain;
-	*b = p->chain;
+	strmap_del(&sub->by_name, p->name);
 	list_remove(&p->link);
 	sub->n_pending--;
 	free(p->del_json);
@@ -171,9 +126,7 @@ static void backlog_clear(struct hub_sub *sub)
 	{
 		backlog_pop(sub, p);
 	}
-	free(sub->buckets);
-	sub->buckets = NULL;
-	sub->n_buckets = 0;
+	strmap_clear(&sub->by_name, NULL); /* its buckets */
 }
 
 /* ---- delivery ---- */
