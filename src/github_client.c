@@ -23,6 +23,7 @@
 #include "metrics.h"
 #include "strmap.h"
 #include "util.h"
+#include "validate.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -618,7 +619,7 @@ static void lookup_answer(struct job *j, const struct curl_uv_response *res)
 		snprintf(msg, sizeof(msg), "GET %s: answer has no valid %s", j->path,
 			 j->kind == JOB_BRANCH ? "commit.sha" : "head.sha");
 	} else if (j->kind == JOB_PR &&
-		   (!json_is_string(base) || !build_valid_branch(json_string_value(base)))) {
+		   (!json_is_string(base) || !validate_branch(json_string_value(base)))) {
 		snprintf(msg, sizeof(msg), "GET %s: answer has no valid base.ref", j->path);
 	} else {
 		struct github_head head = {
@@ -1063,7 +1064,7 @@ static int lookup_start(struct github_client *gc, struct job *j)
 int github_client_branch_head(struct github_client *gc, const char *repo, const char *branch,
 			      github_head_cb cb, void *data)
 {
-	if (!cb || !build_valid_repo(repo) || !build_valid_branch(branch))
+	if (!cb || !validate_repo(repo) || !validate_branch(branch))
 		return -EINVAL;
 	if (gc->closing)
 		return -ECANCELED;
@@ -1081,7 +1082,7 @@ int github_client_branch_head(struct github_client *gc, const char *repo, const 
 int github_client_pr_head(struct github_client *gc, const char *repo, long pr, github_head_cb cb,
 			  void *data)
 {
-	if (!cb || !build_valid_repo(repo) || pr < 1 || pr > GITHUB_PR_MAX)
+	if (!cb || !validate_repo(repo) || pr < 1 || pr > GITHUB_PR_MAX)
 		return -EINVAL;
 	if (gc->closing)
 		return -ECANCELED;
@@ -1136,7 +1137,7 @@ int github_client_post_status(struct github_client *gc, const char *repo, const 
 			      const char *state, const char *description, const char *target_url)
 {
 	char lower_sha[GITHUB_SHA_MAX + 1];
-	if (!build_valid_repo(repo) || !sha || !github_sha_normalize(sha, lower_sha) || !state)
+	if (!validate_repo(repo) || !sha || !github_sha_normalize(sha, lower_sha) || !state)
 		return -EINVAL;
 	if (strcmp(state, "pending") != 0 && strcmp(state, "success") != 0 &&
 	    strcmp(state, "failure") != 0 && strcmp(state, "error") != 0)
@@ -1233,7 +1234,7 @@ uint64_t github_client_paused_ms(const struct github_client *gc)
 int github_client_list(struct github_client *gc, enum github_list_kind kind, const char *repo,
 		       github_list_cb cb, void *data)
 {
-	if (!cb || !build_valid_repo(repo) ||
+	if (!cb || !validate_repo(repo) ||
 	    (kind != GITHUB_LIST_BRANCHES && kind != GITHUB_LIST_PULLS))
 		return -EINVAL;
 	if (gc->closing)
@@ -1378,7 +1379,7 @@ int github_parse_list_page(enum github_list_kind kind, const char *body, size_t 
 		struct github_list_item *it = &out[k];
 		json_t *sha;
 		if (kind == GITHUB_LIST_BRANCHES) {
-			it->name = valid_string(json_object_get(e, "name"), build_valid_branch);
+			it->name = valid_string(json_object_get(e, "name"), validate_branch);
 			if (!it->name) {
 				(*skipped)++;
 				continue;
@@ -1387,7 +1388,7 @@ int github_parse_list_page(enum github_list_kind kind, const char *body, size_t 
 			sha = json_object_get(json_object_get(e, "commit"), "sha");
 		} else {
 			json_t *num = json_object_get(e, "number");
-			if (!json_is_integer(num) || !build_valid_pr(json_integer_value(num))) {
+			if (!json_is_integer(num) || !validate_pr(json_integer_value(num))) {
 				(*skipped)++;
 				continue;
 			}
@@ -1398,7 +1399,7 @@ int github_parse_list_page(enum github_list_kind kind, const char *body, size_t 
 			}
 			it->pr = (long)json_integer_value(num);
 			it->base = valid_string(json_object_get(json_object_get(e, "base"), "ref"),
-						build_valid_branch);
+						validate_branch);
 			if (!it->base)
 				it->base = xstrdup("");
 			sha = json_object_get(json_object_get(e, "head"), "sha");
