@@ -17,6 +17,7 @@
 #include "streams.h"
 #include "ui.h"
 #include "util.h"
+#include "validate.h"
 #include "webhook.h"
 
 /* ---- checks shared by the handlers ---- */
@@ -132,7 +133,7 @@ bool api_parse_filter(struct http_req *req, struct api_filter *q, bool with_stat
 	q->f.repo = q->strings[0];
 	q->f.target_branch = q->strings[1];
 	q->f.branch = q->strings[2];
-	if (q->strings[3] && *q->strings[3] && build_parse_pr(q->strings[3], &q->f.pr) < 0) {
+	if (q->strings[3] && *q->strings[3] && validate_parse_pr(q->strings[3], &q->f.pr) < 0) {
 		http_respond_error(req, 400, "pr must be a pull request number, got \"%.40s\"",
 				   q->strings[3]);
 		goto fail;
@@ -392,8 +393,8 @@ static void trigger(struct http_req *req, struct app *app, bool pr)
 	char *repo = http_req_query(req, "repo", &bad1);
 	char *what = http_req_query(req, pr ? "pr" : "branch", &bad2);
 	int prn = 0;
-	if (bad1 || bad2 || !repo || !what || !build_valid_repo(repo) ||
-	    (pr ? build_parse_pr(what, &prn) < 0 : !build_valid_branch(what))) {
+	if (bad1 || bad2 || !repo || !what || !validate_repo(repo) ||
+	    (pr ? validate_parse_pr(what, &prn) < 0 : !validate_branch(what))) {
 		http_respond_error(req, 400, pr ? "expected ?repo=owner/name&pr=NUMBER"
 						: "expected ?repo=owner/name&branch=NAME");
 		goto out;

@@ -649,10 +649,7 @@ struct build *build_from_deployment(const json_t *dep, char *err, size_t errlen)
 	const char *why = json_string_value(json_object_get(ann, BUILD_ANN_REASON));
 	if (why && *why) {
 		/* informative only: a bad one is cut, never a reason to refuse */
-		size_t full = strlen(why), n = full < BUILD_REASON_MAX ? full : BUILD_REASON_MAX;
-		while (n > 0 && n < full && ((unsigned char)why[n] & 0xC0) == 0x80)
-			n--; /* on a UTF-8 character boundary */
-		b->reason = xstrndup(why, n);
+		b->reason = xstrndup(why, utf8_cut(why, strlen(why), BUILD_REASON_MAX));
 	}
 	b->status = build_derive_status(b);
 	return b;

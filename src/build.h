@@ -164,28 +164,6 @@ struct build *build_from_deployment(const json_t *deployment, char *err, size_t 
 /* A build name: [a-z][a-z0-9-]*, at most BUILD_NAME_MAX, not ending in '-'
  * (fits a label value and prefixes DNS names). */
 bool build_valid_name(const char *name);
-/* Former names of validate.h's functions, for the callers not moved yet
- * (the API, the GitHub client); new code calls validate_*. */
-static inline bool build_valid_repo(const char *repo)
-{
-	return validate_repo(repo);
-}
-static inline bool build_valid_branch(const char *branch)
-{
-	return validate_branch(branch);
-}
-static inline bool build_valid_sha(const char *sha)
-{
-	return validate_sha(sha);
-}
-static inline bool build_valid_pr(long long pr)
-{
-	return validate_pr(pr);
-}
-static inline int build_parse_pr(const char *s, int *pr)
-{
-	return validate_parse_pr(s, pr);
-}
 /* All four of a commit (repo may be any case here). */
 bool build_valid_commit(const struct build_commit *c);
 

@@ -208,9 +208,7 @@ static void short_description(char *out, size_t outlen, const char *prefix, cons
 	snprintf(out, outlen, "%s%s", prefix, text);
 	size_t n = strlen(out);
 	if (n > 140) {
-		n = 137;
-		while (n > 0 && ((unsigned char)out[n] & 0xC0) == 0x80)
-			n--;
+		n = utf8_cut(out, n, 137);
 		memcpy(out + n, "...", 4);
 	}
 }
@@ -1581,6 +1579,22 @@ bool controller_leading(const struct controller *c, const char **reason)
 	return false;
 }
 
+/* Forgets the work state: what each build's work is, which builds are
+ * dirty, their backoffs, the undeploys, deploys and their names, and the
+ * undeploys queued before the sync. */
+static void forget_work(struct controller *c)
+{
+	strmap_clear(&c->work, work_free);
+	strmap_clear(&c->dirty, NULL);
+	strmap_clear(&c->backoff, NULL);
+	strmap_clear(&c->undeploys, NULL);
+	strmap_clear(&c->rests, NULL);
+	strmap_clear(&c->deploy_names, NULL);
+	strmap_each(&c->deploys, free_deploy, NULL);
+	strmap_clear(&c->deploys, NULL);
+	free_queued_undeploys(c);
+}
+
 /* Stops every action at once: what is in flight is cancelled (a call
  * already sent may still land; the next leader starts from what Kubernetes
  * says), whoever waits is told to ask again, the work state is forgotten,
@@ -1618,18 +1632,10 @@ static void stand_down(struct controller *c)
 		w->cb(-EAGAIN, msg, w->data);
 		free(w);
 	}
-	strmap_clear(&c->work, work_free);
-	strmap_clear(&c->dirty, NULL);
-	strmap_clear(&c->backoff, NULL);
-	strmap_clear(&c->undeploys, NULL);
-	strmap_clear(&c->rests, NULL);
-	strmap_clear(&c->deploy_names, NULL);
-	strmap_each(&c->deploys, free_deploy, NULL);
-	strmap_clear(&c->deploys, NULL);
 	if (c->n_queued_undeploys)
 		log_warn("controller: %zu undeploys asked before the sync are dropped (the leader's "
 			 "GitHub sync finds closed PRs and deleted branches)", c->n_queued_undeploys);
-	free_queued_undeploys(c);
+	forget_work(c);
 }
 
 void controller_set_active(struct controller *c, bool active, const char *why)
@@ -1681,15 +1687,7 @@ static void controller_maybe_free(struct controller *c)
 {
 	if (c->open_handles)
 		return;
-	strmap_clear(&c->work, work_free);
-	strmap_clear(&c->dirty, NULL);
-	strmap_clear(&c->backoff, NULL);
-	strmap_clear(&c->undeploys, NULL);
-	strmap_clear(&c->deploy_names, NULL);
-	strmap_clear(&c->rests, NULL);
-	strmap_each(&c->deploys, free_deploy, NULL);
-	strmap_clear(&c->deploys, NULL);
-	free_queued_undeploys(c);
+	forget_work(c);
 	free(c->standby_why);
 	free(c);
 }

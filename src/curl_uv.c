@@ -19,6 +19,7 @@
  * (`deadlines`) completes overdue requests from the loop, not from libcurl. */
 #include "curl_uv.h"
 
+#include "list.h"
 #include "log.h"
 #include "util.h"
 
@@ -38,7 +39,7 @@ struct sock_ctx {
 	uv_poll_t poll;
 	struct curl_uv *cu;
 	curl_socket_t fd;
-	struct sock_ctx *prev, *next;
+	struct list link; /* in cu->socks */
 };
 
 struct curl_uv_request {
@@ -67,9 +68,9 @@ struct curl_uv_request {
 	long timeout_ms;
 	uint64_t fb_deadline;  /* 0: none (not sent yet, or answered) */
 	uint64_t end_deadline; /* 0: none */
-	struct curl_uv_request *prev, *next;           /* cu->reqs */
-	struct curl_uv_request *todo_prev, *todo_next; /* cu->todo */
-	struct curl_uv_request *timed_prev, *timed_next; /* cu->timed */
+	struct list link;       /* in cu->reqs */
+	struct list todo_link;  /* in cu->todo when in_todo */
+	struct list timed_link; /* in cu->timed when in_timed */
 	char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -87,10 +88,10 @@ struct curl_uv {
 	unsigned long connections; /* opened so far */
 	struct curl_uv_options opt;
 	struct curl_uv *streams;   /* streamed requests; NULL in that instance */
-	struct curl_uv_request *reqs;
-	struct curl_uv_request *todo, *todo_tail;
-	struct curl_uv_request *timed; /* with a deadline, unordered */
-	struct sock_ctx *socks;
+	struct list reqs;  /* struct curl_uv_request */
+	struct list todo;  /* the same, to add or complete, oldest first */
+	struct list timed; /* the same, with a deadline, unordered */
+	struct list socks; /* struct sock_ctx */
 	/* When each kept-alive connection (known by its local port: unique per
 	 * host) was last used: a request's start or end. */
 	struct port_use {
@@ -127,13 +128,7 @@ static void on_sock_closed(uv_handle_t *h)
 
 static void sock_close(struct sock_ctx *s)
 {
-	struct curl_uv *cu = s->cu;
-	if (s->prev)
-		s->prev->next = s->next;
-	else
-		cu->socks = s->next;
-	if (s->next)
-		s->next->prev = s->prev;
+	list_remove(&s->link);
 	uv_close((uv_handle_t *)&s->poll, on_sock_closed);
 }
 
@@ -194,10 +189,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
 			return -1;
 		}
 		cu->open_handles++;
-		s->next = cu->socks;
-		if (cu->socks)
-			cu->socks->prev = s;
-		cu->socks = s;
+		list_push_front(&cu->socks, &s->link);
 		curl_multi_assign(cu->multi, fd, s);
 	}
 	int events = 0;
@@ -240,43 +232,25 @@ static void todo_push(struct curl_uv *cu, struct curl_uv_request *r)
 	if (r->in_todo)
 		return;
 	r->in_todo = true;
-	r->todo_next = NULL;
-	r->todo_prev = cu->todo_tail;
-	if (cu->todo_tail)
-		cu->todo_tail->todo_next = r;
-	else
-		cu->todo = r;
-	cu->todo_tail = r;
+	list_push(&cu->todo, &r->todo_link);
 }
 
 static void todo_unlink(struct curl_uv *cu, struct curl_uv_request *r)
 {
+	UNUSED(cu);
 	if (!r->in_todo)
 		return;
-	if (r->todo_prev)
-		r->todo_prev->todo_next = r->todo_next;
-	else
-		cu->todo = r->todo_next;
-	if (r->todo_next)
-		r->todo_next->todo_prev = r->todo_prev;
-	else
-		cu->todo_tail = r->todo_prev;
+	list_remove(&r->todo_link);
 	r->in_todo = false;
-	r->todo_prev = r->todo_next = NULL;
 }
 
 static void timed_unlink(struct curl_uv *cu, struct curl_uv_request *r)
 {
+	UNUSED(cu);
 	if (!r->in_timed)
 		return;
-	if (r->timed_prev)
-		r->timed_prev->timed_next = r->timed_next;
-	else
-		cu->timed = r->timed_next;
-	if (r->timed_next)
-		r->timed_next->timed_prev = r->timed_prev;
+	list_remove(&r->timed_link);
 	r->in_timed = false;
-	r->timed_prev = r->timed_next = NULL;
 }
 
 static void timed_link(struct curl_uv *cu, struct curl_uv_request *r)
@@ -284,11 +258,7 @@ static void timed_link(struct curl_uv *cu, struct curl_uv_request *r)
 	if (r->in_timed)
 		return;
 	r->in_timed = true;
-	r->timed_prev = NULL;
-	r->timed_next = cu->timed;
-	if (cu->timed)
-		cu->timed->timed_prev = r;
-	cu->timed = r;
+	list_push_front(&cu->timed, &r->timed_link);
 }
 
 static uint64_t next_deadline(const struct curl_uv_request *r)
@@ -309,7 +279,9 @@ static void deadlines_rearm(struct curl_uv *cu)
 	if (cu->torn_down)
 		return;
 	uint64_t first = UINT64_MAX;
-	for (struct curl_uv_request *r = cu->timed; r; r = r->timed_next) {
+	struct curl_uv_request *r;
+	list_each(r, &cu->timed, timed_link)
+	{
 		uint64_t d = next_deadline(r);
 		if (d < first)
 			first = d;
@@ -355,13 +327,7 @@ static void req_unlink(struct curl_uv_request *r)
 	struct curl_uv *cu = r->cu;
 	todo_unlink(cu, r);
 	timed_unlink(cu, r);
-	if (r->prev)
-		r->prev->next = r->next;
-	else
-		cu->reqs = r->next;
-	if (r->next)
-		r->next->prev = r->prev;
-	r->prev = r->next = NULL;
+	list_remove(&r->link);
 	cu->active--;
 }
 
@@ -527,7 +493,7 @@ static void on_defer(uv_timer_t *t)
 	if (cu->torn_down)
 		return;
 	struct curl_uv_request *r;
-	while (!cu->closing && (r = cu->todo)) {
+	while (!cu->closing && (r = list_first(&cu->todo, struct curl_uv_request, todo_link))) {
 		todo_unlink(cu, r);
 		if (r->cancelled) {
 			finish(r, CURLE_ABORTED_BY_CALLBACK);
@@ -609,11 +575,17 @@ static void on_deadline(uv_timer_t *t)
 		return;
 	uint64_t now = now_ms();
 	for (;;) {
-		struct curl_uv_request *r = cu->timed;
-		while (r && next_deadline(r) > now)
-			r = r->timed_next;
-		if (!r || cu->closing)
+		struct curl_uv_request *r, *due = NULL;
+		list_each(r, &cu->timed, timed_link)
+		{
+			if (next_deadline(r) <= now) {
+				due = r;
+				break;
+			}
+		}
+		if (!due || cu->closing)
 			break;
+		r = due;
 		timed_unlink(cu, r);
 		if (r->fb_deadline && r->fb_deadline <= now)
 			r->fb_expired = true;
@@ -669,6 +641,10 @@ static struct curl_uv *new_instance(uv_loop_t *loop, const struct curl_uv_option
 	}
 	struct curl_uv *cu = xcalloc(1, sizeof(*cu));
 	cu->loop = loop;
+	list_init(&cu->reqs);
+	list_init(&cu->todo);
+	list_init(&cu->timed);
+	list_init(&cu->socks);
 	cu->multi = curl_multi_init();
 	if (!cu->multi) {
 		log_error("curl_uv: curl_multi_init failed");
@@ -833,10 +809,7 @@ struct curl_uv_request *curl_uv_start(struct curl_uv *cu, const struct curl_uv_r
 		}
 	}
 
-	r->next = cu->reqs;
-	if (cu->reqs)
-		cu->reqs->prev = r;
-	cu->reqs = r;
+	list_push_front(&cu->reqs, &r->link);
 	cu->active++;
 	if (o->timeout_ms > 0) {
 		/* libcurl reports its own timeout first when it can (grace) */
@@ -905,17 +878,18 @@ unsigned long curl_uv_connections_opened(const struct curl_uv *cu)
 static void teardown(struct curl_uv *cu)
 {
 	/* Completing a request may run code that starts others: refused. */
-	while (cu->reqs) {
-		struct curl_uv_request *r = cu->reqs;
+	struct curl_uv_request *r;
+	while ((r = list_first(&cu->reqs, struct curl_uv_request, link))) {
 		r->cancelled = true;
 		finish(r, CURLE_ABORTED_BY_CALLBACK);
 	}
 	cu->torn_down = true;
 	curl_multi_cleanup(cu->multi);
 	cu->multi = NULL;
-	while (cu->socks) {
-		uv_poll_stop(&cu->socks->poll);
-		sock_close(cu->socks);
+	struct sock_ctx *s;
+	while ((s = list_first(&cu->socks, struct sock_ctx, link))) {
+		uv_poll_stop(&s->poll);
+		sock_close(s);
 	}
 	uv_close((uv_handle_t *)&cu->timer, on_handle_closed);
 	uv_close((uv_handle_t *)&cu->defer, on_handle_closed);

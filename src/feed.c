@@ -237,3 +237,8 @@ struct informer *feed_jobs(struct feed *f)
 {
 	return f->jobs;
 }
+
+struct informer *feed_pods(struct feed *f)
+{
+	return f->pods;
+}

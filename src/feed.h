@@ -27,9 +27,10 @@ void feed_start(struct feed *f);
 bool feed_synced(const struct feed *f);
 /* Stops the informers; no callback after this. NULL is fine. */
 void feed_free(struct feed *f);
-/* The Deployments and Jobs informers (borrowed), for benchmarks and tests:
- * with kube NULL they are detached, fed by informer_replace. */
+/* The Deployments, Jobs and Pods informers (borrowed), for benchmarks and
+ * tests: with kube NULL they are detached, fed by informer_replace. */
 struct informer *feed_deployments(struct feed *f);
 struct informer *feed_jobs(struct feed *f);
+struct informer *feed_pods(struct feed *f);
 
 #endif

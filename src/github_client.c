@@ -18,10 +18,12 @@
 #include "build.h"
 #include "curl_uv.h"
 #include "github.h"
+#include "list.h"
 #include "log.h"
 #include "metrics.h"
 #include "strmap.h"
 #include "util.h"
+#include "validate.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -71,7 +73,7 @@ struct etag_entry {
 	unsigned skipped;
 	char *next; /* the next page's path, or NULL */
 	size_t bytes;
-	struct etag_entry *newer, *older; /* LRU list */
+	struct list lru; /* in github_client.lru */
 };
 
 struct job {
@@ -100,11 +102,12 @@ struct job {
 	unsigned attempts;               /* failed attempts (rate limits not counted) */
 	uint64_t due;                    /* in `retry`: loop time of the next attempt */
 	struct curl_uv_request *req;     /* in `inflight` */
-	struct job *prev, *next;
+	struct list link; /* in one of the client's job lists */
 };
 
+/* A list of jobs and its length. */
 struct job_list {
-	struct job *head, *tail;
+	struct list jobs;
 	size_t n;
 };
 
@@ -125,7 +128,7 @@ struct github_client {
 	size_t etag_max_entries, etag_max_bytes;
 	unsigned max_pages;
 	struct strmap etags;                  /* path -> struct etag_entry */
-	struct etag_entry *newest, *oldest;   /* LRU order */
+	struct list lru;                      /* struct etag_entry, oldest first */
 	size_t etag_n, etag_bytes;
 	struct backoff backoff;        /* the status queue's, reset on success */
 	struct backoff lookup_backoff; /* nominal delays only */
@@ -142,42 +145,28 @@ static bool header_safe(const char *s);
 
 /* ---- lists ---- */
 
-static void list_push(struct job_list *l, struct job *j)
+static void jobs_push(struct job_list *l, struct job *j)
 {
-	j->next = NULL;
-	j->prev = l->tail;
-	if (l->tail)
-		l->tail->next = j;
-	else
-		l->head = j;
-	l->tail = j;
+	list_push(&l->jobs, &j->link);
 	l->n++;
 }
 
-static void list_push_front(struct job_list *l, struct job *j)
+static void jobs_push_front(struct job_list *l, struct job *j)
 {
-	j->prev = NULL;
-	j->next = l->head;
-	if (l->head)
-		l->head->prev = j;
-	else
-		l->tail = j;
-	l->head = j;
+	list_push_front(&l->jobs, &j->link);
 	l->n++;
 }
 
-static void list_remove(struct job_list *l, struct job *j)
+static void jobs_remove(struct job_list *l, struct job *j)
 {
-	if (j->prev)
-		j->prev->next = j->next;
-	else
-		l->head = j->next;
-	if (j->next)
-		j->next->prev = j->prev;
-	else
-		l->tail = j->prev;
-	j->prev = j->next = NULL;
+	list_remove(&j->link);
 	l->n--;
+}
+
+/* The first job of l, or NULL. */
+static struct job *jobs_first(struct job_list *l)
+{
+	return list_first(&l->jobs, struct job, link);
 }
 
 void github_list_items_free(struct github_list_item *items, size_t n)
@@ -203,33 +192,14 @@ static void job_free(struct job *j)
 
 /* ---- the ETag cache ---- */
 
-static void lru_unlink(struct github_client *gc, struct etag_entry *e)
+static struct etag_entry *etag_oldest(struct github_client *gc)
 {
-	if (e->newer)
-		e->newer->older = e->older;
-	else
-		gc->newest = e->older;
-	if (e->older)
-		e->older->newer = e->newer;
-	else
-		gc->oldest = e->newer;
-	e->newer = e->older = NULL;
-}
-
-static void lru_push_newest(struct github_client *gc, struct etag_entry *e)
-{
-	e->older = gc->newest;
-	e->newer = NULL;
-	if (gc->newest)
-		gc->newest->newer = e;
-	else
-		gc->oldest = e;
-	gc->newest = e;
+	return list_first(&gc->lru, struct etag_entry, lru);
 }
 
 static void etag_drop(struct github_client *gc, struct etag_entry *e)
 {
-	lru_unlink(gc, e);
+	list_remove(&e->lru);
 	strmap_del(&gc->etags, e->path);
 	gc->etag_n--;
 	gc->etag_bytes -= e->bytes;
@@ -262,9 +232,9 @@ static void etag_put(struct github_client *gc, const char *path, const char *eta
 		github_list_items_free(items, n);
 		return;
 	}
-	while (gc->oldest &&
+	while (!list_empty(&gc->lru) &&
 	       (gc->etag_n + 1 > gc->etag_max_entries || gc->etag_bytes + bytes > gc->etag_max_bytes))
-		etag_drop(gc, gc->oldest);
+		etag_drop(gc, etag_oldest(gc));
 	struct etag_entry *e = xcalloc(1, sizeof(*e));
 	e->path = xstrdup(path);
 	e->etag = xstrdup(etag);
@@ -274,15 +244,18 @@ static void etag_put(struct github_client *gc, const char *path, const char *eta
 	e->next = next ? xstrdup(next) : NULL;
 	e->bytes = bytes;
 	strmap_put(&gc->etags, path, e);
-	lru_push_newest(gc, e);
+	list_push(&gc->lru, &e->lru);
 	gc->etag_n++;
 	gc->etag_bytes += bytes;
 }
 
 static void etag_clear(struct github_client *gc)
 {
-	while (gc->oldest)
-		etag_drop(gc, gc->oldest);
+	struct etag_entry *e, *tmp;
+	list_each_safe(e, tmp, &gc->lru, lru)
+	{
+		etag_drop(gc, e);
+	}
 	strmap_clear(&gc->etags, NULL);
 }
 
@@ -294,17 +267,23 @@ static bool same_commit(const struct job *a, const struct job *b)
 /* The queued status of the same commit as j, if any. */
 static struct job *queued_for(struct github_client *gc, const struct job *j)
 {
-	for (struct job *q = gc->queue.head; q; q = q->next)
+	struct job *q;
+	list_each(q, &gc->queue.jobs, link)
+	{
 		if (q != j && same_commit(q, j))
 			return q;
+	}
 	return NULL;
 }
 
 static bool in_flight_for(struct github_client *gc, const struct job *j)
 {
-	for (struct job *q = gc->inflight.head; q; q = q->next)
+	struct job *q;
+	list_each(q, &gc->inflight.jobs, link)
+	{
 		if (q->kind == JOB_STATUS && same_commit(q, j))
 			return true;
+	}
 	return false;
 }
 
@@ -376,7 +355,7 @@ static bool job_start(struct github_client *gc, struct job *j)
 	free(inm);
 	if (!j->req)
 		return false;
-	list_push(&gc->inflight, j);
+	jobs_push(&gc->inflight, j);
 	if (j->kind == JOB_STATUS)
 		gc->status_in_flight++;
 	if (j->kind == JOB_LIST) {
@@ -397,9 +376,12 @@ static void arm_timer(struct github_client *gc)
 	uint64_t now = uv_now(gc->loop), due = UINT64_MAX;
 	if (gc->queue.n && gc->resume_at > now)
 		due = gc->resume_at;
-	for (struct job *j = gc->retry.head; j; j = j->next)
+	struct job *j;
+	list_each(j, &gc->retry.jobs, link)
+	{
 		if (j->due < due)
 			due = j->due;
+	}
 	if (due == UINT64_MAX)
 		uv_timer_stop(&gc->timer);
 	else
@@ -412,11 +394,13 @@ static void pump(struct github_client *gc)
 	if (gc->closing)
 		return;
 	uint64_t now = uv_now(gc->loop);
-	struct job *j = gc->queue.head;
-	while (j && now >= gc->resume_at && gc->status_in_flight < gc->max_in_flight) {
-		struct job *next = j->next;
+	struct job *j, *tmp;
+	list_each_safe(j, tmp, &gc->queue.jobs, link)
+	{
+		if (now < gc->resume_at || gc->status_in_flight >= gc->max_in_flight)
+			break;
 		if (!in_flight_for(gc, j)) {
-			list_remove(&gc->queue, j);
+			jobs_remove(&gc->queue, j);
 			if (!job_start(gc, j)) {
 				log_warn("github: commit status %s for %s@%.12s dropped: the HTTP client is closed",
 					 j->state, j->repo, j->sha);
@@ -424,7 +408,6 @@ static void pump(struct github_client *gc)
 				job_free(j);
 			}
 		}
-		j = next;
 	}
 	arm_timer(gc);
 }
@@ -461,17 +444,16 @@ static void on_timer(uv_timer_t *t)
 	if (gc->closing)
 		return;
 	uint64_t now = uv_now(gc->loop);
-	struct job *j = gc->retry.head;
-	while (j) {
-		struct job *next = j->next;
+	struct job *j, *tmp;
+	list_each_safe(j, tmp, &gc->retry.jobs, link)
+	{
 		if (j->due <= now) {
-			list_remove(&gc->retry, j);
+			jobs_remove(&gc->retry, j);
 			if (!job_start(gc, j)) {
 				lookup_fail(j, -ECANCELED, "the HTTP client is closed");
 				job_free(j);
 			}
 		}
-		j = next;
 	}
 	pump(gc);
 }
@@ -613,7 +595,7 @@ static void status_done(struct github_client *gc, struct job *j, struct curl_uv_
 		job_free(j);
 		return;
 	}
-	list_push_front(&gc->queue, j);
+	jobs_push_front(&gc->queue, j);
 }
 
 /* Parses a successful lookup answer into a head and calls back. */
@@ -637,7 +619,7 @@ static void lookup_answer(struct job *j, const struct curl_uv_response *res)
 		snprintf(msg, sizeof(msg), "GET %s: answer has no valid %s", j->path,
 			 j->kind == JOB_BRANCH ? "commit.sha" : "head.sha");
 	} else if (j->kind == JOB_PR &&
-		   (!json_is_string(base) || !build_valid_branch(json_string_value(base)))) {
+		   (!json_is_string(base) || !validate_branch(json_string_value(base)))) {
 		snprintf(msg, sizeof(msg), "GET %s: answer has no valid base.ref", j->path);
 	} else {
 		struct github_head head = {
@@ -705,7 +687,7 @@ static void lookup_done(struct github_client *gc, struct job *j, struct curl_uv_
 			log_info("github: GET %s failed (%s), retrying", j->path, res->error_message);
 		else
 			log_info("github: GET %s failed (HTTP %ld), retrying", j->path, res->status);
-		list_push(&gc->retry, j);
+		jobs_push(&gc->retry, j);
 		arm_timer(gc);
 		return;
 	}
@@ -843,8 +825,8 @@ static void list_done(struct github_client *gc, struct job *j, struct curl_uv_re
 		}
 		j->not_modified++;
 		gc->stats.list_not_modified++;
-		lru_unlink(gc, e);
-		lru_push_newest(gc, e);
+		list_remove(&e->lru);
+		list_push(&gc->lru, &e->lru); /* the newest now */
 		if (j->pages == 0)
 			j->first_page_n = e->n;
 		append_items(j, e->items, e->n);
@@ -896,7 +878,7 @@ static void list_done(struct github_client *gc, struct job *j, struct curl_uv_re
 			log_info("github: GET %s failed (%s), retrying", j->path, res->error_message);
 		else
 			log_info("github: GET %s failed (HTTP %ld), retrying", j->path, res->status);
-		list_push(&gc->retry, j);
+		jobs_push(&gc->retry, j);
 		arm_timer(gc);
 		return;
 	} else {
@@ -946,7 +928,7 @@ static void on_done(struct curl_uv_request *req, const struct curl_uv_response *
 {
 	struct job *j = data;
 	struct github_client *gc = j->gc;
-	list_remove(&gc->inflight, j);
+	jobs_remove(&gc->inflight, j);
 	j->req = NULL;
 	record_rate(gc, req, res);
 	static const char *const calls[] = {"branch", "pr", "status", "list"};
@@ -999,6 +981,10 @@ struct github_client *github_client_new(uv_loop_t *loop, struct curl_uv *cu,
 	}
 	struct github_client *gc = xcalloc(1, sizeof(*gc));
 	gc->loop = loop;
+	list_init(&gc->lru);
+	list_init(&gc->queue.jobs);
+	list_init(&gc->retry.jobs);
+	list_init(&gc->inflight.jobs);
 	gc->cu = cu;
 	gc->api_url = xstrdup(url);
 	size_t n = strlen(gc->api_url);
@@ -1036,17 +1022,20 @@ void github_client_close(struct github_client *gc)
 	if (gc->queue.n)
 		log_warn("github: %zu unsent commit statuses dropped at shutdown", gc->queue.n);
 	struct job *j;
-	while ((j = gc->queue.head)) {
-		list_remove(&gc->queue, j);
+	while ((j = jobs_first(&gc->queue))) {
+		jobs_remove(&gc->queue, j);
 		job_free(j);
 	}
-	while ((j = gc->retry.head)) {
-		list_remove(&gc->retry, j);
+	while ((j = jobs_first(&gc->retry))) {
+		jobs_remove(&gc->retry, j);
 		lookup_fail(j, -ECANCELED, "cancelled");
 		job_free(j);
 	}
-	for (j = gc->inflight.head; j; j = j->next)
+	struct job *tmp;
+	list_each_safe(j, tmp, &gc->inflight.jobs, link)
+	{
 		curl_uv_cancel(j->req);
+	}
 	uv_close((uv_handle_t *)&gc->timer, on_timer_closed);
 }
 
@@ -1075,7 +1064,7 @@ static int lookup_start(struct github_client *gc, struct job *j)
 int github_client_branch_head(struct github_client *gc, const char *repo, const char *branch,
 			      github_head_cb cb, void *data)
 {
-	if (!cb || !build_valid_repo(repo) || !build_valid_branch(branch))
+	if (!cb || !validate_repo(repo) || !validate_branch(branch))
 		return -EINVAL;
 	if (gc->closing)
 		return -ECANCELED;
@@ -1093,7 +1082,7 @@ int github_client_branch_head(struct github_client *gc, const char *repo, const 
 int github_client_pr_head(struct github_client *gc, const char *repo, long pr, github_head_cb cb,
 			  void *data)
 {
-	if (!cb || !build_valid_repo(repo) || pr < 1 || pr > GITHUB_PR_MAX)
+	if (!cb || !validate_repo(repo) || pr < 1 || pr > GITHUB_PR_MAX)
 		return -EINVAL;
 	if (gc->closing)
 		return -ECANCELED;
@@ -1105,27 +1094,6 @@ int github_client_pr_head(struct github_client *gc, const char *repo, long pr, g
 	return lookup_start(gc, j);
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0. */
-static size_t utf8_len(const unsigned char *s)
-{
-	unsigned char c = s[0];
-	if (c < 0x80)
-		return 1;
-#define CONT(x) ((x) >= 0x80 && (x) <= 0xbf)
-	if (c >= 0xc2 && c <= 0xdf)
-		return CONT(s[1]) ? 2 : 0;
-	if (c >= 0xe0 && c <= 0xef) {
-		unsigned char lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
-		return s[1] >= lo && s[1] <= hi && CONT(s[2]) ? 3 : 0;
-	}
-	if (c >= 0xf0 && c <= 0xf4) {
-		unsigned char lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
-		return s[1] >= lo && s[1] <= hi && CONT(s[2]) && CONT(s[3]) ? 4 : 0;
-	}
-	return 0;
-#undef CONT
-}
-
 /* description cleaned (valid UTF-8, no control characters) and cut to
  * GITHUB_STATUS_DESCRIPTION_MAX characters, ending with an ellipsis when
  * cut. Owned by the caller. */
@@ -1133,9 +1101,9 @@ static char *clean_description(const char *in)
 {
 	struct buf out = {0};
 	size_t cut = 0, chars = 0;
-	const unsigned char *s = (const unsigned char *)in;
+	const unsigned char *s = (const unsigned char *)in, *end = s + strlen(in);
 	while (*s) {
-		size_t n = utf8_len(s);
+		size_t n = utf8_decode(s, (size_t)(end - s), NULL);
 		if (chars == GITHUB_STATUS_DESCRIPTION_MAX - 1)
 			cut = out.len;
 		if (chars == GITHUB_STATUS_DESCRIPTION_MAX) {
@@ -1169,7 +1137,7 @@ int github_client_post_status(struct github_client *gc, const char *repo, const 
 			      const char *state, const char *description, const char *target_url)
 {
 	char lower_sha[GITHUB_SHA_MAX + 1];
-	if (!build_valid_repo(repo) || !sha || !github_sha_normalize(sha, lower_sha) || !state)
+	if (!validate_repo(repo) || !sha || !github_sha_normalize(sha, lower_sha) || !state)
 		return -EINVAL;
 	if (strcmp(state, "pending") != 0 && strcmp(state, "success") != 0 &&
 	    strcmp(state, "failure") != 0 && strcmp(state, "error") != 0)
@@ -1211,10 +1179,10 @@ int github_client_post_status(struct github_client *gc, const char *repo, const 
 		pump(gc);
 		return 0;
 	}
-	list_push(&gc->queue, j);
+	jobs_push(&gc->queue, j);
 	if (gc->queue.n > gc->max_queue) {
-		struct job *oldest = gc->queue.head;
-		list_remove(&gc->queue, oldest);
+		struct job *oldest = jobs_first(&gc->queue);
+		jobs_remove(&gc->queue, oldest);
 		gc->stats.dropped++;
 		if (gc->stats.dropped == 1 || gc->stats.dropped % 1000 == 0)
 			log_warn("github: commit status queue full (%zu): dropped the oldest "
@@ -1240,8 +1208,8 @@ void github_client_hold_statuses(struct github_client *gc, bool hold)
 		log_warn("github: %zu unsent commit statuses dropped: this replica stopped leading "
 			 "(the leader posts its own)", gc->queue.n);
 	struct job *j;
-	while ((j = gc->queue.head)) {
-		list_remove(&gc->queue, j);
+	while ((j = jobs_first(&gc->queue))) {
+		jobs_remove(&gc->queue, j);
 		job_free(j);
 	}
 }
@@ -1266,7 +1234,7 @@ uint64_t github_client_paused_ms(const struct github_client *gc)
 int github_client_list(struct github_client *gc, enum github_list_kind kind, const char *repo,
 		       github_list_cb cb, void *data)
 {
-	if (!cb || !build_valid_repo(repo) ||
+	if (!cb || !validate_repo(repo) ||
 	    (kind != GITHUB_LIST_BRANCHES && kind != GITHUB_LIST_PULLS))
 		return -EINVAL;
 	if (gc->closing)
@@ -1411,7 +1379,7 @@ int github_parse_list_page(enum github_list_kind kind, const char *body, size_t 
 		struct github_list_item *it = &out[k];
 		json_t *sha;
 		if (kind == GITHUB_LIST_BRANCHES) {
-			it->name = valid_string(json_object_get(e, "name"), build_valid_branch);
+			it->name = valid_string(json_object_get(e, "name"), validate_branch);
 			if (!it->name) {
 				(*skipped)++;
 				continue;
@@ -1420,7 +1388,7 @@ int github_parse_list_page(enum github_list_kind kind, const char *body, size_t 
 			sha = json_object_get(json_object_get(e, "commit"), "sha");
 		} else {
 			json_t *num = json_object_get(e, "number");
-			if (!json_is_integer(num) || !build_valid_pr(json_integer_value(num))) {
+			if (!json_is_integer(num) || !validate_pr(json_integer_value(num))) {
 				(*skipped)++;
 				continue;
 			}
@@ -1431,7 +1399,7 @@ int github_parse_list_page(enum github_list_kind kind, const char *body, size_t 
 			}
 			it->pr = (long)json_integer_value(num);
 			it->base = valid_string(json_object_get(json_object_get(e, "base"), "ref"),
-						build_valid_branch);
+						validate_branch);
 			if (!it->base)
 				it->base = xstrdup("");
 			sha = json_object_get(json_object_get(e, "head"), "sha");

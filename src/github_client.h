@@ -122,7 +122,7 @@ void github_client_close(struct github_client *gc);
 
 /* Resolves the head commit of a branch (GET /repos/{repo}/branches/{branch},
  * the branch percent-encoded, '/' included). Returns 0 when cb will be
- * called, -EINVAL for an invalid repo or branch (build_valid_repo/branch),
+ * called, -EINVAL for an invalid repo or branch (validate_repo/branch),
  * -ECANCELED when closing; cb is not called then. */
 int github_client_branch_head(struct github_client *gc, const char *repo, const char *branch,
 			      github_head_cb cb, void *data);

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "strmap.h"
 #include "util.h"
+#include "validate.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -295,7 +296,7 @@ bool github_sync_literal_repo(const char *pattern, char *out)
 		buf[i] = (char)tolower((unsigned char)c);
 	}
 	buf[n] = '\0';
-	if (!build_valid_repo(buf))
+	if (!validate_repo(buf))
 		return false;
 	memcpy(out, buf, n + 1);
 	return true;
@@ -414,7 +415,7 @@ static void add_repo(struct pass *p, const char *repo)
 {
 	char lower[BUILD_REPO_MAX + 1];
 	size_t n = strlen(repo);
-	if (n > BUILD_REPO_MAX || !build_valid_repo(repo) || p->n_repos >= MAX_REPOS)
+	if (n > BUILD_REPO_MAX || !validate_repo(repo) || p->n_repos >= MAX_REPOS)
 		return;
 	for (size_t i = 0; i <= n; i++)
 		lower[i] = (char)tolower((unsigned char)repo[i]);

@@ -11,6 +11,7 @@
 #include <llhttp.h>
 #include <zlib.h>
 
+#include "list.h"
 #include "log.h"
 #include "metrics.h"
 #include "router.h"
@@ -41,7 +42,7 @@ struct http_server {
 	struct http_limits lim;
 	struct router *router;
 	llhttp_settings_t settings;
-	struct http_conn *conns; /* doubly linked */
+	struct list conns; /* struct http_conn */
 	unsigned n_conns;
 	bool shutting_down;
 	uv_timer_t shutdown_timer;
@@ -68,7 +69,7 @@ struct http_conn {
 	uv_tcp_t tcp;
 	uv_timer_t timer;
 	struct http_server *srv;
-	struct http_conn *prev, *next;
+	struct list link; /* in http_server.conns */
 	llhttp_t parser;
 	enum conn_state state;
 	struct buf in; /* received; parsed up to in_off */
@@ -532,59 +533,24 @@ void http_respond_json(struct http_req *req, int status, json_t *value)
 	free(s);
 }
 
-/* Length of the well-formed UTF-8 character at s (n bytes available), or
- * 0: a stray byte, an overlong form, a surrogate, beyond U+10FFFF, or cut
- * short. As strict as jansson, so that its json_string never fails. */
-static size_t utf8_char_len(const unsigned char *s, size_t n)
-{
-	unsigned char b = s[0];
-	size_t len;
-	uint32_t cp;
-	if (b < 0x80)
-		return 1;
-	if (b >= 0xc2 && b <= 0xdf) {
-		len = 2;
-		cp = b & 0x1f;
-	} else if (b >= 0xe0 && b <= 0xef) {
-		len = 3;
-		cp = b & 0x0f;
-	} else if (b >= 0xf0 && b <= 0xf4) {
-		len = 4;
-		cp = b & 0x07;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
-}
-
 /* Copies s into out as valid UTF-8 of at most max bytes: each invalid byte
  * becomes U+FFFD, and the cut falls between characters. */
 static void utf8_clean(struct buf *out, const char *s, size_t n, size_t max)
 {
 	static const char replacement[] = "\xef\xbf\xbd";
-	const unsigned char *u = (const unsigned char *)s;
 	size_t i = 0;
-	while (i < n) {
-		size_t l = utf8_char_len(u + i, n - i);
-		const char *piece = l ? s + i : replacement;
-		size_t plen = l ? l : 3;
-		if (out->len + plen > max)
-			break;
-		buf_append(out, piece, plen);
+	while (i < n && out->len <= max) {
+		size_t l = utf8_decode(s + i, n - i, NULL);
+		if (l)
+			buf_append(out, s + i, l);
+		else
+			buf_append(out, replacement, 3);
 		i += l ? l : 1;
 	}
 	if (!out->data)
 		buf_append(out, "", 0);
+	out->len = utf8_cut(out->data, out->len, max);
+	out->data[out->len] = '\0';
 }
 
 void http_respond_error(struct http_req *req, int status, const char *fmt, ...)
@@ -1225,12 +1191,7 @@ static void conn_close(struct http_conn *c)
 			strmap_del(&srv->per_client, c->peer);
 		c->peer_counted = false;
 	}
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		srv->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	list_remove(&c->link);
 	if (c->detached)
 		return;
 	if (!c->writing && c->outq_n) {
@@ -1458,10 +1419,7 @@ static void conn_init(struct http_server *srv, struct http_conn *c)
 	llhttp_init(&c->parser, HTTP_REQUEST, &srv->settings);
 	c->parser.data = c;
 	c->state = CS_IDLE;
-	c->next = srv->conns;
-	if (srv->conns)
-		srv->conns->prev = c;
-	srv->conns = c;
+	list_push_front(&srv->conns, &c->link);
 	srv->n_conns++;
 }
 
@@ -1672,6 +1630,7 @@ struct http_server *http_server_new(uv_loop_t *loop, const struct http_limits *l
 {
 	struct http_server *srv = xcalloc(1, sizeof *srv);
 	srv->loop = loop;
+	list_init(&srv->conns);
 	srv->lim = *lim;
 	srv->router = router;
 	llhttp_settings_init(&srv->settings);
@@ -1769,11 +1728,10 @@ static void on_shutdown_deadline(uv_timer_t *t)
 	if (srv->n_conns)
 		log_warn("http: %u connections still busy after the shutdown deadline, closing them",
 			 srv->n_conns);
-	struct http_conn *c = srv->conns;
-	while (c) {
-		struct http_conn *next = c->next;
+	struct http_conn *c, *tmp;
+	list_each_safe(c, tmp, &srv->conns, link)
+	{
 		conn_close(c);
-		c = next;
 	}
 }
 
@@ -1794,9 +1752,9 @@ void http_server_shutdown(struct http_server *srv, void (*on_done)(void *data), 
 		srv->pending_closes++;
 		uv_close((uv_handle_t *)&srv->refusal_timer, on_server_handle_closed);
 	}
-	struct http_conn *c = srv->conns;
-	while (c) {
-		struct http_conn *next = c->next;
+	struct http_conn *c, *tmp;
+	list_each_safe(c, tmp, &srv->conns, link)
+	{
 		if (c->state == CS_HANDLING) {
 			c->close_after = true;
 			if (c->req.on_shutdown)
@@ -1809,7 +1767,6 @@ void http_server_shutdown(struct http_server *srv, void (*on_done)(void *data), 
 		} else if (c->state != CS_LINGER || !c->write_pending) {
 			conn_close(c);
 		}
-		c = next;
 	}
 	uv_timer_init(srv->loop, &srv->shutdown_timer);
 	srv->shutdown_timer.data = srv;

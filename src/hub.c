@@ -4,31 +4,32 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "list.h"
 #include "log.h"
+#include "strmap.h"
 #include "util.h"
 
 /* A build waiting to be sent to one subscriber. An update is serialized
  * from the index's current state when it is sent (so a backlog costs a name
  * per build, not a document); a deletion keeps its last JSON. */
 struct pending {
-	struct pending *prev, *next; /* arrival order */
-	struct pending *chain;       /* hash bucket */
-	char *del_json;              /* NULL for an update */
+	struct list link; /* in hub_sub.backlog, arrival order */
+	char *del_json;   /* NULL for an update */
 	size_t del_len;
 	char name[];
 };
 
 struct hub_sub {
 	struct hub *hub;
-	struct hub_sub *prev, *next;
+	struct list link; /* in hub.subs */
 	struct index_filter filter;
 	char *strings[4]; /* owned copies behind filter's pointers */
 	struct hub_sink sink;
 	void *conn;
 	/* backlog */
-	struct pending *head, *tail;
-	struct pending **buckets;
-	size_t n_buckets, n_pending;
+	struct list backlog;    /* struct pending, oldest first */
+	struct strmap by_name; /* the same, by build name */
+	size_t n_pending;
 	uint64_t last_progress_ms;
 	size_t last_pending_bytes;
 	bool kicked;
@@ -39,7 +40,7 @@ struct hub {
 	struct index *idx;
 	const struct build_links *links;
 	struct hub_limits lim;
-	struct hub_sub *subs;
+	struct list subs; /* struct hub_sub */
 	size_t n_subs;
 	uv_timer_t timer;
 	bool timer_running;
@@ -81,47 +82,16 @@ static void msg_done(struct hub_msg *m)
 	memset(m->slot, 0, sizeof m->slot);
 }
 
-/* ---- the backlog: FIFO + hash by build name ---- */
+/* ---- the backlog: FIFO + map by build name ---- */
 
-static size_t hash_name(const char *s)
+static bool has_backlog(const struct hub_sub *sub)
 {
-	size_t h = 1469598103934665603ULL;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-	return h;
-}
-
-static struct pending **bucket_of(struct hub_sub *sub, const char *name)
-{
-	return &sub->buckets[hash_name(name) & (sub->n_buckets - 1)];
-}
-
-static struct pending *backlog_find(struct hub_sub *sub, const char *name)
-{
-	if (!sub->n_buckets)
-		return NULL;
-	for (struct pending *p = *bucket_of(sub, name); p; p = p->chain)
-		if (strcmp(p->name, name) == 0)
-			return p;
-	return NULL;
-}
-
-static void backlog_grow(struct hub_sub *sub)
-{
-	size_t n = sub->n_buckets ? sub->n_buckets * 2 : 64;
-	free(sub->buckets);
-	sub->buckets = xcalloc(n, sizeof *sub->buckets);
-	sub->n_buckets = n;
-	for (struct pending *p = sub->head; p; p = p->next) {
-		struct pending **b = bucket_of(sub, p->name);
-		p->chain = *b;
-		*b = p;
-	}
+	return !list_empty(&sub->backlog);
 }
 
 static void backlog_put(struct hub_sub *sub, const char *name, const char *del_json, size_t del_len)
 {
-	struct pending *p = backlog_find(sub, name);
+	struct pending *p = strmap_get(&sub->by_name, name);
 	if (p) {
 		/* conflate: only the latest state of a build is kept */
 		free(p->del_json);
@@ -130,39 +100,20 @@ static void backlog_put(struct hub_sub *sub, const char *name, const char *del_j
 		sub->hub->conflated++;
 		return;
 	}
-	if (sub->n_pending + 1 > sub->n_buckets)
-		backlog_grow(sub);
 	size_t nl = strlen(name);
 	p = xcalloc(1, sizeof *p + nl + 1);
 	memcpy(p->name, name, nl + 1);
 	p->del_json = del_json ? xstrndup(del_json, del_len) : NULL;
 	p->del_len = del_len;
-	p->prev = sub->tail;
-	if (sub->tail)
-		sub->tail->next = p;
-	else
-		sub->head = p;
-	sub->tail = p;
-	struct pending **b = bucket_of(sub, name);
-	p->chain = *b;
-	*b = p;
+	list_push(&sub->backlog, &p->link);
+	strmap_put(&sub->by_name, name, p);
 	sub->n_pending++;
 }
 
 static void backlog_pop(struct hub_sub *sub, struct pending *p)
 {
-	struct pending **b = bucket_of(sub, p->name);
-	while (*b != p)
-		b = &(*b)->chain;
-	*b = p->chain;
-	if (p->prev)
-		p->prev->next = p->next;
-	else
-		sub->head = p->next;
-	if (p->next)
-		p->next->prev = p->prev;
-	else
-		sub->tail = p->prev;
+	strmap_del(&sub->by_name, p->name);
+	list_remove(&p->link);
 	sub->n_pending--;
 	free(p->del_json);
 	free(p);
@@ -170,11 +121,12 @@ static void backlog_pop(struct hub_sub *sub, struct pending *p)
 
 static void backlog_clear(struct hub_sub *sub)
 {
-	while (sub->head)
-		backlog_pop(sub, sub->head);
-	free(sub->buckets);
-	sub->buckets = NULL;
-	sub->n_buckets = 0;
+	struct pending *p, *tmp;
+	list_each_safe(p, tmp, &sub->backlog, link)
+	{
+		backlog_pop(sub, p);
+	}
+	strmap_clear(&sub->by_name, NULL); /* its buckets */
 }
 
 /* ---- delivery ---- */
@@ -198,8 +150,8 @@ static void drain(struct hub_sub *sub)
 	struct hub *hub = sub->hub;
 	struct buf text = {0};
 	size_t limit = batch_limit(hub);
-	while (sub->head && !sub->kicked && sub->sink.pending(sub->conn) < limit) {
-		struct pending *p = sub->head;
+	while (has_backlog(sub) && !sub->kicked && sub->sink.pending(sub->conn) < limit) {
+		struct pending *p = list_first(&sub->backlog, struct pending, link);
 		struct hub_msg m;
 		const struct build *b = p->del_json ? NULL : index_find(hub->idx, p->name);
 		if (p->del_json) {
@@ -223,11 +175,11 @@ static void deliver(struct hub_sub *sub, const struct build *b, struct hub_msg *
 	struct hub *hub = sub->hub;
 	if (sub->kicked)
 		return;
-	if (!sub->head && sub->sink.pending(sub->conn) < hub->lim.high_water) {
+	if (!has_backlog(sub) && sub->sink.pending(sub->conn) < hub->lim.high_water) {
 		sub->sink.send(sub->conn, m);
 		return;
 	}
-	if (!sub->head) {
+	if (!has_backlog(sub)) {
 		sub->last_progress_ms = now_ms();
 		sub->last_pending_bytes = sub->sink.pending(sub->conn);
 	}
@@ -250,7 +202,9 @@ static void on_index_event(enum index_event ev, const struct build *b, void *dat
 	struct buf text = {0};
 	struct hub_msg m;
 	msg_init(&m, NULL, 0);
-	for (struct hub_sub *sub = hub->subs; sub; sub = sub->next) {
+	struct hub_sub *sub, *tmp;
+	list_each_safe(sub, tmp, &hub->subs, link)
+	{
 		if (!index_filter_match(&sub->filter, b))
 			continue;
 		if (!m.json) {
@@ -269,17 +223,17 @@ static void on_tick(uv_timer_t *t)
 	struct hub *hub = t->data;
 	bool busy = false;
 	uint64_t now = now_ms();
-	struct hub_sub *sub = hub->subs;
-	while (sub) {
-		struct hub_sub *next = sub->next;
-		if (sub->head && !sub->kicked) {
+	struct hub_sub *sub, *tmp;
+	list_each_safe(sub, tmp, &hub->subs, link)
+	{
+		if (has_backlog(sub) && !sub->kicked) {
 			size_t pend = sub->sink.pending(sub->conn);
 			if (pend < sub->last_pending_bytes)
 				sub->last_progress_ms = now;
 			sub->last_pending_bytes = pend;
 			drain(sub);
 			/* drain() may have stamped progress after now was read */
-			if (sub->head && now > sub->last_progress_ms &&
+			if (has_backlog(sub) && now > sub->last_progress_ms &&
 			    now - sub->last_progress_ms > hub->lim.stuck_ms) {
 				log_warn("hub: a subscriber has read nothing for %llums with %zu builds "
 					 "pending, closing it",
@@ -290,9 +244,8 @@ static void on_tick(uv_timer_t *t)
 				backlog_clear(sub);
 				sub->sink.kick(sub->conn, "too slow");
 			}
-			busy = busy || sub->head;
+			busy = busy || has_backlog(sub);
 		}
-		sub = next;
 	}
 	if (!busy) {
 		uv_timer_stop(&hub->timer);
@@ -317,6 +270,7 @@ struct hub *hub_new(uv_loop_t *loop, struct index *idx, const struct build_links
 	hub->loop = loop;
 	hub->idx = idx;
 	hub->links = links;
+	list_init(&hub->subs);
 	if (lim)
 		hub->lim = *lim;
 	if (!hub->lim.high_water)
@@ -342,8 +296,11 @@ void hub_free(struct hub *hub)
 	if (!hub)
 		return;
 	index_unlisten(hub->idx, on_index_event, hub);
-	while (hub->subs)
-		hub_unsubscribe(hub->subs);
+	struct hub_sub *sub, *tmp;
+	list_each_safe(sub, tmp, &hub->subs, link)
+	{
+		hub_unsubscribe(sub);
+	}
 	uv_close((uv_handle_t *)&hub->timer, on_timer_closed);
 }
 
@@ -367,10 +324,8 @@ struct hub_sub *hub_subscribe(struct hub *hub, const struct index_filter *f,
 	sub->filter.name = keep(sub, 3, f->name);
 	sub->sink = *sink;
 	sub->conn = conn;
-	sub->next = hub->subs;
-	if (hub->subs)
-		hub->subs->prev = sub;
-	hub->subs = sub;
+	list_init(&sub->backlog);
+	list_push_front(&hub->subs, &sub->link);
 	hub->n_subs++;
 
 	const struct build **list = NULL;
@@ -378,10 +333,10 @@ struct hub_sub *hub_subscribe(struct hub *hub, const struct index_filter *f,
 	struct buf text = {0};
 	size_t limit = batch_limit(hub);
 	for (size_t i = 0; i < n; i++) {
-		if (sub->head || sub->sink.pending(sub->conn) >= limit) {
+		if (has_backlog(sub) || sub->sink.pending(sub->conn) >= limit) {
 			/* a batch is queued: the rest waits by name (and is
 			 * encoded when sent) */
-			if (!sub->head)
+			if (!has_backlog(sub))
 				sub->last_progress_ms = now_ms();
 			backlog_put(sub, list[i]->name, NULL, 0);
 			ensure_timer(hub);
@@ -402,12 +357,7 @@ void hub_unsubscribe(struct hub_sub *sub)
 {
 	struct hub *hub = sub->hub;
 	backlog_clear(sub);
-	if (sub->prev)
-		sub->prev->next = sub->next;
-	else
-		hub->subs = sub->next;
-	if (sub->next)
-		sub->next->prev = sub->prev;
+	list_remove(&sub->link);
 	hub->n_subs--;
 	for (size_t i = 0; i < ARRAY_SIZE(sub->strings); i++)
 		free(sub->strings[i]);

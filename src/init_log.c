@@ -21,42 +21,6 @@
 
 /* ---- pure helpers ---- */
 
-/* The length of the valid UTF-8 sequence at s (n bytes left), 0 if there is
- * none (bad lead or continuation byte, overlong form, surrogate, beyond
- * U+10FFFF), and for a NUL. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-	unsigned c = s[0];
-	if (c == 0)
-		return 0;
-	if (c < 0x80)
-		return 1;
-	size_t len;
-	unsigned cp;
-	if (c >= 0xc2 && c <= 0xdf) {
-		len = 2;
-		cp = c & 0x1f;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		len = 3;
-		cp = c & 0x0f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4;
-		cp = c & 0x07;
-	} else
-		return 0;
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
-}
-
 char *init_log_tail(const char *text, size_t len, size_t max, size_t *out_len, bool *cut)
 {
 	const char *p = text ? text : "";
@@ -75,7 +39,8 @@ char *init_log_tail(const char *text, size_t len, size_t max, size_t *out_len, b
 	char *out = xmalloc(n + 1);
 	size_t i = 0;
 	while (i < n) {
-		size_t l = utf8_len((const unsigned char *)p + i, n - i);
+		/* a NUL would end the ConfigMap's string early */
+		size_t l = p[i] ? utf8_decode(p + i, n - i, NULL) : 0;
 		if (l == 0) {
 			out[i++] = '?';
 			continue;

@@ -18,6 +18,7 @@
 #include "curl_uv.h"
 #include "kube_cred.h"
 #include "kubeconfig.h"
+#include "list.h"
 #include "log.h"
 #include "metrics.h"
 #include "util.h"
@@ -113,7 +114,7 @@ struct kube_call {
 	struct curl_uv_request *req;
 	struct queue *q;
 	struct kube_call *qprev, *qnext;
-	struct kube_call *prev, *next; /* all calls */
+	struct list link; /* in kube.calls */
 	uint64_t due_ms;
 	int retries;
 	bool auth_retried;
@@ -148,7 +149,7 @@ struct kube {
 	uint64_t seq;
 	uv_timer_t wake;
 	bool closing;
-	struct kube_call *calls;
+	struct list calls; /* struct kube_call: all of them */
 	struct queue start, rl, ready, cred_wait, retry, finished;
 	struct gv *gvs;
 };
@@ -297,10 +298,7 @@ static void bound(struct buf *b, size_t max)
 {
 	if (b->len <= max)
 		return;
-	size_t n = max;
-	/* do not cut a UTF-8 sequence */
-	while (n > 0 && ((unsigned char)b->data[n] & 0xC0) == 0x80)
-		n--;
+	size_t n = utf8_cut(b->data, b->len, max);
 	b->len = n;
 	b->data[n] = '\0';
 	buf_append_str(b, "...");
@@ -461,15 +459,8 @@ static void call_free(struct kube_call *c)
 
 static void call_unlink(struct kube_call *c)
 {
-	struct kube *k = c->k;
 	q_remove(c);
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		k->calls = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	c->prev = c->next = NULL;
+	list_remove(&c->link);
 }
 
 /* The call's verb and resource (kind plural, never a name), for metrics. */
@@ -544,10 +535,7 @@ static struct kube_call *call_new(struct kube *k, enum op op, kube_done_cb done,
 	k->seq++;
 	backoff_init(&c->bo, CONN_RETRY_BASE_MS, CONN_RETRY_MAX_MS, 0.5,
 		     k->seed ^ (k->seq * 0x9E3779B97F4A7C15ull));
-	c->next = k->calls;
-	if (k->calls)
-		k->calls->prev = c;
-	k->calls = c;
+	list_push_front(&k->calls, &c->link);
 	return c;
 }
 
@@ -1224,6 +1212,7 @@ static void on_wake(uv_timer_t *t)
 struct kube *kube_new(uv_loop_t *loop, struct kubeconfig *kc, const struct kube_options *opts)
 {
 	struct kube *k = xcalloc(1, sizeof(*k));
+	list_init(&k->calls);
 	k->loop = loop;
 	k->kc = kc;
 	if (opts)
@@ -1306,16 +1295,24 @@ void kube_close(struct kube *k)
 	k->closing = true;
 	/* everything not in flight completes here; in-flight ones complete
 	 * from curl_uv_close */
-	for (struct kube_call *c = k->calls; c; c = c->next)
+	struct kube_call *c;
+	list_each(c, &k->calls, link)
+	{
 		c->cancelled = true; /* no event or data callback after this */
-	struct kube_call *c = k->calls;
-	while (c) {
-		if (c->req) {
-			c = c->next;
-			continue;
+	}
+	for (;;) {
+		/* the first not in flight; callbacks may finish others: start over */
+		struct kube_call *idle = NULL;
+		list_each(c, &k->calls, link)
+		{
+			if (!c->req) {
+				idle = c;
+				break;
+			}
 		}
-		finish(c, -ECANCELED, 0, NULL, NULL, 0, "the client is closing", NULL);
-		c = k->calls; /* callbacks may have finished others: start over */
+		if (!idle)
+			break;
+		finish(idle, -ECANCELED, 0, NULL, NULL, 0, "the client is closing", NULL);
 	}
 	curl_uv_close(k->cu);
 	k->cu = NULL;

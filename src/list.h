@@ -5,6 +5,7 @@
  *     struct op { struct list link; ... };
  *     struct list ops;            list_init(&ops);
  *     list_push(&ops, &op->link); list_remove(&op->link);
+ *     struct op *first = list_first(&ops, struct op, link);  (NULL if empty)
  *     struct op *op, *tmp;
  *     list_each_safe(op, tmp, &ops, link) { ... may remove op ... }
  */
@@ -38,6 +39,15 @@ static inline void list_push(struct list *head, struct list *n)
 	head->prev = n;
 }
 
+/* Adds n at the start of the list whose head is head. */
+static inline void list_push_front(struct list *head, struct list *n)
+{
+	n->prev = head;
+	n->next = head->next;
+	head->next->prev = n;
+	head->next = n;
+}
+
 /* Takes n out of its list; n is then an empty list (removing it again is
  * harmless). */
 static inline void list_remove(struct list *n)
@@ -49,6 +59,16 @@ static inline void list_remove(struct list *n)
 
 /* The element that holds the member at ptr. */
 #define list_entry(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+/* The first element of the list (of type type, linked by member), or NULL
+ * when it is empty. */
+#define list_first(head, type, member) \
+	(list_empty(head) ? NULL : list_entry((head)->next, type, member))
+
+/* Every element, in order; the body must not remove any. */
+#define list_each(el, head, member)                                                             \
+	for (el = list_entry((head)->next, __typeof__(*el), member); &el->member != (head);      \
+	     el = list_entry(el->member.next, __typeof__(*el), member))
 
 /* Every element, in order; the body may remove (and free) el, not others. */
 #define list_each_safe(el, tmp, head, member)                                                   \

@@ -76,36 +76,6 @@ int log_format_parse(const char *s)
 	return -1;
 }
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if none. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-	unsigned char c = s[0];
-	size_t len;
-	unsigned char lo = 0x80, hi = 0xbf; /* bounds of the second byte */
-	if (c >= 0xc2 && c <= 0xdf)
-		len = 2;
-	else if (c >= 0xe0 && c <= 0xef) {
-		len = 3;
-		if (c == 0xe0)
-			lo = 0xa0; /* overlong */
-		else if (c == 0xed)
-			hi = 0x9f; /* surrogates */
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4;
-		if (c == 0xf0)
-			lo = 0x90; /* overlong */
-		else if (c == 0xf4)
-			hi = 0x8f; /* beyond U+10FFFF */
-	} else
-		return 0;
-	if (n < len || s[1] < lo || s[1] > hi)
-		return 0;
-	for (size_t i = 2; i < len; i++)
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-	return len;
-}
-
 void log_json_string(struct buf *b, const char *str, size_t len)
 {
 	const unsigned char *s = (const unsigned char *)str;
@@ -139,7 +109,7 @@ void log_json_string(struct buf *b, const char *str, size_t len)
 			buf_printf(b, "\\u%04x", c);
 			i++;
 		} else {
-			size_t n = utf8_seq(s + i, len - i);
+			size_t n = utf8_decode(s + i, len - i, NULL);
 			if (n) {
 				buf_append(b, s + i, n);
 				i += n;

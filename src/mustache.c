@@ -668,50 +668,6 @@ void mustache_escape_html(struct buf *out, const char *s, size_t len, void *data
 	buf_append(out, s + start, len - start);
 }
 
-/* Decodes one UTF-8 sequence (no overlongs, surrogates or values past
- * U+10FFFF); returns its length, or 0 if s does not start with one. */
-static size_t utf8_decode(const unsigned char *s, size_t len, uint32_t *cp)
-{
-	unsigned char c = s[0];
-	if (c < 0x80) {
-		*cp = c;
-		return 1;
-	}
-	size_t n;
-	uint32_t v;
-	unsigned char lo = 0x80, hi = 0xBF;
-	if (c >= 0xC2 && c <= 0xDF) {
-		n = 2;
-		v = c & 0x1F;
-	} else if (c >= 0xE0 && c <= 0xEF) {
-		n = 3;
-		v = c & 0x0F;
-		if (c == 0xE0)
-			lo = 0xA0;
-		else if (c == 0xED)
-			hi = 0x9F;
-	} else if (c >= 0xF0 && c <= 0xF4) {
-		n = 4;
-		v = c & 0x07;
-		if (c == 0xF0)
-			lo = 0x90;
-		else if (c == 0xF4)
-			hi = 0x8F;
-	} else {
-		return 0;
-	}
-	if (len < n)
-		return 0;
-	for (size_t i = 1; i < n; i++) {
-		unsigned char b = s[i];
-		if (i == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xBF))
-			return 0;
-		v = (v << 6) | (b & 0x3F);
-	}
-	*cp = v;
-	return n;
-}
-
 void mustache_escape_yaml_dq(struct buf *out, const char *s, size_t len, void *data)
 {
 	UNUSED(data);

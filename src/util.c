@@ -301,3 +301,58 @@ void str_one_line(char *s)
 	}
 	*out = '\0';
 }
+
+size_t utf8_decode(const void *p, size_t n, uint32_t *cp)
+{
+	const unsigned char *s = p;
+	unsigned char c = s[0];
+	size_t len;
+	uint32_t v;
+	/* the bounds of the second byte exclude overlongs, surrogates and values
+	 * beyond U+10FFFF */
+	unsigned char lo = 0x80, hi = 0xbf;
+	if (c < 0x80) {
+		len = 1;
+		v = c;
+	} else if (c >= 0xc2 && c <= 0xdf) {
+		len = 2;
+		v = c & 0x1f;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		len = 3;
+		v = c & 0x0f;
+		if (c == 0xe0)
+			lo = 0xa0;
+		else if (c == 0xed)
+			hi = 0x9f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		len = 4;
+		v = c & 0x07;
+		if (c == 0xf0)
+			lo = 0x90;
+		else if (c == 0xf4)
+			hi = 0x8f;
+	} else {
+		return 0;
+	}
+	if (n < len)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		unsigned char b = s[i];
+		if (i == 1 ? (b < lo || b > hi) : (b & 0xc0) != 0x80)
+			return 0;
+		v = (v << 6) | (b & 0x3f);
+	}
+	if (cp)
+		*cp = v;
+	return len;
+}
+
+size_t utf8_cut(const char *s, size_t len, size_t max)
+{
+	if (len <= max)
+		return len;
+	size_t n = max;
+	while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+		n--;
+	return n;
+}

@@ -70,4 +70,19 @@ void buf_append_url_encoded(struct buf *b, const char *s);
  * breaks U+0085, U+2028 and U+2029 each become one '?'. */
 void str_one_line(char *s);
 
+/* The one UTF-8 decoder. Returns the length (1 to 4) of the well-formed
+ * character at s, of which n >= 1 bytes are available, and sets *cp to its
+ * code point (cp may be NULL); returns 0 if s does not start with one: a
+ * continuation byte, a lead byte no character uses (C0, C1, F5-FF), an
+ * overlong form, a surrogate (U+D800-U+DFFF), a value beyond U+10FFFF or a
+ * sequence cut short by n. Any ASCII byte, NUL and controls included, is a
+ * character of length 1: callers that refuse those check them first. The
+ * rules are jansson's, so json_string accepts whatever passes. */
+size_t utf8_decode(const void *s, size_t n, uint32_t *cp);
+
+/* Where to cut s[0..len) to keep at most max bytes: len if len <= max, else
+ * the largest n <= max at which no character is split (s[n] is not a
+ * continuation byte). A cut of valid UTF-8 is valid UTF-8. */
+size_t utf8_cut(const char *s, size_t len, size_t max);
+
 #endif

@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "util.h"
+
 static bool is_lower_alnum(int c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
@@ -36,40 +38,12 @@ bool validate_repo(const char *repo)
 	return n > 0 && strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if invalid (overlong
- * forms, surrogates and code points above U+10FFFF are invalid). */
-static size_t utf8_seq(const unsigned char *s)
-{
-	unsigned c = s[0];
-	if (c < 0x80)
-		return 1;
-	size_t n;
-	unsigned min, cp;
-	if ((c & 0xe0) == 0xc0) {
-		n = 2, min = 0x80, cp = c & 0x1f;
-	} else if ((c & 0xf0) == 0xe0) {
-		n = 3, min = 0x800, cp = c & 0x0f;
-	} else if ((c & 0xf8) == 0xf0) {
-		n = 4, min = 0x10000, cp = c & 0x07;
-	} else {
-		return 0;
-	}
-	for (size_t i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0; /* also stops at the NUL */
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return n;
-}
-
 bool validate_branch(const char *branch)
 {
 	if (!branch || !*branch || branch[0] == '-' || strcmp(branch, "@") == 0)
 		return false;
 	const unsigned char *s = (const unsigned char *)branch;
-	const unsigned char *component = s;
+	const unsigned char *component = s, *stop = s + strlen(branch);
 	size_t len = 0;
 	for (const unsigned char *p = s; *p;) {
 		unsigned c = *p;
@@ -89,7 +63,7 @@ bool validate_branch(const char *branch)
 				return false;
 			component = p + 1;
 		}
-		size_t n = utf8_seq(p);
+		size_t n = utf8_decode(p, (size_t)(stop - p), NULL);
 		if (!n)
 			return false;
 		p += n;

@@ -16,6 +16,7 @@
 
 #include "unit.h"
 #include "util.h"
+#include "validate.h"
 #include "yaml_json.h"
 
 #define SHA "0123456789abcdef0123456789abcdef01234567"
@@ -521,7 +522,7 @@ static void test_hostile_branches(void)
 	for (size_t i = 0; kf && i < ARRAY_SIZE(hostile); i++) {
 		const char *b = hostile[i].branch;
 		bool valid = hostile[i].valid;
-		CHECK_INT(build_valid_branch(b), valid);
+		CHECK_INT(validate_branch(b), valid);
 		nvalid += valid;
 		struct kubefiles_ctx ctx = sample_ctx(KUBEFILES_DEPLOYMENT);
 		ctx.commit.target_branch = b;

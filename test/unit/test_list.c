@@ -1,5 +1,6 @@
 /* The intrusive list (src/list.h): order, removal while iterating, an
- * element in no list, and a model check against an array. */
+ * element in no list, the first element, and a model check against an
+ * array (pushes at either end, removals). */
 #include <stdlib.h>
 
 #include "backoff.h"
@@ -48,6 +49,18 @@ static void test_basics(void)
 	}
 	CHECK_INT(seen, 2);
 	CHECK(list_empty(&head));
+	CHECK(list_first(&head, struct item, link) == NULL);
+	/* at the front */
+	list_push(&head, &a.link);
+	list_push_front(&head, &b.link);
+	list_push_front(&head, &c.link);
+	CHECK(list_first(&head, struct item, link) == &c);
+	int sum = 0, pos = 0;
+	list_each(it, &head, link)
+	{
+		sum += it->v * ++pos;
+	}
+	CHECK_INT(sum, 3 * 1 + 2 * 2 + 1 * 3); /* c, b, a */
 }
 
 static void test_model(void)
@@ -72,9 +85,14 @@ static void test_model(void)
 				j++;
 			memmove(order + j, order + j + 1, (n - j - 1) * sizeof *order);
 			n--;
-		} else {
+		} else if (backoff_random(&seed) < 0.5) {
 			list_push(&head, &items[i].link);
 			order[n++] = i;
+		} else {
+			list_push_front(&head, &items[i].link);
+			memmove(order + 1, order, n * sizeof *order);
+			order[0] = i;
+			n++;
 		}
 		in[i] = !in[i];
 		int got[64];
@@ -85,6 +103,17 @@ static void test_model(void)
 			return;
 		}
 		CHECK(list_empty(&head) == (n == 0));
+		struct item *first = list_first(&head, struct item, link);
+		CHECK(n ? first == &items[order[0]] : first == NULL);
+		size_t k = 0;
+		struct item *it;
+		list_each(it, &head, link)
+		{
+			if (k >= n || it != &items[order[k]])
+				break;
+			k++;
+		}
+		CHECK_INT(k, n);
 	}
 }
 
