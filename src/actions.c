@@ -436,17 +436,29 @@ int actions_run(struct actions *x, const struct action *a, char *err, size_t err
 		return init_status(op, b, a->reason);
 	case ACTION_INITIALIZE: {
 		/* what deployment mode made besides the Deployment is applied
-		 * again, so that a deploy cut short is completed */
+		 * again, so that a deploy cut short (or made by a runboat that
+		 * was restarted since) is completed; not when it is known applied */
 		json_t *deploy = build_render(x->d.cfg, x->d.kubefiles, KUBEFILES_DEPLOYMENT, b->name,
 					      &b->commit, err, errlen);
-		if (!deploy) {
+		json_t *init = deploy ? build_render(x->d.cfg, x->d.kubefiles, KUBEFILES_INITIALIZE,
+						     b->name, &b->commit, err, errlen)
+				      : NULL;
+		if (!init) {
+			json_decref(deploy);
 			rc = -EINVAL;
 			break;
 		}
-		op->objects = build_render_without_deployment(deploy);
+		json_t *rest = build_render_without_deployment(deploy);
 		json_decref(deploy);
-		if ((rc = render_into(op, b, KUBEFILES_INITIALIZE, err, errlen)) == 0)
-			apply_all(op, end_after_apply);
+		/* what initialize mode renders as deployment mode did (the
+		 * default kubefiles' PVC, ConfigMaps and Secret) is applied once */
+		op->objects = json_array();
+		if (!a->rest_applied)
+			json_array_extend(op->objects, rest);
+		build_render_add_new(op->objects, init, rest);
+		json_decref(rest);
+		json_decref(init);
+		apply_all(op, end_after_apply);
 		break;
 	}
 	case ACTION_START:
