@@ -754,6 +754,13 @@ static void action_succeeded(struct controller *c, struct build_work *w, const s
 	case ACTION_INIT_STATUS:
 		if (b)
 			init_status_done(c, w, b, r->to);
+		if (r->started) {
+			if (w->want == WANT_START)
+				w->want = WANT_NONE;
+			log_info("build %s: started", r->name);
+			if (b)
+				events_emit(c->events, b, EVENTS_STARTED, "Scaled up");
+		}
 		break;
 	case ACTION_INITIALIZE:
 		log_info("build %s: initialization job created", r->name);
@@ -937,6 +944,11 @@ static void run_action(struct controller *c, const struct action *a)
 	char err[512];
 	struct action run = *a;
 	run.rest_applied = a->kind == ACTION_INITIALIZE && w->rest_applied;
+	/* initialized, then started at once as configured: one patch (the
+	 * stopper keeps the started count within its limit afterwards, as
+	 * after a separate start) */
+	run.start_too = a->kind == ACTION_INIT_STATUS && a->to == BUILD_INIT_SUCCEEDED &&
+			c->cfg->limits.start_after_init && !w->want_undeploy;
 	if (actions_run(c->actions, &run, err, sizeof err) == 0) {
 		w->ops |= op_bit(a->kind);
 		if (a->kind == ACTION_STOP || a->kind == ACTION_CLEAN_SCALE_DOWN)

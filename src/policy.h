@@ -164,6 +164,9 @@ struct action {
 	bool rest_applied;         /* ACTION_INITIALIZE: deployment mode's other
 	                            * objects are known applied (set by the
 	                            * controller from its work, not the policy) */
+	bool start_too;            /* ACTION_INIT_STATUS to succeeded: start the
+	                            * build in the same patch when start mode
+	                            * renders nothing (set by the controller) */
 };
 
 struct plan {

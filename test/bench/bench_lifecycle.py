@@ -345,7 +345,7 @@ def measure(runner, watches, events, expected, branches, timeout, inflight=8, au
 
 
 def lifecycle_run(kube, github, workdir, label, kube_more, n, singles, timeout, cleanup,
-                  inflight=100, max_init=None, audit=None):
+                  inflight=100, max_init=None, audit=None, tag=None):
     max_init = max_init or max(n, 2)
     limits = f"max_initializing = {max_init}\nmax_started = {max(n, 6)}\nmax_deployed = {max(2 * n, 20)}"
     runner = bl.Runner(kube, github, workdir, limits=limits, kube_more=kube_more)
@@ -356,7 +356,7 @@ def lifecycle_run(kube, github, workdir, label, kube_more, n, singles, timeout, 
         watches = Watches(kube, runner.namespace, sorted(set(kinds) | {("batch/v1", "Job")}))
         events = Events(runner.url("/api/v1/build-events"))
         try:
-            tag = label.split()[0].replace("/", "-")
+            tag = tag or label.split()[0].replace("/", "-")
             for k in range(singles):
                 log(f"{label}: single build {k + 1}/{singles}")
                 results.append(("single", measure(runner, watches, events, expected,
@@ -540,6 +540,8 @@ def main():
     ap.add_argument("--skip-lifecycle", action="store_true")
     ap.add_argument("--skip-resync", action="store_true")
     ap.add_argument("--only-qps", choices=["default", "200", "queue"], help="one run only")
+    ap.add_argument("--raised", default="200:400", metavar="QPS:BURST",
+                    help="the client rate limit of the run named 200")
     ap.add_argument("--runs", default="default,200,queue",
                     help="lifecycle runs, comma-separated: default (the default client rate "
                          "limit), 200 (qps 200), queue (default rate limit, max_initializing 2)")
@@ -557,8 +559,9 @@ def main():
     with bl.FakeGitHub(token="test-token") as github:
         if not args.skip_lifecycle:
             n = args.burst
+            q, bu = args.raised.split(":")
             variants = {"default": ("default client rate limit", "", None, args.singles),
-                        "200": ("qps 200, burst 400", "qps = 200.0\nburst = 400", None,
+                        "200": (f"qps {q}, burst {bu}", f"qps = {q}\nburst = {bu}", None,
                                 args.singles),
                         "queue": ("queue: default client rate limit", "", 2, 0)}
             runs = args.runs.split(",")
@@ -571,7 +574,7 @@ def main():
                 label, kube_more, max_init, singles = variants[run]
                 results, warns, desc = lifecycle_run(kube, github, workdir, label, kube_more, n,
                                                      singles, args.timeout, True,
-                                                     args.in_flight, max_init, audit)
+                                                     args.in_flight, max_init, audit, run)
                 print_lifecycle(f"{label}; limits max_initializing {max_init or max(n, 2)}, "
                                 f"max_started {max(n, 6)}, max_deployed {max(2 * n, 20)}",
                                 results, desc, max_init)
