@@ -616,8 +616,7 @@ static void on_deploy_result(struct controller *c, const struct action_result *r
 			log_error("build %s: refused for good: %s", r->name, r->message);
 			free(w->init_refused);
 			w->init_refused = xstrdup(r->message);
-		}
-		else
+		} else
 			w->rest_applied = true;
 		mark_dirty(c, r->name);
 		return;
