@@ -42,6 +42,7 @@ struct op {
 	char stale_rv[32];
 	char message[512];
 	bool transient, maybe_applied;
+	bool started; /* an init-status patch that scaled up too */
 };
 
 struct actions {
@@ -102,7 +103,7 @@ static void report(struct op *op, bool failed)
 		.name = op->name, .deploy = op->deploy, .kind = op->kind, .step = op->step,
 		.to = op->to, .error = failed ? -EIO : 0, .transient = failed && op->transient,
 		.maybe_applied = failed && op->maybe_applied, .message = failed ? op->message : "",
-		.stale_rv = op->stale_rv,
+		.stale_rv = op->stale_rv, .started = !failed && op->started,
 	};
 	op->x->done(&r, op->x->data);
 }
@@ -247,7 +248,7 @@ static void patch_done(struct op *op, const struct kube_result *res)
 	op_end(op, bad);
 }
 
-static int init_status(struct op *op, const struct build *b, const char *reason)
+static int init_status(struct op *op, const struct build *b, const char *reason, bool start_too)
 {
 	/* a transition from what the controller saw: refused if the
 	 * annotation changed meanwhile (a reset) */
@@ -259,6 +260,18 @@ static int init_status(struct op *op, const struct build *b, const char *reason)
 		json_array_append_new(patch, json_pack("{s:s,s:s,s:s}", "op", "add", "path",
 						       "/metadata/annotations/runboat~1reason",
 						       "value", reason));
+	if (start_too && op->to == BUILD_INIT_SUCCEEDED) {
+		/* the start that follows an initialization, in the same call
+		 * (what scale_patch writes): one patch instead of two */
+		char now[32];
+		format_rfc3339((int64_t)time(NULL), now);
+		json_array_append_new(patch, json_pack("{s:s,s:s,s:s}", "op", "add", "path",
+						       "/metadata/annotations/runboat~1last-scaled",
+						       "value", now));
+		json_array_append_new(patch, json_pack("{s:s,s:s,s:i}", "op", "add", "path",
+						       "/spec/replicas", "value", 1));
+		op->started = true;
+	}
 	op_call(op, patch_deployment(op, b, KUBE_PATCH_JSON, patch), patch_done);
 	return 0;
 }
@@ -432,21 +445,41 @@ int actions_run(struct actions *x, const struct action *a, char *err, size_t err
 	snprintf(op->deployment_name, sizeof op->deployment_name, "%s", b->deployment_name);
 	int rc = 0;
 	switch (a->kind) {
-	case ACTION_INIT_STATUS:
-		return init_status(op, b, a->reason);
+	case ACTION_INIT_STATUS: {
+		bool start_too = false;
+		if (a->start_too) {
+			json_t *start = build_render(x->d.cfg, x->d.kubefiles, KUBEFILES_START, b->name,
+						     &b->commit, err, errlen);
+			start_too = start && json_array_size(start) == 0;
+			json_decref(start);
+		}
+		return init_status(op, b, a->reason, start_too);
+	}
 	case ACTION_INITIALIZE: {
 		/* what deployment mode made besides the Deployment is applied
-		 * again, so that a deploy cut short is completed */
+		 * again, so that a deploy cut short (or made by a runboat that
+		 * was restarted since) is completed; not when it is known applied */
 		json_t *deploy = build_render(x->d.cfg, x->d.kubefiles, KUBEFILES_DEPLOYMENT, b->name,
 					      &b->commit, err, errlen);
-		if (!deploy) {
+		json_t *init = deploy ? build_render(x->d.cfg, x->d.kubefiles, KUBEFILES_INITIALIZE,
+						     b->name, &b->commit, err, errlen)
+				      : NULL;
+		if (!init) {
+			json_decref(deploy);
 			rc = -EINVAL;
 			break;
 		}
-		op->objects = build_render_without_deployment(deploy);
+		json_t *rest = build_render_without_deployment(deploy);
 		json_decref(deploy);
-		if ((rc = render_into(op, b, KUBEFILES_INITIALIZE, err, errlen)) == 0)
-			apply_all(op, end_after_apply);
+		/* what initialize mode renders as deployment mode did (the
+		 * default kubefiles' PVC, ConfigMaps and Secret) is applied once */
+		op->objects = json_array();
+		if (!a->rest_applied)
+			json_array_extend(op->objects, rest);
+		build_render_add_new(op->objects, init, rest);
+		json_decref(rest);
+		json_decref(init);
+		apply_all(op, end_after_apply);
 		break;
 	}
 	case ACTION_START:

@@ -48,6 +48,9 @@ struct action_result {
 	/* a patch of the Deployment succeeded while the index still shows the
 	 * version it replaced: that version ("" otherwise) */
 	const char *stale_rv;
+	/* ACTION_INIT_STATUS to succeeded with .start_too: the same patch
+	 * scaled the Deployment to 1 (start mode renders nothing) */
+	bool started;
 };
 
 typedef void (*actions_done_cb)(const struct action_result *r, void *data);

@@ -104,6 +104,29 @@ json_t *build_render_without_deployment(const json_t *list)
 	return out;
 }
 
+static bool holds_equal(const json_t *list, const json_t *o)
+{
+	size_t i;
+	json_t *v;
+	json_array_foreach(list, i, v)
+	{
+		if (json_equal(v, o))
+			return true;
+	}
+	return false;
+}
+
+void build_render_add_new(json_t *out, const json_t *list, const json_t *known)
+{
+	size_t i;
+	json_t *o;
+	json_array_foreach(list, i, o)
+	{
+		if (!(known && holds_equal(known, o)) && !holds_equal(out, o))
+			json_array_append(out, o);
+	}
+}
+
 static bool has_kind(const json_t *kinds, const char *api_version, const char *kind)
 {
 	size_t i;

@@ -35,6 +35,13 @@ json_t *build_render_deployment(const struct config *cfg, struct kubefiles_cache
 /* A new array of the objects of list except its Deployments. */
 json_t *build_render_without_deployment(const json_t *list);
 
+/* Appends to out (borrowed) the objects of list (borrowed) that neither
+ * known (borrowed, may be NULL) nor out already holds an equal copy of
+ * (json_equal: same kind, name and content). Applying an object twice with
+ * one field manager changes nothing the second time, so a mode's objects
+ * that another mode already applied as they are need no second call. */
+void build_render_add_new(json_t *out, const json_t *list, const json_t *known);
+
 /* The kinds ({apiVersion, kind}) to delete by label once a build is cleaned:
  * what its kubefiles produce but the Deployment, plus the usual ones in case
  * the kubefiles changed since it was deployed. A new array. */

@@ -810,8 +810,8 @@ static void set_defaults(struct config *c)
 	c->limits.max_restarts = 5;
 	c->kubernetes.kubeconfig = xstrdup("");
 	c->kubernetes.context = xstrdup("");
-	c->kubernetes.qps = 20.0;
-	c->kubernetes.burst = 40;
+	c->kubernetes.qps = 200.0;
+	c->kubernetes.burst = 400;
 	c->kubernetes.request_timeout = 30.0;
 	c->kubernetes.leader_election = false;
 	c->kubernetes.lease_name = xstrdup("runboat");

@@ -529,15 +529,23 @@ static void run_rests(struct controller *c)
 	for (size_t i = 0; i < x.n_start; i++) {
 		const struct build *b = index_find(c->idx, x.start[i]);
 		char err[512];
+		struct build_work *w = work_get(c, b->name);
 		if (actions_deploy_rest(c->actions, b, err, sizeof err) == 0) {
 			c->rests_running++;
-			work_get(c, b->name)->ops |= WORK_DEPLOY;
-		} else
+			w->ops |= WORK_DEPLOY;
+		} else {
 			log_warn("build %s: %s; its initialization applies it", b->name, err);
+			w->rest_pending = false;
+			mark_dirty(c, b->name);
+		}
 		strmap_del(&c->rests, x.start[i]); /* after: the key is the map's */
 	}
-	for (size_t i = 0; i < x.n_drop; i++)
+	for (size_t i = 0; i < x.n_drop; i++) {
+		struct build_work *w = strmap_get(&c->work, x.drop[i]);
+		if (w)
+			w->rest_pending = false;
 		strmap_del(&c->rests, x.drop[i]);
+	}
 	free(x.start);
 	free(x.drop);
 }
@@ -598,6 +606,7 @@ static void on_deploy_result(struct controller *c, const struct action_result *r
 	w->ops &= ~(unsigned)WORK_DEPLOY;
 	if (r->step == DEPLOY_REST) {
 		c->rests_running--;
+		w->rest_pending = false;
 		if (r->error && r->transient)
 			log_warn("build %s: %s; its initialization applies it again", r->name, r->message);
 		else if (r->error) {
@@ -605,7 +614,8 @@ static void on_deploy_result(struct controller *c, const struct action_result *r
 			log_error("build %s: refused for good: %s", r->name, r->message);
 			free(w->init_refused);
 			w->init_refused = xstrdup(r->message);
-		}
+		} else
+			w->rest_applied = true;
 		mark_dirty(c, r->name);
 		return;
 	}
@@ -615,6 +625,7 @@ static void on_deploy_result(struct controller *c, const struct action_result *r
 		return;
 	if (!r->error) {
 		strmap_put(&c->rests, d->name, (void *)1);
+		w->rest_pending = true;
 		log_info("build %s: deployed %s %s%s%.0d %.12s", d->name, d->commit.repo,
 			 d->commit.target_branch, d->commit.pr ? " PR " : "", d->commit.pr,
 			 d->commit.git_commit);
@@ -740,6 +751,13 @@ static void action_succeeded(struct controller *c, struct build_work *w, const s
 	case ACTION_INIT_STATUS:
 		if (b)
 			init_status_done(c, w, b, r->to);
+		if (r->started) {
+			if (w->want == WANT_START)
+				w->want = WANT_NONE;
+			log_info("build %s: started", r->name);
+			if (b)
+				events_emit(c->events, b, EVENTS_STARTED, "Scaled up");
+		}
 		break;
 	case ACTION_INITIALIZE:
 		log_info("build %s: initialization job created", r->name);
@@ -763,6 +781,7 @@ static void action_succeeded(struct controller *c, struct build_work *w, const s
 	case ACTION_RESET:
 		w->want_reset = false;
 		w->want = WANT_NONE;
+		w->rest_applied = true; /* it applied the whole deployment mode */
 		log_info("build %s: reset", r->name);
 		events_emit(c->events, b, EVENTS_RESET, "Reset: initialization queued again");
 		tell(c, WAIT_RESET, false, r->name, 0, "reset");
@@ -925,7 +944,14 @@ static void run_action(struct controller *c, const struct action *a)
 		 a->kind == ACTION_INIT_STATUS ? " -> " : "",
 		 a->kind == ACTION_INIT_STATUS ? build_init_status_str(a->to) : "", a->why);
 	char err[512];
-	if (actions_run(c->actions, a, err, sizeof err) == 0) {
+	struct action run = *a;
+	run.rest_applied = a->kind == ACTION_INITIALIZE && w->rest_applied;
+	/* initialized, then started at once as configured: one patch (the
+	 * stopper keeps the started count within its limit afterwards, as
+	 * after a separate start) */
+	run.start_too = a->kind == ACTION_INIT_STATUS && a->to == BUILD_INIT_SUCCEEDED &&
+			c->cfg->limits.start_after_init && !w->want_undeploy;
+	if (actions_run(c->actions, &run, err, sizeof err) == 0) {
 		w->ops |= op_bit(a->kind);
 		if (a->kind == ACTION_STOP || a->kind == ACTION_CLEAN_SCALE_DOWN)
 			w->stopping = true;

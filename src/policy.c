@@ -216,7 +216,7 @@ static void initializer(struct pass *p)
 		const struct build_work *w = work_of(p, b);
 		if (acted(p, b) || holds_slot(p, b) ||
 		    held(p, b, WORK_RESET | WORK_UNDEPLOY | WORK_PATCH) ||
-		    (w && (w->want_undeploy || w->init_refused)))
+		    (w && (w->want_undeploy || w->init_refused || w->rest_pending)))
 			continue;
 		const struct build *newest =
 			index_newest(idx, b->commit.repo, b->commit.target_branch, b->commit.pr);

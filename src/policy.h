@@ -65,6 +65,14 @@ struct build_work {
 	 * resourceVersion: no retry until the Deployment changes */
 	char blocked_rv[32];
 	bool init_applied;     /* initialize applied, its Job not seen yet: holds a slot */
+	/* deployment mode's other objects were applied by this process (the
+	 * deploy's second step or a reset): the initialization need not apply
+	 * them again */
+	bool rest_applied;
+	/* the Deployment of a new build was applied and its other objects are
+	 * queued or being applied: its initialization waits for them, so
+	 * that it need not apply them too */
+	bool rest_pending;
 	bool stopping;         /* a stop is in flight: no longer counts as started */
 	bool cleaned;          /* finalizer removed: the Deployment is going, hands off */
 	bool cleanup_failed_reported;
@@ -123,7 +131,8 @@ struct policy_input {
 enum action_kind {
 	ACTION_INIT_STATUS,   /* patch runboat/init-status from b's to .to */
 	ACTION_INITIALIZE,    /* apply what deployment mode makes besides the
-	                       * Deployment, then initialize mode */
+	                       * Deployment (unless .rest_applied), then
+	                       * initialize mode */
 	ACTION_START,         /* apply start mode, then scale to 1 */
 	ACTION_STOP,          /* scale to 0, then apply stop mode */
 	ACTION_RESET,         /* delete the init Jobs, apply deployment mode again */
@@ -153,6 +162,12 @@ struct action {
 	                            * ACTION_STOP of a crash-looping build:
 	                            * POLICY_CRASH_REASON, recorded likewise */
 	const char *why;           /* a static phrase for the log */
+	bool rest_applied;         /* ACTION_INITIALIZE: deployment mode's other
+	                            * objects are known applied (set by the
+	                            * controller from its work, not the policy) */
+	bool start_too;            /* ACTION_INIT_STATUS to succeeded: start the
+	                            * build in the same patch when start mode
+	                            * renders nothing (set by the controller) */
 };
 
 struct plan {

@@ -37,6 +37,7 @@ import argparse
 import collections
 import concurrent.futures
 import json
+import pathlib
 import socket
 import subprocess
 import tempfile
@@ -60,6 +61,62 @@ def hangup(resp):
         pass
 
 
+class Audit:
+    """runboat's API requests, counted from kube-apiserver's audit log
+    (test/cluster/cluster.sh with RUNBOAT_AUDIT=1 writes DIR/audit.log):
+    requests whose user agent is runboat's, by verb and resource."""
+
+    def __init__(self, cluster_dir):
+        self.path = pathlib.Path(cluster_dir) / "audit.log"
+
+    @property
+    def on(self):
+        return self.path.exists()
+
+    def mark(self):
+        return self.path.stat().st_size if self.on else 0
+
+    def count(self, since, namespace):
+        """Counter of "verb resource[/subresource]" of runboat's requests
+        in namespace (and cluster-wide ones, as "verb resource (cluster)")
+        logged after the offset since."""
+        out = collections.Counter()
+        if not self.on:
+            return out
+        seen = set()
+        with open(self.path, "rb") as f:
+            f.seek(since)
+            for line in f:
+                try:
+                    ev = json.loads(line)
+                except ValueError:
+                    continue  # a line being written
+                if not ev.get("userAgent", "").startswith("runboat/"):
+                    continue
+                if ev.get("auditID") in seen:  # a watch: ResponseStarted, then ResponseComplete
+                    continue
+                seen.add(ev.get("auditID"))
+                ref = ev.get("objectRef") or {}
+                ns = ref.get("namespace")
+                if ns and ns != namespace:
+                    continue
+                what = ref.get("resource") or ev.get("requestURI", "?").split("?")[0]
+                if ref.get("subresource"):
+                    what += "/" + ref["subresource"]
+                if not ns:
+                    what += " (cluster)"
+                out[f"{ev.get('verb')} {what}"] += 1
+        return out
+
+
+def print_calls(title, counter, builds):
+    total = sum(counter.values())
+    print(f"     {title}: {total / builds:.1f} per build ({total} calls, {builds} build"
+          f"{'s' if builds != 1 else ''})")
+    for what, n in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0])):
+        print(f"       {n / builds:6.2f}  {what}")
+
+
 class Watches:
     """Watches every kind the deployment mode renders, label runboat/build,
     in one namespace; remembers when each object was first seen."""
@@ -68,6 +125,7 @@ class Watches:
         self.kube = kube
         self.namespace = namespace
         self.first = {}  # (build, kind, name) -> monotonic
+        self.job_done = {}  # (build, "Job", name) -> first seen succeeded
         self.lock = threading.Lock()
         self.responses = []
         self.threads = []
@@ -103,6 +161,8 @@ class Watches:
                 key = (meta.get("labels", {}).get("runboat/build"), kind, meta["name"])
                 with self.lock:
                     self.first.setdefault(key, t)
+                    if kind == "Job" and (ev["object"].get("status") or {}).get("succeeded"):
+                        self.job_done.setdefault(key, t)
         except Exception:  # closed by stop()
             pass
 
@@ -225,9 +285,10 @@ def expected_objects(runner):
     return kinds, collections.Counter(o["kind"] for o in objs)
 
 
-def measure(runner, watches, events, expected, branches, timeout, inflight=8):
+def measure(runner, watches, events, expected, branches, timeout, inflight=8, audit=None):
     """One batch of webhooks; returns the figures."""
     cpu0 = bl.proc_cpu_s(runner.pid)
+    mark = audit.mark() if audit else 0
     posts = send_webhooks(runner, branches, inflight)
     missing = events.wait_started(branches, timeout)
     if missing:
@@ -240,14 +301,21 @@ def measure(runner, watches, events, expected, branches, timeout, inflight=8):
             pass
     t_end = time.monotonic()
     cpu1 = bl.proc_cpu_s(runner.pid)
-    time.sleep(0.5)  # let the watches catch up with the last objects
+    time.sleep(1.5)  # let the watches (and the audit log) catch up with the last calls
     complete = watches.complete_at(expected)
+    calls = audit.count(mark, runner.namespace) if audit else collections.Counter()
     with events.lock:
         by_branch = {}
         for name, br in events.branch.items():
             if br in posts:
                 by_branch[br] = name
         started = dict(events.started)
+    with watches.lock:
+        job_first = {k[0]: t for k, t in watches.first.items() if k[1] == "Job"}
+        job_done = {k[0]: t for k, t in watches.job_done.items()}
+    job_time = [job_done[b] - job_first[b] for b in job_done if b in job_first
+                and b in by_branch.values()]
+    inits = [job_done[by_branch[b]] for b in branches if by_branch.get(b) in job_done]
     objects_lat, started_lat = [], []
     for br, (t_post, _) in posts.items():
         name = by_branch.get(br)
@@ -267,32 +335,38 @@ def measure(runner, watches, events, expected, branches, timeout, inflight=8):
         "objects": objects_lat,
         "started": started_lat,
         "wall": last_started - t_first,
+        "calls": calls,
+        "job_time": job_time,
+        "initialized": len(inits),
+        "all_initialized": (max(inits) - t_first) if inits else None,
         "cpu": cpu1 - cpu0,
         "mem": bl.proc_mem_mb(runner.pid),
     }
 
 
 def lifecycle_run(kube, github, workdir, label, kube_more, n, singles, timeout, cleanup,
-                  inflight=100):
-    limits = f"max_initializing = {max(n, 2)}\nmax_started = {max(n, 6)}\nmax_deployed = {max(2 * n, 20)}"
+                  inflight=100, max_init=None, audit=None, tag=None):
+    max_init = max_init or max(n, 2)
+    limits = f"max_initializing = {max_init}\nmax_started = {max(n, 6)}\nmax_deployed = {max(2 * n, 20)}"
     runner = bl.Runner(kube, github, workdir, limits=limits, kube_more=kube_more)
     results = []
     try:
         runner.start()
         kinds, expected = expected_objects(runner)
-        watches = Watches(kube, runner.namespace, kinds)
+        watches = Watches(kube, runner.namespace, sorted(set(kinds) | {("batch/v1", "Job")}))
         events = Events(runner.url("/api/v1/build-events"))
         try:
-            tag = label.split()[0].replace("/", "-")
+            tag = tag or label.split()[0].replace("/", "-")
             for k in range(singles):
                 log(f"{label}: single build {k + 1}/{singles}")
                 results.append(("single", measure(runner, watches, events, expected,
-                                                  [f"bench/{tag}-single-{k}"], 120)))
+                                                  [f"bench/{tag}-single-{k}"], 120,
+                                                  audit=audit)))
             if n:
                 log(f"{label}: burst of {n} webhooks")
                 results.append(("burst", measure(runner, watches, events, expected,
                                                  [f"bench/{tag}-burst-{i:03d}" for i in range(n)],
-                                                 timeout, inflight)))
+                                                 timeout, inflight, audit)))
         finally:
             watches.stop()
             events.stop()
@@ -309,7 +383,7 @@ def describe(expected):
     return ", ".join(f"{n} {k}" for k, n in sorted(expected.items()))
 
 
-def print_lifecycle(label, results, expected_desc):
+def print_lifecycle(label, results, expected_desc, max_init=None):
     print(f"\n== webhook -> build, {label}")
     print(f"   objects checked: {expected_desc}")
     singles = [r for kind, r in results if kind == "single"]
@@ -320,6 +394,12 @@ def print_lifecycle(label, results, expected_desc):
         print(f"     webhook POST answered     {bl.summary([x for r in singles for x in r['post_rtt']], ps=(50,))}")
         print(f"     -> all objects exist      {bl.summary(obj, ps=(50,))}")
         print(f"     -> started                {bl.summary(st, ps=(50,))}")
+        calls = collections.Counter()
+        for r in singles:
+            calls.update(r["calls"])
+        if calls:
+            print_calls("API requests, webhook -> started (deploy + initialize + start)", calls,
+                        len(singles))
     for kind, r in results:
         if kind != "burst":
             continue
@@ -333,6 +413,19 @@ def print_lifecycle(label, results, expected_desc):
               + (f"   MISSING {len(r['missing'])}: {r['missing'][:5]}" if r["missing"] else ""))
         print(f"     runboat CPU during the burst: {r['cpu']:.1f} s; "
               f"VmRSS {r['mem'][0]:.1f} MiB, VmHWM {r['mem'][1]:.1f} MiB")
+        if r["all_initialized"] is not None:
+            jt = sorted(r["job_time"])
+            med = jt[len(jt) // 2] if jt else 0
+            line = (f"     all initialized (init Job seen succeeded): {r['initialized']}/{r['n']} "
+                    f"after {r['all_initialized']:.1f} s; init Job's own time (seen created -> "
+                    f"seen succeeded) p50 {med:.2f} s")
+            if max_init:
+                bound = r["n"] / max_init * med
+                line += (f"; the queue allows {r['n']} / {max_init} x {med:.2f} = {bound:.1f} s: "
+                         f"{r['all_initialized'] / bound:.2f}x" if bound else "")
+            print(line)
+        if r["calls"]:
+            print_calls("API requests, first POST -> last started", r["calls"], r["n"])
 
 
 # ---- resync ----
@@ -446,7 +539,12 @@ def main():
     ap.add_argument("--timeout", type=float, default=400, help="deadline of one burst, seconds")
     ap.add_argument("--skip-lifecycle", action="store_true")
     ap.add_argument("--skip-resync", action="store_true")
-    ap.add_argument("--only-qps", choices=["default", "200"], help="one rate limit only")
+    ap.add_argument("--only-qps", choices=["default", "200", "queue"], help="one run only")
+    ap.add_argument("--raised", default="200:400", metavar="QPS:BURST",
+                    help="the client rate limit of the run named 200")
+    ap.add_argument("--runs", default="default,200,queue",
+                    help="lifecycle runs, comma-separated: default (the default client rate "
+                         "limit), 200 (qps 200), queue (default rate limit, max_initializing 2)")
     ap.add_argument("--no-cleanup", action="store_true",
                     help="leave the resync's namespace (when the cluster is thrown away after)")
     ap.add_argument("--pause-kcm", action="store_true",
@@ -460,20 +558,26 @@ def main():
     bl.header("bench_lifecycle")
     with bl.FakeGitHub(token="test-token") as github:
         if not args.skip_lifecycle:
-            variants = [("default qps 20, burst 40", ""),
-                        ("qps 200, burst 400", "qps = 200.0\nburst = 400")]
-            if args.only_qps == "default":
-                variants = variants[:1]
-            elif args.only_qps == "200":
-                variants = variants[1:]
-            for label, kube_more in variants:
-                results, warns, desc = lifecycle_run(kube, github, workdir, label, kube_more, args.burst,
-                                                     args.singles, args.timeout, True,
-                                                     args.in_flight)
-                n = args.burst
-                print_lifecycle(f"{label}; limits max_initializing {max(n, 2)}, "
+            n = args.burst
+            q, bu = args.raised.split(":")
+            variants = {"default": ("default client rate limit", "", None, args.singles),
+                        "200": (f"qps {q}, burst {bu}", f"qps = {q}\nburst = {bu}", None,
+                                args.singles),
+                        "queue": ("queue: default client rate limit", "", 2, 0)}
+            runs = args.runs.split(",")
+            if args.only_qps:
+                runs = [args.only_qps]
+            audit = Audit(bl.cluster())
+            if not audit.on:
+                log(f"no {audit.path}: API requests not counted (start the cluster with RUNBOAT_AUDIT=1)")
+            for run in runs:
+                label, kube_more, max_init, singles = variants[run]
+                results, warns, desc = lifecycle_run(kube, github, workdir, label, kube_more, n,
+                                                     singles, args.timeout, True,
+                                                     args.in_flight, max_init, audit, run)
+                print_lifecycle(f"{label}; limits max_initializing {max_init or max(n, 2)}, "
                                 f"max_started {max(n, 6)}, max_deployed {max(2 * n, 20)}",
-                                results, desc)
+                                results, desc, max_init)
                 if warns:
                     print(f"   {len(warns)} warning/error lines in runboat's log, e.g.:")
                     for w in warns[:5]:

@@ -23,7 +23,8 @@ if [ -z "${RUNBOAT_TEST_CLUSTER:-}" ]; then
 	trap 'test/cluster/cluster.sh stop "$dir" >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT
 	# kube-controller-manager's own client rate limit (20/s by default) would
 	# take ~15 minutes to process 10,000 new Deployments before the resync
-	RUNBOAT_KCM_ARGS="--kube-api-qps=500 --kube-api-burst=1000 ${RUNBOAT_KCM_ARGS:-}" \
+	# RUNBOAT_AUDIT: an audit log, from which runboat's API requests are counted
+	RUNBOAT_AUDIT=1 RUNBOAT_KCM_ARGS="--kube-api-qps=500 --kube-api-burst=1000 ${RUNBOAT_KCM_ARGS:-}" \
 		test/cluster/cluster.sh start "$dir" >/dev/null
 	export RUNBOAT_TEST_CLUSTER=$dir
 	# the whole cluster goes away; its kube-controller-manager is ours to pause

@@ -14,6 +14,8 @@
 #   cluster.sh kill DIR NAME [SIG] / start-component DIR NAME   same, any component
 #                                         (etcd kube-apiserver kube-controller-manager podsim)
 #   cluster.sh compact DIR                compact etcd to its current revision
+# RUNBOAT_AUDIT=1 at start: kube-apiserver writes an audit log (DIR/audit.log,
+# level Metadata, the admin user's requests only)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -277,6 +279,23 @@ EOF
 
   local watch_cache=${RUNBOAT_WATCH_CACHE:-false}
 
+  # RUNBOAT_AUDIT=1: an audit log of the admin user's requests (runboat's and
+  # the tests'), level Metadata (verb, resource, user agent, code; no bodies),
+  # in DIR/audit.log; benchmarks count runboat's calls from it
+  local audit_args=
+  if [ "${RUNBOAT_AUDIT:-0}" = 1 ]; then
+    cat >"$D/audit-policy.yaml" <<EOF
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  users: [runboat-admin, runboat-admin-token]
+- level: None
+EOF
+    audit_args="--audit-policy-file=$D/audit-policy.yaml --audit-log-path=$D/audit.log --audit-log-mode=blocking --audit-log-maxsize=0"
+  fi
+
   cat >"$D/run/etcd.sh" <<EOF
 exec "$BIN/etcd" --name default --data-dir "$D/etcd" \\
   --listen-client-urls $ETCD_URL --advertise-client-urls $ETCD_URL \\
@@ -299,7 +318,7 @@ exec "$BIN/kube-apiserver" \\
   --kubelet-client-certificate="$D/pki/apiserver-kubelet-client.crt" \\
   --kubelet-client-key="$D/pki/apiserver-kubelet-client.key" \\
   --watch-cache=$watch_cache \\
-  --v=1 ${RUNBOAT_APISERVER_ARGS:-}
+  --v=1 $audit_args ${RUNBOAT_APISERVER_ARGS:-}
 EOF
   cat >"$D/run/kube-controller-manager.sh" <<EOF
 exec "$BIN/kube-controller-manager" \\

@@ -172,8 +172,8 @@ static void test_defaults(void)
 	CHECK(c->limits.start_after_init);
 	CHECK_STR(c->kubernetes.kubeconfig, "");
 	CHECK_STR(c->kubernetes.context, "");
-	CHECK(c->kubernetes.qps == 20.0 && c->kubernetes.request_timeout == 30.0);
-	CHECK_INT(c->kubernetes.burst, 40);
+	CHECK(c->kubernetes.qps == 200.0 && c->kubernetes.request_timeout == 30.0);
+	CHECK_INT(c->kubernetes.burst, 400);
 	CHECK_INT(c->server.log_format, LOG_FORMAT_TEXT);
 	/* no kubefiles key: the default kubefiles, not a kubefiles/ beside the
 	 * file (there is one in tmpdir); this test runs from the build tree,

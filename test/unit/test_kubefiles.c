@@ -4,6 +4,7 @@
  * listing and the reloading cache. Custom kubefiles are written to fresh
  * temporary directories. */
 #include "kubefiles.h"
+#include "build_render.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -358,6 +359,51 @@ static void test_defaults_deployment(void)
 		  "nginx");
 	json_decref(objs);
 	json_decref(tv);
+	kubefiles_free(kf);
+}
+
+/* The default kubefiles' initialize mode renders the PVC, ConfigMaps and
+ * Secret exactly as deployment mode does: once deployment mode's objects
+ * are applied, the initialization applies only its Job. And an object that
+ * differs is kept, as is one the list holds twice only once. */
+static void test_defaults_init_after_deploy(void)
+{
+	struct kubefiles *kf = kubefiles_load("kubefiles", err, sizeof err);
+	CHECK(kf != NULL);
+	if (!kf)
+		return;
+	struct kubefiles_ctx ctx = sample_ctx(KUBEFILES_DEPLOYMENT);
+	json_t *deploy = NULL, *init = NULL;
+	CHECK_INT(kubefiles_render(kf, &ctx, &deploy, err, sizeof err), 0);
+	ctx = sample_ctx(KUBEFILES_INITIALIZE);
+	CHECK_INT(kubefiles_render(kf, &ctx, &init, err, sizeof err), 0);
+	json_t *rest = build_render_without_deployment(deploy);
+	CHECK_INT(count_kind(rest, "Deployment"), 0);
+	CHECK_INT(json_array_size(rest), json_array_size(deploy) - 1);
+	json_t *out = json_array();
+	build_render_add_new(out, init, rest);
+	CHECK_INT(json_array_size(out), 1);
+	CHECK_INT(count_kind(out, "Job"), 1);
+	/* nothing known: all of it, each once */
+	json_t *all = json_array();
+	build_render_add_new(all, init, NULL);
+	build_render_add_new(all, init, NULL);
+	CHECK_INT(json_array_size(all), json_array_size(init));
+	/* a changed copy is not the same object */
+	json_t *pvc = json_deep_copy(find_obj(init, "PersistentVolumeClaim", BUILD "-data"));
+	json_object_set_new(json_object_get(pvc, "metadata"), "annotations",
+			    json_pack("{s:s}", "x", "y"));
+	json_t *one = json_pack("[o]", pvc);
+	json_t *out2 = json_array();
+	build_render_add_new(out2, one, rest);
+	CHECK_INT(json_array_size(out2), 1);
+	json_decref(out2);
+	json_decref(one);
+	json_decref(all);
+	json_decref(out);
+	json_decref(rest);
+	json_decref(init);
+	json_decref(deploy);
 	kubefiles_free(kf);
 }
 
@@ -976,6 +1022,7 @@ int main(void)
 	RUN(test_context);
 	RUN(test_defaults_deployment);
 	RUN(test_defaults_other_modes);
+	RUN(test_defaults_init_after_deploy);
 	RUN(test_defaults_quoting);
 	RUN(test_hostile_branches);
 	RUN(test_invalid_inputs);

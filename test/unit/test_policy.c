@@ -185,6 +185,21 @@ static void test_initializer_in_flight_and_applied(void)
 	world_free(&w);
 }
 
+/* A new build whose other objects are still queued or being applied waits
+ * (without a slot): its initialization need not apply them as well. */
+static void test_initializer_waits_for_the_rest(void)
+{
+	struct world w;
+	world_init(&w, 1, 10, 100);
+	add(&w, &(struct spec){"ba", "a", .created_ms = 1000});
+	add(&w, &(struct spec){"bb", "b", .created_ms = 2000});
+	work(&w, "ba")->rest_pending = true;
+	expect(&w, NULL, 0, "initialize bb");
+	work(&w, "ba")->rest_pending = false;
+	expect(&w, NULL, 0, "initialize ba");
+	world_free(&w);
+}
+
 /* A failing build must not block the queue: in its backoff it neither
  * holds nor takes a slot; when it ends, it is next in line. */
 static void test_backoff_does_not_block_the_queue(void)
@@ -731,7 +746,7 @@ static void model(struct world *w, struct mbuild *all, size_t n, const size_t *d
 		struct mbuild *m = order[i];
 		const struct build_work *bw = mwork(w, m);
 		if (p->acted[m - all] || slot[i] || mheld(w, m, WORK_RESET | WORK_UNDEPLOY | WORK_PATCH) ||
-		    (bw && (bw->want_undeploy || bw->init_refused)))
+		    (bw && (bw->want_undeploy || bw->init_refused || bw->rest_pending)))
 			continue;
 		if (obsolete(all, n, m)) {
 			madd(p, all, m, ACTION_UNDEPLOY, 0);
@@ -985,6 +1000,7 @@ int main(void)
 {
 	RUN(test_initializer_limit_and_order);
 	RUN(test_initializer_in_flight_and_applied);
+	RUN(test_initializer_waits_for_the_rest);
 	RUN(test_backoff_does_not_block_the_queue);
 	RUN(test_obsolete_queued_build);
 	RUN(test_init_job_events);
