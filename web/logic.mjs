@@ -262,7 +262,7 @@ export function rowKey(b) {
 
 // How many builds the list shows at first, and how many more each time the
 // end of the list comes near (or "Show more" is pressed).
-export const PAGE_BUILDS = 60;
+export const PAGE_BUILDS = 30;
 
 // The rows the list shows for a budget of `limit` builds: rows are shown
 // whole, in order (branch rows, then PR rows), until `limit` builds are

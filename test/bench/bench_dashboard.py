@@ -342,6 +342,7 @@ def main():
     ap.add_argument("--server", default=str(ROOT / "build" / "bench" / "bench_dashboard"))
     ap.add_argument("--bursts", default="100,1000")
     a = ap.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # figures as they come
     if not os.path.exists(CHROMIUM):
         raise SystemExit(f"no Chromium at {CHROMIUM}")
     server = Server(a.server, a.builds)

@@ -738,7 +738,7 @@ def test_long_list_shows_the_top_then_more(ui, backend):
     page.locator("#more-button").click()
     page.wait_for_function(f"document.querySelectorAll('#builds article.card').length >= {2 * first}")
     # scrolling to the end fills the rest
-    for _ in range(10):
+    for _ in range(40):
         if not more.is_visible():
             break
         page.mouse.wheel(0, 20000)

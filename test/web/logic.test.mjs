@@ -263,7 +263,7 @@ test("visibleRows: whole rows up to the budget, branch rows first", () => {
   assert.equal(L.visibleRows(grouped, -1).shown, 11);
   assert.deepEqual(L.visibleRows({ branches: [], prs: [] }, 10), { branches: [], prs: [], shown: 0, total: 0, hidden: 0 });
   assert.match(L.moreText(120, 7000), /^Showing 120 builds of 7000\./);
-  assert.ok(L.PAGE_BUILDS >= 50);
+  assert.ok(L.PAGE_BUILDS >= 20);
 });
 
 test("backoff: doubles from 1 s, capped at 30 s, equal jitter", () => {
