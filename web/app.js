@@ -43,10 +43,10 @@
 // events (throttled), after each (re)synchronization and every 30 s.
 
 import {
-  ACTION_WORDS, STATUS_WORDS, age, allowedActions, b64utf8, backoffDelay, buildLabel,
-  counterView, filtersUrl, groupBuilds, logTail, matches, parseEvent, parseLocation, parseTime,
-  prOf, resyncPlan, safeUrl as safeUrlFrom, shortSha, showsLogTail, statusLine, statusWord, str,
-  summaryText, validBuild,
+  ACTION_WORDS, PAGE_BUILDS, STATUS_WORDS, age, allowedActions, b64utf8, backoffDelay, buildLabel,
+  counterView, createdOf, filterRows, filtersUrl, groupBuilds, logTail, matcher, moreText, parseEvent, parseLocation,
+  parseTime, prOf, resyncPlan, rowKey, safeUrl as safeUrlFrom, shortSha, showsLogTail, statusLine,
+  statusWord, str, summaryText, validBuild, visibleRows,
 } from "./logic.mjs";
 
 const API = "/api/v1";
@@ -99,6 +99,8 @@ const state = {
   text: "",          // client-side filter on target branch / PR
   status: "",        // client-side filter on status
   repos: [],         // [{name, link}]
+  reposGen: 0,       // changes when repos does (the cards' repo links)
+  limit: PAGE_BUILDS, // the list shows about this many builds (visibleRows)
   builds: new Map(), // name -> build
   loaded: false,     // a first list was received for the current scope
   loadError: "",     // why the first list could not be loaded
@@ -223,7 +225,10 @@ async function fetchRepos() {
   reposLoading = true;
   try {
     const r = await api("GET", "/repos");
-    if (Array.isArray(r)) state.repos = r.filter((x) => x && typeof x.name === "string");
+    if (Array.isArray(r)) {
+      state.repos = r.filter((x) => x && typeof x.name === "string");
+      state.reposGen++;
+    }
     reposFailed = false;
   } catch {
     reposFailed = true; // the summary line already says why nothing loads
@@ -231,6 +236,7 @@ async function fetchRepos() {
     reposLoading = false;
   }
   renderRepos();
+  scheduleRender(); // the cards' repository links
 }
 
 function renderRepos() {
@@ -332,6 +338,7 @@ async function poll() {
     const list = await api("GET", `/builds${scopeQuery()}`);
     if (gen !== wsGen || ws || !Array.isArray(list)) return;
     state.builds = new Map(list.filter(validBuild).map((b) => [b.name, b]));
+    allRows = null;
     state.loaded = true;
     state.loadError = "";
     if (reposFailed) fetchRepos();
@@ -362,6 +369,7 @@ async function resync(gen) {
   if (gen !== wsGen || !seen) return;
   const plan = resyncPlan(state.builds, list, seen);
   for (const name of plan.remove) state.builds.delete(name);
+  if (plan.remove.length) allRows = null;
   for (const b of plan.add) setBuild(b);
   state.loaded = true;
   state.loadError = "";
@@ -379,10 +387,11 @@ function onEvent(data) {
   if (msg.event === "upd") {
     setBuild(b);
     if (seen) seen.set(b.name, "upd");
-    if (b.commit_info.repo && !state.repos.some((r) => r.name === b.commit_info.repo)) fetchRepos();
+    if (b.commit_info.repo && !knownRepo(b.commit_info.repo)) fetchRepos();
   } else {
     const old = state.builds.get(b.name);
     state.builds.delete(b.name);
+    if (old) allRows = null;
     if (seen) seen.set(b.name, "del");
     if (old && (state.watched.has(b.name) || b.name === state.buildName)) {
       announce(`Build ${buildLabel(old)} was undeployed`);
@@ -392,9 +401,52 @@ function onEvent(data) {
   scheduleStatus();
 }
 
+// The rows of every build (groupBuilds), kept until a build is added,
+// removed or moved to another row or place: the usual update (a status)
+// replaces the build in its row. A filter only filters these rows.
+let allRows = null; // {branches, prs, byKey: row key -> row} or null
+
+function rowsOfAll() {
+  if (!allRows) {
+    const g = groupBuilds(Array.from(state.builds.values()));
+    const byKey = new Map();
+    for (const r of g.branches) byKey.set(r.key, r);
+    for (const r of g.prs) byKey.set(r.key, r);
+    allRows = { branches: g.branches, prs: g.prs, byKey };
+  }
+  return allRows;
+}
+
+// Keeps allRows right when build old (or undefined) becomes b.
+function rowsChanged(old, b) {
+  if (!allRows) return;
+  if (old && rowKey(old) === rowKey(b) && createdOf(old) === createdOf(b)) {
+    const row = allRows.byKey.get(rowKey(b));
+    const i = row ? row.builds.indexOf(old) : -1;
+    if (i >= 0) {
+      row.builds[i] = b;
+      return;
+    }
+  }
+  allRows = null;
+}
+
+// Whether a repository is in state.repos (a Set rebuilt when it changes:
+// the stream's snapshot asks this of every build).
+let repoSet = null;
+let repoSetGen = -1;
+function knownRepo(name) {
+  if (repoSetGen !== state.reposGen || !repoSet) {
+    repoSet = new Set(state.repos.map((r) => r.name));
+    repoSetGen = state.reposGen;
+  }
+  return repoSet.has(name);
+}
+
 function setBuild(b) {
   const old = state.builds.get(b.name);
   state.builds.set(b.name, b);
+  rowsChanged(old, b);
   if (old && old.status !== b.status) {
     clearPending(b.name);
     if (state.watched.has(b.name) || b.name === state.buildName) {
@@ -526,16 +578,48 @@ async function undeploy(name, force = false) {
 
 // ---------------------------------------------------------------- render
 
+// Renders asked for by the stream (and timers) are batched into an
+// animation frame, and spaced so that rendering takes at most about a
+// quarter of the main thread: after a render that took d ms, the next one
+// waits RENDER_SPACING * d ms. A snapshot or a burst of thousands of events
+// then costs a few renders, not one per frame. What the user does (filters,
+// buttons) renders at once. Until the first list has arrived, the stream's
+// snapshot is shown every LOADING_RENDER_MS at most.
+const RENDER_SPACING = 3;
+const LOADING_RENDER_MS = 300;
 let renderQueued = false;
+let renderNotBefore = 0;
 
 function scheduleRender() {
   if (renderQueued) return;
   renderQueued = true;
-  requestAnimationFrame(() => { renderQueued = false; render(); });
+  const wait = renderNotBefore - performance.now();
+  const go = () => requestAnimationFrame(() => {
+    renderQueued = false;
+    const t0 = performance.now();
+    render();
+    // the frame's style, layout and paint count too: a message posted now
+    // runs once the frame is done
+    afterFrame.onmessage = () => {
+      const t1 = performance.now();
+      const gap = Math.max(RENDER_SPACING * (t1 - t0), state.loaded ? 0 : LOADING_RENDER_MS);
+      renderNotBefore = Math.max(renderNotBefore, t1 + gap);
+    };
+    afterFrameSend.postMessage(0);
+  });
+  if (wait > 0) setTimeout(go, wait);
+  else go();
 }
+const frameChannel = new MessageChannel();
+const afterFrame = frameChannel.port1;
+const afterFrameSend = frameChannel.port2;
 
-const cardEls = new Map();  // name -> card parts
-const groupEls = new Map(); // key -> group parts
+// Cards and rows by build name / row key, shown or not: the ones a filter
+// hid are kept (the least recently shown go beyond KEEP_ELEMENTS) so that
+// widening the filter again does not build them anew.
+const KEEP_ELEMENTS = 600;
+const cardEls = new Map();  // name -> card parts, least recently shown first
+const groupEls = new Map(); // key -> group parts, least recently shown first
 let focusCard = null;
 
 // Puts exactly `children` in `container`, in order, moving as little as
@@ -547,26 +631,33 @@ function place(container, children) {
   while (container.children.length > children.length) container.lastElementChild.remove();
 }
 
+// The list shows whole rows, in order, up to about state.limit builds
+// (visibleRows): with thousands of builds, only those near the top exist in
+// the DOM. The "more" line at the end adds PAGE_BUILDS more when it comes
+// within a screen of the viewport (an IntersectionObserver) or when its
+// button is pressed; a filter or scope change starts again from the top.
+// Cards are kept by build name and only rewritten when their build (or what
+// they show of the page's state) changed.
 function render() {
+  const t0 = performance.now();
   renderFocus();
-  const all = Array.from(state.builds.values());
-  const shown = all.filter((b) => matches(b, state));
-  const { branches, prs } = groupBuilds(shown);
+  const grouped = filterRows(rowsOfAll(), matcher(state));
+  const rows = visibleRows(grouped, state.limit);
   const usedGroups = new Set();
   const usedCards = new Set();
   const renderSection = (groups, container, section) => {
     const els = groups.map((g) => {
       usedGroups.add(g.key);
       const ge = groupEls.get(g.key) || createGroup(g);
+      groupEls.delete(g.key);
       groupEls.set(g.key, ge);
       updateGroup(ge, g);
       place(ge.cards, g.builds.map((b) => {
         usedCards.add(b.name);
         let c = cardEls.get(b.name);
-        if (!c) {
-          c = createCard(b.name, false);
-          cardEls.set(b.name, c);
-        }
+        if (!c) c = createCard(b.name, false);
+        cardEls.delete(b.name);
+        cardEls.set(b.name, c);
         updateCard(c, b);
         return c.root;
       }));
@@ -575,12 +666,61 @@ function render() {
     place(container, els);
     section.hidden = els.length === 0;
   };
-  renderSection(branches, $("branch-groups"), $("section-branches"));
-  renderSection(prs, $("pr-groups"), $("section-prs"));
-  for (const k of Array.from(groupEls.keys())) if (!usedGroups.has(k)) groupEls.delete(k);
-  for (const k of Array.from(cardEls.keys())) if (!usedCards.has(k)) cardEls.delete(k);
-  renderSummary(all.length, shown.length, branches.length, prs.length);
+  renderSection(rows.branches, $("branch-groups"), $("section-branches"));
+  renderSection(rows.prs, $("pr-groups"), $("section-prs"));
+  prune(groupEls, usedGroups, () => true);
+  prune(cardEls, usedCards, (name) => state.builds.has(name));
+  renderMore(rows);
+  renderSummary(state.builds.size, rows.total, grouped.branches.length, grouped.prs.length);
   checkLive();
+  const t1 = performance.now();
+  renderNotBefore = t1 + RENDER_SPACING * (t1 - t0);
+}
+
+// Drops the elements not shown this time that are gone (keep(key) false) or
+// beyond KEEP_ELEMENTS, least recently shown first.
+function prune(map, used, keep) {
+  let extra = map.size - Math.max(KEEP_ELEMENTS, used.size);
+  for (const k of Array.from(map.keys())) {
+    if (used.has(k)) continue;
+    if (extra > 0) {
+      map.delete(k);
+      extra--;
+    } else if (!keep(k)) {
+      map.delete(k);
+    }
+  }
+}
+
+let moreObserver = null;
+let moreNear = false; // the "more" line is within a screen of the viewport
+
+function renderMore(rows) {
+  const more = $("more");
+  const hide = rows.hidden === 0;
+  if (!hide) $("more-text").textContent = moreText(rows.shown, rows.total);
+  if (more.hidden !== hide) more.hidden = hide;
+  if (hide || !("IntersectionObserver" in window)) return;
+  if (!moreObserver) {
+    moreObserver = new IntersectionObserver((entries) => {
+      for (const e of entries) moreNear = e.isIntersecting;
+      if (moreNear && !$("more").hidden) showMore();
+    }, { rootMargin: "0px 0px 100% 0px" });
+  }
+  // observing anew delivers a fresh entry: the line is still near after
+  // the rows just added when they were short
+  moreObserver.unobserve(more);
+  moreObserver.observe(more);
+}
+
+function showMore() {
+  state.limit += PAGE_BUILDS;
+  scheduleRender();
+}
+
+// A filter or scope change shows the top of the new list.
+function resetLimit() {
+  state.limit = PAGE_BUILDS;
 }
 
 function renderSummary(total, shown, branches, prs) {
@@ -655,8 +795,8 @@ function createCard(name, big) {
   for (const [action, label, cls] of [["start", "Start", "btn"], ["stop", "Stop", "btn"],
     ["reset", "Reset", "btn"], ["undeploy", "Undeploy", "btn btn-danger-outline"],
     ["force", "Force undeploy", "btn btn-danger-outline"]]) {
+    // clicks reach act() through onCardClick (one listener for every card)
     const bt = h("button", { type: "button", class: cls, "data-action": action }, label);
-    bt.addEventListener("click", () => act(name, action));
     c.buttons[action] = bt;
     actions.append(bt);
   }
@@ -666,9 +806,24 @@ function createCard(name, big) {
   return c;
 }
 
+// The click on a card's action button (listened to on the list and the
+// build page's card, not on each button).
+function onCardClick(e) {
+  const bt = e.target instanceof Element ? e.target.closest("button[data-action]") : null;
+  const card = bt ? bt.closest("article.card[data-name]") : null;
+  if (!card || bt.disabled) return;
+  act(card.dataset.name, bt.dataset.action);
+}
+
 function updateCard(c, b) {
-  const ci = b.commit_info;
   const pending = state.pending.get(b.name);
+  // what the card shows: the build (replaced, never changed, when it
+  // changes), the action pending, whether it is the page's build, the repos
+  const stamp = `${pending ? pending.action : ""}|${state.buildName === b.name}|${state.reposGen}`;
+  if (c.shown === b && c.stamp === stamp) return;
+  c.shown = b;
+  c.stamp = stamp;
+  const ci = b.commit_info;
   const { status, words } = statusLine(b, pending ? pending.action : null);
   const sha = shortSha(ci.git_commit);
   const pr = prOf(b);
@@ -868,7 +1023,11 @@ function tickAges() {
   const now = Date.now();
   const all = Array.from(cardEls.values());
   if (focusCard) all.push(focusCard);
-  for (const c of all) if (Number.isFinite(c.created)) c.time.textContent = age(c.created, now);
+  for (const c of all) {
+    if (!Number.isFinite(c.created)) continue;
+    const a = age(c.created, now);
+    if (c.time.textContent !== a) c.time.textContent = a;
+  }
 }
 
 // ----------------------------------------------------------------- routing
@@ -902,7 +1061,9 @@ function changeScope(repo) {
     return;
   }
   state.builds = new Map();
+  allRows = null;
   state.loaded = false;
+  resetLimit();
   attempt = 0;
   renderRepos();
   render();
@@ -917,8 +1078,21 @@ async function start() {
   renderAdmin();
 
   $("repo-select").addEventListener("change", (e) => changeScope(e.target.value));
-  $("text-filter").addEventListener("input", (e) => { state.text = e.target.value; syncUrl(); render(); });
-  $("status-filter").addEventListener("change", (e) => { state.status = e.target.value; syncUrl(); render(); });
+  $("text-filter").addEventListener("input", (e) => {
+    state.text = e.target.value;
+    resetLimit();
+    syncUrl();
+    render();
+  });
+  $("status-filter").addEventListener("change", (e) => {
+    state.status = e.target.value;
+    resetLimit();
+    syncUrl();
+    render();
+  });
+  $("more-button").addEventListener("click", () => showMore());
+  $("builds").addEventListener("click", onCardClick);
+  $("focus-body").addEventListener("click", onCardClick);
   $("filters").addEventListener("submit", (e) => e.preventDefault());
   $("admin-button").addEventListener("click", async () => {
     if (getCreds()) {
@@ -944,7 +1118,7 @@ async function start() {
       const b = await api("GET", `/builds/${encodeURIComponent(state.buildName)}`);
       if (validBuild(b)) {
         state.repo = str(b.commit_info.repo);
-        state.builds.set(b.name, b);
+        setBuild(b);
         state.watched.add(b.name);
         const pr = prOf(b);
         if (!state.text) state.text = pr !== null ? `#${pr}` : str(b.commit_info.target_branch);
@@ -967,4 +1141,4 @@ async function start() {
 start();
 
 // for the browser tests and curious developers
-window.runboat = { state, age, safeUrl, tickAges };
+window.runboat = { state, age, safeUrl, tickAges, pageBuilds: PAGE_BUILDS };

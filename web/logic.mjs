@@ -137,22 +137,46 @@ export function allowedActions(status, reason = "") {
 // The client-side filters: status (exact, "" = any) and text, which matches
 // a PR by number ("12" or "#12") or a target branch by substring (case
 // insensitive); "#..." that is not a number matches nothing.
-export function matches(b, { text = "", status = "" } = {}) {
-  if (status && b.status !== status) return false;
+export function matches(b, filters = {}) {
+  return matcher(filters)(b);
+}
+
+// The same test as a function of a build, with the filters' text worked
+// out once (what a render of thousands of builds calls).
+export function matcher({ text = "", status = "" } = {}) {
   const t = str(text).trim().toLowerCase();
-  if (!t) return true;
-  const pr = prOf(b);
   const num = /^#?(\d+)$/.exec(t);
-  if (num && pr !== null && pr === Number(num[1])) return true;
-  if (t.startsWith("#")) return false;
-  return str(b.commit_info.target_branch).toLowerCase().includes(t);
+  const want = num ? Number(num[1]) : null;
+  const prOnly = t.startsWith("#");
+  return (b) => {
+    if (status && b.status !== status) return false;
+    if (!t) return true;
+    if (want !== null) {
+      const pr = prOf(b);
+      if (pr !== null && pr === want) return true;
+    }
+    if (prOnly) return false;
+    return str(b.commit_info.target_branch).toLowerCase().includes(t);
+  };
+}
+
+// The creation time of a build in ms (NaN when invalid), parsed once per
+// build object (builds are replaced, never changed, when they change).
+const createdCache = new WeakMap();
+export function createdOf(b) {
+  let t = createdCache.get(b);
+  if (t === undefined) {
+    t = parseTime(b.created);
+    createdCache.set(b, t);
+  }
+  return t;
 }
 
 // Newest first by creation time; builds without a valid time last; then by
 // name, so that the order is total.
 export function byNewest(a, b) {
-  const ta = parseTime(a.created);
-  const tb = parseTime(b.created);
+  const ta = createdOf(a);
+  const tb = createdOf(b);
   if (Number.isFinite(ta) && Number.isFinite(tb) && ta !== tb) return tb - ta;
   if (Number.isFinite(ta) !== Number.isFinite(tb)) return Number.isFinite(ta) ? -1 : 1;
   return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
@@ -165,28 +189,107 @@ const collator = new Intl.Collator("en", { numeric: true, sensitivity: "base" })
 // 17.0, 16.0, then names); PR rows: by repo, then newest PR (highest number)
 // first; the builds of a row newest first. Returns {branches, prs}, each a
 // list of {key, repo, branch, pr, builds}.
+// (Repositories are ranked once, so that sorting thousands of rows compares
+// numbers, and the collator only within a repository's branches.)
 export function groupBuilds(list) {
   const groups = new Map();
   for (const b of list) {
+    const r = rowOf(b);
+    let g = groups.get(r.key);
+    if (!g) {
+      g = { key: r.key, repo: r.repo, branch: r.branch, pr: r.pr, builds: [] };
+      groups.set(r.key, g);
+    }
+    g.builds.push(b);
+  }
+  const repos = Array.from(new Set(Array.from(groups.values(), (g) => g.repo)))
+    .sort((a, b) => collator.compare(a, b));
+  const rank = new Map();
+  repos.forEach((r, i) => {
+    // repositories the collator finds equal share a rank
+    rank.set(r, i > 0 && collator.compare(repos[i - 1], r) === 0 ? rank.get(repos[i - 1]) : i);
+  });
+  const branches = [];
+  const prs = [];
+  const ranks = new Map();
+  for (const g of groups.values()) {
+    if (g.builds.length > 1) g.builds.sort(byNewest);
+    ranks.set(g, rank.get(g.repo));
+    (g.pr === null ? branches : prs).push(g);
+  }
+  branches.sort((a, b) => ranks.get(a) - ranks.get(b) || collator.compare(b.branch, a.branch));
+  prs.sort((a, b) => ranks.get(a) - ranks.get(b) || b.pr - a.pr);
+  return { branches, prs };
+}
+
+// The row of a build: {key, repo, branch, pr}, worked out once per build
+// object.
+const rowCache = new WeakMap();
+function rowOf(b) {
+  let r = rowCache.get(b);
+  if (!r) {
     const pr = prOf(b);
     const repo = str(b.commit_info.repo);
     const branch = str(b.commit_info.target_branch);
     const key = pr !== null ? `pr\u0000${repo}\u0000${pr}` : `br\u0000${repo}\u0000${branch}`;
-    let g = groups.get(key);
-    if (!g) {
-      g = { key, repo, branch, pr, builds: [] };
-      groups.set(key, g);
-    }
-    g.builds.push(b);
+    r = { key, repo, branch, pr };
+    rowCache.set(b, r);
   }
-  for (const g of groups.values()) g.builds.sort(byNewest);
-  const all = Array.from(groups.values());
-  const byRepo = (a, b) => collator.compare(a.repo, b.repo);
-  const branches = all.filter((g) => g.pr === null)
-    .sort((a, b) => byRepo(a, b) || collator.compare(b.branch, a.branch));
-  const prs = all.filter((g) => g.pr !== null)
-    .sort((a, b) => byRepo(a, b) || b.pr - a.pr);
-  return { branches, prs };
+  return r;
+}
+
+// The rows of a filtered list from the rows of the whole list (groupBuilds
+// of every build): the same order, each row's builds that pass test (a
+// matcher), rows left empty dropped. A row whose builds all pass is the
+// same object. What a filter keystroke costs, instead of grouping anew.
+export function filterRows({ branches, prs }, test) {
+  const keep = (rows) => {
+    const out = [];
+    for (const g of rows) {
+      const builds = g.builds.filter(test);
+      if (builds.length === g.builds.length) out.push(g);
+      else if (builds.length) out.push({ ...g, builds });
+    }
+    return out;
+  };
+  return { branches: keep(branches), prs: keep(prs) };
+}
+
+// The key of a build's row in groupBuilds.
+export function rowKey(b) {
+  return rowOf(b).key;
+}
+
+// How many builds the list shows at first, and how many more each time the
+// end of the list comes near (or "Show more" is pressed).
+export const PAGE_BUILDS = 30;
+
+// The rows the list shows for a budget of `limit` builds: rows are shown
+// whole, in order (branch rows, then PR rows), until `limit` builds are
+// shown (the row that reaches it is the last; at least one row). Returns
+// {branches, prs} (the rows to show), shown (builds in them), total (builds
+// in every row) and hidden (rows not shown).
+export function visibleRows({ branches, prs }, limit) {
+  const out = { branches: [], prs: [], shown: 0, total: 0, hidden: 0 };
+  const max = Number.isFinite(limit) && limit > 0 ? limit : PAGE_BUILDS;
+  for (const [rows, into] of [[branches, out.branches], [prs, out.prs]]) {
+    for (const g of rows) {
+      out.total += g.builds.length;
+      if (out.shown < max) {
+        into.push(g);
+        out.shown += g.builds.length;
+      } else {
+        out.hidden++;
+      }
+    }
+  }
+  return out;
+}
+
+// The line at the end of a list that is not shown whole.
+export function moreText(shown, total) {
+  return `Showing ${plural(shown, "build", "builds")} of ${total}. ` +
+    "More appear as you scroll, or with the button.";
 }
 
 // ------------------------------------------------------------ the stream

@@ -704,3 +704,53 @@ def test_lists_builds_without_websocket(ui, backend):
     page = p.open(f"/builds?repo={repo}", live=False)
     expect(page.locator("#builds article.card")).to_have_count(len(backend.builds(repo=repo)))
     expect(page.locator("#conn")).to_have_attribute("data-state", "reconnecting")
+
+
+def test_long_list_shows_the_top_then_more(ui, backend):
+    """With many builds, only the rows near the top are in the page; the
+    "more" line adds more (its button, or scrolling near it); a filter looks
+    at every build and starts again from the top; an update of a build not
+    shown is not lost."""
+    repo = "acme/many"
+    names = [backend.add_build(repo, "17.0", pr=1000 + i) for i in range(300)]
+    p = ui()
+    page = p.open(f"/builds?repo={repo}")
+    cards = page.locator("#builds article.card")
+    more = page.locator("#more")
+    expect(page.locator("#summary")).to_have_text("300 builds · 300 pull requests")
+    expect(more).to_be_visible()
+    expect(more).to_contain_text("of 300")
+    first = cards.count()
+    page_size = page.evaluate("window.runboat.pageBuilds")
+    assert first == page_size < 300
+    # newest PR first: #1299 is shown, #1000 (last) is not
+    expect(p.card(names[299])).to_have_count(1)
+    expect(p.card(names[0])).to_have_count(0)
+    # the filter finds it all the same
+    page.fill("#text-filter", "#1000")
+    expect(cards).to_have_count(1)
+    expect(p.card(names[0])).to_have_count(1)
+    expect(more).to_be_hidden()
+    page.fill("#text-filter", "")
+    expect(cards).to_have_count(first)
+    # the button adds a page (and then, being in view, the "more" line may
+    # add another by itself)
+    page.locator("#more-button").click()
+    page.wait_for_function(f"document.querySelectorAll('#builds article.card').length >= {2 * first}")
+    # scrolling to the end fills the rest
+    for _ in range(40):
+        if not more.is_visible():
+            break
+        page.mouse.wheel(0, 20000)
+        page.wait_for_timeout(300)
+    expect(cards).to_have_count(300)
+    expect(more).to_be_hidden()
+    expect(p.card(names[0])).to_have_count(1)
+    # a change of a build far down, while only the top is shown
+    page.reload()
+    expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    expect(cards).to_have_count(first)
+    backend.set_status(names[1], "failed", "failed")
+    page.select_option("#status-filter", "failed")
+    expect(p.card(names[1])).to_have_attribute("data-status", "failed")
+    expect(p.card(names[1]).locator(".badge")).to_have_text("Failed")

@@ -162,6 +162,110 @@ test("grouping by branch and by PR, and their order", () => {
   assert.deepEqual(L.groupBuilds([]), { branches: [], prs: [] });
 });
 
+test("grouping: repositories the collator finds equal share a rank, hostile values do not throw", () => {
+  const list = [
+    build({ name: "x1", repo: "OCA/web", branch: "16.0" }),
+    build({ name: "x2", repo: "oca/web", branch: "17.0" }),
+    build({ name: "x3", repo: "acme/a", branch: "16.0" }),
+    build({ name: "x4", repo: 42, branch: null, pr: "7" }),
+  ];
+  const { branches, prs } = L.groupBuilds(list);
+  // "OCA/web" and "oca/web" compare equal: one repository, branches by number
+  assert.deepEqual(branches.map((g) => `${g.repo} ${g.branch}`),
+    ["acme/a 16.0", "oca/web 17.0", "OCA/web 16.0"]);
+  assert.deepEqual(prs.map((g) => `${g.repo} #${g.pr}`), ["42 #7"]);
+  assert.equal("rank" in branches[0], false);
+});
+
+test("grouping: the same order as a plain sort, on a big list", () => {
+  const collator = new Intl.Collator("en", { numeric: true, sensitivity: "base" });
+  const list = [];
+  for (let i = 0; i < 3000; i++) {
+    const repo = `oca/repo-${(i * 7919) % 97}`;
+    const pr = i % 3 === 0 ? null : (i * 31) % 500;
+    const branch = ["16.0", "17.0", "18.0", "9.0", "main"][i % 5];
+    list.push(build({ repo, branch, pr, created: new Date(T0 - ((i * 104729) % 86400000)).toISOString() }));
+  }
+  const { branches, prs } = L.groupBuilds(list);
+  const plain = (a, b) => collator.compare(a.repo, b.repo);
+  const br = [...branches].sort((a, b) => plain(a, b) || collator.compare(b.branch, a.branch));
+  const pp = [...prs].sort((a, b) => plain(a, b) || b.pr - a.pr);
+  assert.deepEqual(branches.map((g) => g.key), br.map((g) => g.key));
+  assert.deepEqual(prs.map((g) => g.key), pp.map((g) => g.key));
+  assert.equal(branches.reduce((n, g) => n + g.builds.length, 0) +
+    prs.reduce((n, g) => n + g.builds.length, 0), 3000);
+  for (const g of [...branches, ...prs]) {
+    assert.deepEqual(names(g.builds), names([...g.builds].sort(L.byNewest)));
+  }
+});
+
+test("matcher: the filters worked out once give what matches gives", () => {
+  const list = [
+    build({ branch: "16.0" }), build({ branch: "17.0", pr: 12 }), build({ branch: "feat-12", status: "failed" }),
+    build({ branch: "x", pr: 120 }), build({ branch: null, pr: "garbage" }),
+  ];
+  for (const f of [{}, { text: "12" }, { text: "#12" }, { text: " 17 " }, { text: "#x" },
+    { status: "failed" }, { text: "FEAT", status: "failed" }, { text: "1", status: "stopped" }]) {
+    const m = L.matcher(f);
+    assert.deepEqual(list.filter(m).map((b) => b.name), list.filter((b) => L.matches(b, f)).map((b) => b.name),
+      JSON.stringify(f));
+  }
+  assert.deepEqual(names(list.filter(L.matcher({ text: "12" }))), [list[1].name, list[2].name]);
+  assert.equal(L.matcher()(list[0]), true);
+});
+
+test("createdOf: parsed once per build object, NaN when invalid", () => {
+  const b = build({ created: "2024-05-01T10:00:00Z" });
+  assert.equal(L.createdOf(b), Date.parse("2024-05-01T10:00:00Z"));
+  assert.equal(L.createdOf(b), Date.parse("2024-05-01T10:00:00Z"));
+  assert.ok(Number.isNaN(L.createdOf(build({ created: "nope" }))));
+  assert.ok(Number.isNaN(L.createdOf(build({ created: 12 }))));
+});
+
+test("filterRows: the rows of a filter from the rows of everything", () => {
+  const list = [
+    build({ name: "a1", branch: "16.0" }), build({ name: "a2", branch: "16.0", status: "failed" }),
+    build({ name: "b1", branch: "17.0" }), build({ name: "p1", branch: "17.0", pr: 12, status: "failed" }),
+    build({ name: "p2", branch: "16.0", pr: 3 }),
+  ];
+  const all = L.groupBuilds(list);
+  for (const f of [{}, { status: "failed" }, { text: "16" }, { text: "#12" }, { text: "zz" }]) {
+    const got = L.filterRows(all, L.matcher(f));
+    const want = L.groupBuilds(list.filter(L.matcher(f)));
+    const view = (r) => [...r.branches, ...r.prs].map((g) => `${g.key}:${names(g.builds)}`);
+    assert.deepEqual(view(got), view(want), JSON.stringify(f));
+  }
+  // unfiltered rows are the same objects; the whole list is not changed
+  const same = L.filterRows(all, L.matcher({}));
+  assert.equal(same.branches[0], all.branches[0]);
+  L.filterRows(all, L.matcher({ status: "failed" }));
+  assert.deepEqual(names(all.branches.find((g) => g.branch === "16.0").builds).sort(), ["a1", "a2"]);
+  assert.equal(L.rowKey(list[0]), all.branches.find((g) => g.branch === "16.0").key);
+  assert.notEqual(L.rowKey(list[3]), L.rowKey(list[2]));
+});
+
+test("visibleRows: whole rows up to the budget, branch rows first", () => {
+  const row = (key, n) => ({ key, builds: Array.from({ length: n }, () => build()) });
+  const grouped = { branches: [row("a", 2), row("b", 3)], prs: [row("p1", 1), row("p2", 4), row("p3", 1)] };
+  const keys = (r) => [...r.branches, ...r.prs].map((g) => g.key);
+  let r = L.visibleRows(grouped, 4);
+  assert.deepEqual(keys(r), ["a", "b"]); // the row that reaches the budget is shown whole
+  assert.deepEqual([r.shown, r.total, r.hidden], [5, 11, 3]);
+  r = L.visibleRows(grouped, 6);
+  assert.deepEqual(keys(r), ["a", "b", "p1"]);
+  assert.deepEqual(r.prs.map((g) => g.key), ["p1"]);
+  r = L.visibleRows(grouped, 100);
+  assert.deepEqual([r.shown, r.total, r.hidden], [11, 11, 0]);
+  // at least one row, whatever its size; a bad budget is the default page
+  r = L.visibleRows({ branches: [row("big", 500)], prs: [row("p", 1)] }, 1);
+  assert.deepEqual(keys(r), ["big"]);
+  assert.equal(L.visibleRows(grouped, NaN).hidden, 0);
+  assert.equal(L.visibleRows(grouped, -1).shown, 11);
+  assert.deepEqual(L.visibleRows({ branches: [], prs: [] }, 10), { branches: [], prs: [], shown: 0, total: 0, hidden: 0 });
+  assert.match(L.moreText(120, 7000), /^Showing 120 builds of 7000\./);
+  assert.ok(L.PAGE_BUILDS >= 20);
+});
+
 test("backoff: doubles from 1 s, capped at 30 s, equal jitter", () => {
   assert.equal(L.backoffDelay(0, 0), 500);
   assert.equal(L.backoffDelay(0, 0.999999) < 1000, true);
