@@ -85,7 +85,7 @@ struct informer {
 	uv_timer_t retry_timer;
 	uv_timer_t watchdog;
 	uint64_t seen_dead_conns; /* kube_dead_connections() when last looked at */
-	/* periodic bookmarks: the longest gap seen between a watch's start or
+	/* periodic bookmarks: the shortest gap seen between a watch's start or
 	 * periodic bookmark and its next one (0: none seen yet, the
 	 * timeoutSeconds rule alone applies), and when this watch had its last */
 	uint64_t bookmark_period_ms, last_bookmark_ms;
@@ -148,8 +148,10 @@ bool informer_periodic_bookmark(uint64_t started_ms, uint64_t now_ms, int timeou
 
 uint64_t informer_bookmark_period(uint64_t period_ms, uint64_t prev_ms, uint64_t now_ms)
 {
-	uint64_t gap = now_ms >= prev_ms ? now_ms - prev_ms : 0;
-	return gap > period_ms ? gap : period_ms;
+	if (now_ms <= prev_ms)
+		return period_ms; /* clock oddity: nothing learnt */
+	uint64_t gap = now_ms - prev_ms;
+	return !period_ms || gap < period_ms ? gap : period_ms;
 }
 
 int informer_watch_timeout(uint64_t *rng, int min_s, int max_s)
@@ -989,9 +991,9 @@ static void on_watchdog(uv_timer_t *t)
 						 inf->silence_margin_ms, 0)) {
 		/* the bookmark rule: a dead connection, or a watch started from
 		 * the newest resourceVersion of a resource nothing changed since
-		 * (kube-apiserver sends bookmarks only past the watch's start),
-		 * which a new watch costs one request to tell apart; the routine
-		 * case is logged every 10 minutes */
+		 * (kube-apiserver sends bookmarks only past the watch's start).
+		 * Nothing here tells them apart and a new watch costs one
+		 * request, so the routine case is logged every 10 minutes. */
 		inf->stats.quiet++;
 		if (!inf->quiet_logged_ms || now - inf->quiet_logged_ms >= QUIET_LOG_MS) {
 			char more[64] = "";

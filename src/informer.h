@@ -12,7 +12,7 @@
  * stream silent for longer than timeoutSeconds plus a margin is cancelled and
  * watched again from its resourceVersion. Once the server has been seen to
  * send periodic bookmarks (kube-apiserver with its watch cache: about every
- * 60 s), a stream with no byte for twice the longest gap between them plus
+ * 60 s), a stream with no byte for twice the gap between them plus
  * the margin is cancelled and watched again too (a connection dropped
  * without FIN or RST, a hung server). The backoff (0.8 s to 30 s) is reset by a healthy watch (one
  * that delivered events or lasted 60 s).
@@ -102,7 +102,7 @@ struct informer_stats {
 	unsigned long ignored;        /* events ignored (unknown type, ...) */
 	int last_timeout_s;           /* timeoutSeconds of the last watch */
 	uint64_t last_delay_ms;       /* the last backoff delay used */
-	uint64_t bookmark_period_ms;  /* longest gap between periodic bookmarks
+	uint64_t bookmark_period_ms;  /* shortest gap between periodic bookmarks
 	                               * seen, 0: none seen (see
 	                               * informer_silence_deadline) */
 };
@@ -218,7 +218,7 @@ bool informer_watch_healthy(uint64_t started_ms, uint64_t ended_ms, unsigned lon
 /* When a watch whose last event or bookmark (or start) was at
  * last_activity_ms counts as silent (dead): last_activity_ms + timeout_s s +
  * margin_ms; and once periodic bookmarks have been seen (bookmark_period_ms >
- * 0, the longest gap seen between them; at least
+ * 0, the shortest gap seen between them; at least
  * INFORMER_MIN_BOOKMARK_PERIOD_MS is assumed), no later than
  * last_activity_ms + 2 * period + margin_ms. */
 uint64_t informer_silence_deadline(uint64_t last_activity_ms, int timeout_s, long margin_ms,
@@ -234,7 +234,11 @@ bool informer_periodic_bookmark(uint64_t started_ms, uint64_t now_ms, int timeou
 
 /* The bookmark period known after a periodic bookmark at now_ms whose
  * predecessor on the same watch (or the watch's start) was at prev_ms: the
- * longer of period_ms and the gap (0 if the clock went back). */
+ * shorter of period_ms (0: none known) and the gap; period_ms if the clock
+ * did not move forward. kube-apiserver skips a tick when the resource's
+ * revision has not moved past the watch's start (or the watcher's buffer is
+ * full), so every gap is about a multiple of the period and the shortest is
+ * the best estimate (the first one, from the watch's start, may be 120 s). */
 uint64_t informer_bookmark_period(uint64_t period_ms, uint64_t prev_ms, uint64_t now_ms);
 
 /* A timeoutSeconds drawn uniformly in [min_s, max_s] (swapped if reversed;

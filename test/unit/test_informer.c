@@ -644,11 +644,14 @@ static void test_silence_and_timeouts(void)
 	CHECK(!informer_periodic_bookmark(1000, 1000 + 400000, 300)); /* after the end */
 	CHECK(!informer_periodic_bookmark(5000, 1000, 300));          /* clock oddity */
 	CHECK(!informer_periodic_bookmark(1000, 2000, 0));            /* no time-out known */
-	/* the period is the longest gap seen */
-	CHECK_INT(informer_bookmark_period(0, 1000, 61500), 60500);
-	CHECK_INT(informer_bookmark_period(60500, 61500, 121000), 60500);
-	CHECK_INT(informer_bookmark_period(60500, 61500, 123000), 61500);
+	/* the period is the shortest gap seen: a first bookmark after a
+	 * skipped tick (120 s) is corrected by the next gap (60 s) */
+	CHECK_INT(informer_bookmark_period(0, 1000, 121500), 120500);
+	CHECK_INT(informer_bookmark_period(120500, 121500, 182000), 60500);
+	CHECK_INT(informer_bookmark_period(60500, 182000, 243500), 60500); /* a late one */
+	CHECK_INT(informer_bookmark_period(60500, 243500, 303000), 59500);
 	CHECK_INT(informer_bookmark_period(60500, 9000, 1000), 60500); /* clock oddity */
+	CHECK_INT(informer_bookmark_period(60500, 9000, 9000), 60500);
 	CHECK_INT(informer_bookmark_period(0, 9000, 1000), 0);
 
 	uint64_t rng = 77;
