@@ -25,9 +25,12 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #define DEFAULT_MAX_RESPONSE (64u << 20)
 #define DEFAULT_CONNECT_TIMEOUT_MS 10000L
@@ -696,6 +699,26 @@ static void set_blob(CURL *e, CURLoption opt, const char *data, size_t len)
 	curl_easy_setopt(e, opt, &blob);
 }
 
+/* libcurl 7.88 has no option for the keepalive probe count (8.9 added
+ * CURLOPT_TCP_KEEPCNT) and Linux's default, 9, makes a vanished peer
+ * noticed only after 2 minutes: set on every new socket; a failure leaves
+ * the system default (and the connection usable). */
+#define CURL_UV_KEEPALIVE_PROBES 3
+static int on_sockopt(void *data, curl_socket_t fd, curlsocktype purpose)
+{
+	(void)data;
+#ifdef TCP_KEEPCNT
+	if (purpose == CURLSOCKTYPE_IPCXN) {
+		int n = CURL_UV_KEEPALIVE_PROBES;
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &n, sizeof n);
+	}
+#else
+	(void)fd;
+	(void)purpose;
+#endif
+	return CURL_SOCKOPT_OK;
+}
+
 struct curl_uv_request *curl_uv_start(struct curl_uv *cu, const struct curl_uv_request_opts *o)
 {
 	if (cu->closing || !o->url || !o->on_done)
@@ -752,10 +775,13 @@ struct curl_uv_request *curl_uv_start(struct curl_uv *cu, const struct curl_uv_r
 		if (strncasecmp(o->url, "https://", 8) == 0)
 			curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
 	}
-	/* long watches: notice a dead peer within about a minute */
+	/* long watches: notice a peer that vanished (no answer to the
+	 * probes: host gone, path cut, NAT state lost) within about a minute:
+	 * 30 s idle, then CURL_UV_KEEPALIVE_PROBES probes 10 s apart */
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, 30L);
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, 10L);
+	curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, on_sockopt);
 	/* compressed bodies for buffered responses; a stream stays plain so that
 	 * each chunk is delivered as it arrives */
 	if (!o->on_data)

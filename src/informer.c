@@ -22,6 +22,9 @@
 #define PROBE_MS 1000
 #define PROBE_QUIET_MS 1000
 #define DEFAULT_HEALTHY_MS 60000
+/* how often routine re-watches of quiet watches (the bookmark rule) are
+ * logged at info level; the others go to debug */
+#define QUIET_LOG_MS (10 * 60 * 1000)
 #define MAX_NAME 253
 #define MAX_NAMESPACE 63
 #define KEY_MAX (MAX_NAMESPACE + 1 + MAX_NAME + 1)
@@ -82,6 +85,12 @@ struct informer {
 	uv_timer_t retry_timer;
 	uv_timer_t watchdog;
 	uint64_t seen_dead_conns; /* kube_dead_connections() when last looked at */
+	/* periodic bookmarks: the shortest gap seen between a watch's start or
+	 * periodic bookmark and its next one (0: none seen yet, the
+	 * timeoutSeconds rule alone applies), and when this watch had its last */
+	uint64_t bookmark_period_ms, last_bookmark_ms;
+	uint64_t quiet_logged_ms;     /* last bookmark-rule re-watch logged, 0: none */
+	unsigned long quiet_unlogged; /* bookmark-rule re-watches since, not logged */
 	struct backoff backoff;
 	uint64_t rng;
 	struct informer_stats stats;
@@ -115,10 +124,34 @@ bool informer_watch_healthy(uint64_t started_ms, uint64_t ended_ms, unsigned lon
 	return ended_ms >= started_ms && ended_ms - started_ms >= need;
 }
 
-uint64_t informer_silence_deadline(uint64_t last_activity_ms, int timeout_s, long margin_ms)
+uint64_t informer_silence_deadline(uint64_t last_activity_ms, int timeout_s, long margin_ms,
+				   uint64_t bookmark_period_ms)
 {
-	return last_activity_ms + (uint64_t)(timeout_s > 0 ? timeout_s : 0) * 1000 +
-	       (uint64_t)(margin_ms > 0 ? margin_ms : 0);
+	uint64_t margin = (uint64_t)(margin_ms > 0 ? margin_ms : 0);
+	uint64_t d = last_activity_ms + (uint64_t)(timeout_s > 0 ? timeout_s : 0) * 1000 + margin;
+	if (bookmark_period_ms > 0) {
+		uint64_t p = bookmark_period_ms > INFORMER_MIN_BOOKMARK_PERIOD_MS
+				     ? bookmark_period_ms
+				     : INFORMER_MIN_BOOKMARK_PERIOD_MS;
+		uint64_t b = last_activity_ms + 2 * p + margin;
+		if (b < d)
+			d = b;
+	}
+	return d;
+}
+
+bool informer_periodic_bookmark(uint64_t started_ms, uint64_t now_ms, int timeout_s)
+{
+	uint64_t end = started_ms + (uint64_t)(timeout_s > 0 ? timeout_s : 0) * 1000;
+	return now_ms >= started_ms && now_ms + INFORMER_END_BOOKMARK_SLACK_MS < end;
+}
+
+uint64_t informer_bookmark_period(uint64_t period_ms, uint64_t prev_ms, uint64_t now_ms)
+{
+	if (now_ms <= prev_ms)
+		return period_ms; /* clock oddity: nothing learnt */
+	uint64_t gap = now_ms - prev_ms;
+	return !period_ms || gap < period_ms ? gap : period_ms;
 }
 
 int informer_watch_timeout(uint64_t *rng, int min_s, int max_s)
@@ -814,6 +847,24 @@ static void on_list_done(const struct kube_result *res, void *data)
 	run_step(inf, STEP_WATCH);
 }
 
+/* A bookmark arrived on the current watch: learn the period of periodic
+ * ones, which shortens the silence rule (informer_silence_deadline). */
+static void note_bookmark(struct informer *inf)
+{
+	uint64_t now = uv_now(inf->loop);
+	if (!informer_periodic_bookmark(inf->watch_started_ms, now, inf->watch_timeout_s))
+		return;
+	uint64_t p = informer_bookmark_period(inf->bookmark_period_ms, inf->last_bookmark_ms, now);
+	if (!inf->bookmark_period_ms) {
+		uint64_t d = informer_silence_deadline(0, inf->watch_timeout_s, inf->silence_margin_ms, p);
+		log_info("informer %s: the server sends periodic bookmarks (%.1f s after the last): "
+			 "a watch that receives nothing for %.0f s is now taken for dead",
+			 inf->desc, (double)p / 1000, (double)d / 1000);
+	}
+	inf->bookmark_period_ms = inf->stats.bookmark_period_ms = p;
+	inf->last_bookmark_ms = now;
+}
+
 static void on_watch_event(const char *type, json_t *obj, void *data)
 {
 	struct informer *inf = data;
@@ -827,6 +878,8 @@ static void on_watch_event(const char *type, json_t *obj, void *data)
 		return; /* stopped by a callback; the call is still pending */
 	if (r == 0) {
 		inf->watch_events++;
+		if (type && strcmp(type, "BOOKMARK") == 0)
+			note_bookmark(inf);
 		return;
 	}
 	if (r == -ESTALE)
@@ -912,8 +965,9 @@ static void on_watchdog(uv_timer_t *t)
 		return;
 	uint64_t now = uv_now(inf->loop);
 	uint64_t deadline = informer_silence_deadline(inf->last_activity_ms, inf->watch_timeout_s,
-						      inf->silence_margin_ms);
+						      inf->silence_margin_ms, inf->bookmark_period_ms);
 	uint64_t dead = kube_dead_connections(inf->kube);
+	double quiet_s = (double)(now - inf->last_activity_ms) / 1000;
 	if (dead != inf->seen_dead_conns && now - inf->last_activity_ms >= PROBE_QUIET_MS) {
 		/* calls found dead connections (a silent drop by the network
 		 * or a frozen server): a quiet watch may sit on one too, and
@@ -922,7 +976,7 @@ static void on_watchdog(uv_timer_t *t)
 		inf->seen_dead_conns = dead;
 		inf->stats.silent++;
 		log_warn("informer %s: calls found dead connections and the watch has been quiet for "
-			 "%.1f s: watching again", inf->desc, (double)(now - inf->last_activity_ms) / 1000);
+			 "%.1f s: watching again", inf->desc, quiet_s);
 		cancel_call(inf, CANCEL_SILENT);
 		return;
 	}
@@ -933,8 +987,34 @@ static void on_watchdog(uv_timer_t *t)
 		return;
 	}
 	inf->stats.silent++;
-	log_warn("informer %s: watch silent for %.1f s (timeoutSeconds %d): reconnecting",
-		 inf->desc, (double)(now - inf->last_activity_ms) / 1000, inf->watch_timeout_s);
+	if (deadline < informer_silence_deadline(inf->last_activity_ms, inf->watch_timeout_s,
+						 inf->silence_margin_ms, 0)) {
+		/* the bookmark rule: a dead connection, or a watch started from
+		 * the newest resourceVersion of a resource nothing changed since
+		 * (kube-apiserver sends bookmarks only past the watch's start).
+		 * Nothing here tells them apart and a new watch costs one
+		 * request, so the routine case is logged every 10 minutes. */
+		inf->stats.quiet++;
+		if (!inf->quiet_logged_ms || now - inf->quiet_logged_ms >= QUIET_LOG_MS) {
+			char more[64] = "";
+			if (inf->quiet_unlogged)
+				snprintf(more, sizeof more, "; %lu more like it since last said",
+					 inf->quiet_unlogged);
+			log_info("informer %s: nothing received for %.1f s (periodic bookmarks came "
+				 "%.1f s apart): watching again from resourceVersion %s%s",
+				 inf->desc, quiet_s, (double)inf->bookmark_period_ms / 1000,
+				 inf->rv ? inf->rv : "-", more);
+			inf->quiet_logged_ms = now;
+			inf->quiet_unlogged = 0;
+		} else {
+			inf->quiet_unlogged++;
+			log_debug("informer %s: nothing received for %.1f s: watching again",
+				  inf->desc, quiet_s);
+		}
+	} else {
+		log_warn("informer %s: watch silent for %.1f s (timeoutSeconds %d): reconnecting",
+			 inf->desc, quiet_s, inf->watch_timeout_s);
+	}
 	cancel_call(inf, CANCEL_SILENT);
 }
 
@@ -975,7 +1055,7 @@ static void start_watch(struct informer *inf)
 	};
 	inf->stats.watches++;
 	inf->stats.last_timeout_s = inf->watch_timeout_s;
-	inf->watch_started_ms = inf->last_activity_ms = uv_now(inf->loop);
+	inf->watch_started_ms = inf->last_activity_ms = inf->last_bookmark_ms = uv_now(inf->loop);
 	inf->watch_events = 0;
 	inf->call_kind = CALL_WATCH;
 	inf->call = kube_watch(inf->kube, &ref, &wo, on_watch_event, on_watch_done, inf);

@@ -10,7 +10,11 @@
  *
  * Watches ask for bookmarks and a randomized timeoutSeconds (5 to 10 min); a
  * stream silent for longer than timeoutSeconds plus a margin is cancelled and
- * watched again. The backoff (0.8 s to 30 s) is reset by a healthy watch (one
+ * watched again from its resourceVersion. Once the server has been seen to
+ * send periodic bookmarks (kube-apiserver with its watch cache: about every
+ * 60 s), a stream with no byte for twice the gap between them plus
+ * the margin is cancelled and watched again too (a connection dropped
+ * without FIN or RST, a hung server). The backoff (0.8 s to 30 s) is reset by a healthy watch (one
  * that delivered events or lasted 60 s).
  *
  * The informer never acts on the objects: it reports changes through
@@ -91,12 +95,16 @@ struct informer_stats {
 	unsigned long watches;        /* watches started */
 	unsigned long watch_failures; /* watches that ended with an error */
 	unsigned long expired;        /* 410 Gone seen (status or ERROR event) */
-	unsigned long silent;         /* watches cancelled for silence */
+	unsigned long silent;         /* watches cancelled for silence (either rule) */
+	unsigned long quiet;          /* of which by the bookmark rule */
 	unsigned long events;         /* ADDED/MODIFIED/DELETED applied */
 	unsigned long bookmarks;
 	unsigned long ignored;        /* events ignored (unknown type, ...) */
 	int last_timeout_s;           /* timeoutSeconds of the last watch */
 	uint64_t last_delay_ms;       /* the last backoff delay used */
+	uint64_t bookmark_period_ms;  /* shortest gap between periodic bookmarks
+	                               * seen, 0: none seen (see
+	                               * informer_silence_deadline) */
 };
 
 /* Creates an informer (not started) on loop with the client k (borrowed: it
@@ -207,9 +215,31 @@ enum informer_action informer_watch_next(const struct informer_watch_end *e);
 bool informer_watch_healthy(uint64_t started_ms, uint64_t ended_ms, unsigned long events,
 			    long healthy_ms);
 
-/* When a watch whose last event (or start) was at last_activity_ms counts
- * as silent: last_activity_ms + timeout_s s + margin_ms. */
-uint64_t informer_silence_deadline(uint64_t last_activity_ms, int timeout_s, long margin_ms);
+/* When a watch whose last event or bookmark (or start) was at
+ * last_activity_ms counts as silent (dead): last_activity_ms + timeout_s s +
+ * margin_ms; and once periodic bookmarks have been seen (bookmark_period_ms >
+ * 0, the shortest gap seen between them; at least
+ * INFORMER_MIN_BOOKMARK_PERIOD_MS is assumed), no later than
+ * last_activity_ms + 2 * period + margin_ms. */
+uint64_t informer_silence_deadline(uint64_t last_activity_ms, int timeout_s, long margin_ms,
+				   uint64_t bookmark_period_ms);
+#define INFORMER_MIN_BOOKMARK_PERIOD_MS 15000
+
+/* Whether a bookmark received at now_ms on a watch started at started_ms
+ * with timeoutSeconds timeout_s is a periodic one: kube-apiserver also sends
+ * one just before timeoutSeconds (2 s before), which says nothing of a
+ * period, so one within INFORMER_END_BOOKMARK_SLACK_MS of the end is not. */
+bool informer_periodic_bookmark(uint64_t started_ms, uint64_t now_ms, int timeout_s);
+#define INFORMER_END_BOOKMARK_SLACK_MS 10000
+
+/* The bookmark period known after a periodic bookmark at now_ms whose
+ * predecessor on the same watch (or the watch's start) was at prev_ms: the
+ * shorter of period_ms (0: none known) and the gap; period_ms if the clock
+ * did not move forward. kube-apiserver skips a tick when the resource's
+ * revision has not moved past the watch's start (or the watcher's buffer is
+ * full), so every gap is about a multiple of the period and the shortest is
+ * the best estimate (the first one, from the watch's start, may be 120 s). */
+uint64_t informer_bookmark_period(uint64_t period_ms, uint64_t prev_ms, uint64_t now_ms);
 
 /* A timeoutSeconds drawn uniformly in [min_s, max_s] (swapped if reversed;
  * at least 1) from the PRNG state *rng (see backoff_random). */

@@ -220,6 +220,10 @@ class Soak:
             except requests.RequestException:
                 before = 1 if verb == "stop" else 0
             a = fh.act(self.env, b["name"], verb, timeout=120, before=before, check=False)
+            # no other click on this build until judge_later has looked, 30 s
+            # after the ANSWER: a slow answer (a 504 after 20 s) must not let
+            # the next click come first and be taken for this one's outcome
+            self.cooldown[b["name"]] = time.monotonic()
             if a.status == 200:
                 try:
                     a.replicas_at_answer = fh.replicas(self.env, b["name"])

@@ -10,6 +10,8 @@
 # Usage: test/bench/soak.sh [soak.py options]   e.g. --minutes 2 --seed 1
 #   RUNBOAT_TEST_CLUSTER=DIR   use this running cluster (never a shared one)
 #   RUNBOAT_BIN=PATH           the runboat binary (default build/runboat)
+#   RUNBOAT_WATCH_CACHE=true   the control plane it starts has kube-apiserver's watch cache
+#                              (periodic bookmarks, as in real clusters)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 py=${RUNBOAT_PYTHON:-$HOME/.cache/runboat/venv/bin/python}

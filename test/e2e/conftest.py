@@ -82,7 +82,7 @@ class Runboat:
             try:
                 requests.get(self.base + "/healthz", timeout=1)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # a loaded machine
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("runboat did not start:\n" + self.logs())
                 time.sleep(0.05)

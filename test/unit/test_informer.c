@@ -619,9 +619,40 @@ static void test_watch_decisions(void)
 
 static void test_silence_and_timeouts(void)
 {
-	CHECK_INT(informer_silence_deadline(1000, 300, 30000), 1000 + 300000 + 30000);
-	CHECK_INT(informer_silence_deadline(0, 5, 0), 5000);
-	CHECK_INT(informer_silence_deadline(7, -1, -5), 7);
+	/* the timeoutSeconds rule alone while no periodic bookmark was seen */
+	CHECK_INT(informer_silence_deadline(1000, 300, 30000, 0), 1000 + 300000 + 30000);
+	CHECK_INT(informer_silence_deadline(0, 5, 0, 0), 5000);
+	CHECK_INT(informer_silence_deadline(7, -1, -5, 0), 7);
+	/* the bookmark rule: twice the period plus the margin, when sooner */
+	CHECK_INT(informer_silence_deadline(1000, 300, 30000, 60500), 1000 + 121000 + 30000);
+	CHECK_INT(informer_silence_deadline(1000, 600, 30000, 61000), 1000 + 122000 + 30000);
+	/* a period longer than half the time-out changes nothing */
+	CHECK_INT(informer_silence_deadline(1000, 300, 30000, 200000), 1000 + 300000 + 30000);
+	CHECK_INT(informer_silence_deadline(1000, 100, 0, 50000), 1000 + 100000);
+	CHECK_INT(informer_silence_deadline(1000, 100, 0, 49999), 1000 + 99998);
+	/* a tiny period counts as INFORMER_MIN_BOOKMARK_PERIOD_MS */
+	CHECK_INT(informer_silence_deadline(1000, 300, 30000, 1),
+		  1000 + 2 * INFORMER_MIN_BOOKMARK_PERIOD_MS + 30000);
+	CHECK_INT(informer_silence_deadline(0, 0, 0, 5), 0); /* no time-out: at once */
+
+	/* periodic bookmarks, not the one right before timeoutSeconds */
+	CHECK(informer_periodic_bookmark(1000, 61000, 300));
+	CHECK(informer_periodic_bookmark(1000, 1000, 300));
+	CHECK(informer_periodic_bookmark(1000, 1000 + 300000 - INFORMER_END_BOOKMARK_SLACK_MS - 1, 300));
+	CHECK(!informer_periodic_bookmark(1000, 1000 + 300000 - INFORMER_END_BOOKMARK_SLACK_MS, 300));
+	CHECK(!informer_periodic_bookmark(1000, 1000 + 298000, 300)); /* kube-apiserver's, 2 s before */
+	CHECK(!informer_periodic_bookmark(1000, 1000 + 400000, 300)); /* after the end */
+	CHECK(!informer_periodic_bookmark(5000, 1000, 300));          /* clock oddity */
+	CHECK(!informer_periodic_bookmark(1000, 2000, 0));            /* no time-out known */
+	/* the period is the shortest gap seen: a first bookmark after a
+	 * skipped tick (120 s) is corrected by the next gap (60 s) */
+	CHECK_INT(informer_bookmark_period(0, 1000, 121500), 120500);
+	CHECK_INT(informer_bookmark_period(120500, 121500, 182000), 60500);
+	CHECK_INT(informer_bookmark_period(60500, 182000, 243500), 60500); /* a late one */
+	CHECK_INT(informer_bookmark_period(60500, 243500, 303000), 59500);
+	CHECK_INT(informer_bookmark_period(60500, 9000, 1000), 60500); /* clock oddity */
+	CHECK_INT(informer_bookmark_period(60500, 9000, 9000), 60500);
+	CHECK_INT(informer_bookmark_period(0, 9000, 1000), 0);
 
 	uint64_t rng = 77;
 	int lo = 1000, hi = 0;
