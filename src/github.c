@@ -145,6 +145,7 @@ static json_t *at(json_t *root, const char *path)
 static int get_string(struct parse *p, const char *path, size_t max, const char **out)
 {
 	json_t *v = at(p->root, path);
+	*out = ""; /* on failure too: no caller reads it then, and the compiler can tell */
 	if (!v)
 		return fail(p, "%s: missing", path);
 	if (!json_is_string(v))
