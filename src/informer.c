@@ -1,9 +1,5 @@
 #include "informer.h"
 
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
-
 #include "backoff.h"
 #include "kube.h"
 #include "log.h"
@@ -63,6 +59,11 @@ struct informer {
 	unsigned gen;
 	char *rv;
 	bool synced;
+	/* a list's pages were applied and its end not reached yet: the cache
+	 * mixes that list's objects with older ones, so the next step is a
+	 * list, never a watch from rv */
+	bool list_open;
+	size_t list_skipped; /* items of the list in progress without a valid name */
 
 	/* the machinery */
 	bool running, freeing, timers_init;
@@ -71,7 +72,7 @@ struct informer {
 	int open_handles;
 	struct kube_call *call;
 	enum call_kind call_kind;
-	json_t *pending; /* items of the list in progress, page after page */
+	bool list_broken; /* a page of the list in progress was not a List */
 	bool call_cancelled;
 	enum cancel_reason cancel_reason;
 	bool ev_expired, ev_errored, ev_broken; /* what the current watch saw */
@@ -417,32 +418,56 @@ static void set_rv(struct informer *inf, const char *rv)
 	inf->rv = xstrdup(rv);
 }
 
-static int replace_locked(struct informer *inf, json_t *list)
+/* A list begins: the objects its pages hold are marked with a new
+ * generation, so that its end can tell which cached objects it no longer
+ * holds. */
+static void list_begin(struct informer *inf)
 {
-	json_t *items = json_object_get(list, "items");
-	const char *rv = meta_str(list, "resourceVersion");
-	if (!json_is_array(items) || !informer_valid_rv(rv)) {
-		log_warn("informer %s: the list answer is not a List with a resourceVersion",
-			 inf->desc);
-		return -EPROTO;
-	}
-	unsigned epoch = inf->epoch;
 	inf->gen++;
-	size_t i, skipped = 0;
+	inf->list_skipped = 0;
+}
+
+/* Applies one page of the list in progress: add or update for each item,
+ * at once (the callbacks see each object while its page is parsed; the
+ * cache keeps only what it must). Items without a valid name are counted
+ * and skipped. Returns false if a callback stopped or freed the informer
+ * (the rest of the page is not applied). */
+static bool list_apply_items(struct informer *inf, unsigned epoch, json_t *items)
+{
+	size_t i;
 	json_t *item;
 	char key[KEY_MAX];
 	json_array_foreach(items, i, item) {
 		if (!json_is_object(item) || object_key(item, key) < 0) {
-			skipped++;
+			inf->list_skipped++;
 			continue;
 		}
+		/* from here until list_end, the cache mixes this list's
+		 * objects with older ones: only a complete list may be watched
+		 * from (run_step) */
+		inf->list_open = true;
 		upsert(inf, epoch, key, item);
 		if (!live(inf, epoch))
-			return 0; /* stopped meanwhile: the rest waits for the next list/watch */
+			return false;
 	}
-	if (skipped)
+	return true;
+}
+
+/* The list's last page was applied: what the list did not hold is gone
+ * (delete for each), then its resourceVersion is stored and, the first
+ * time, on_synced is called. Returns 0, or -EPROTO (nothing done) if rv is
+ * not a valid resourceVersion. Stopped or freed by a callback: returns 0,
+ * the rest waits for the next list. */
+static int list_end(struct informer *inf, unsigned epoch, const char *rv)
+{
+	if (!informer_valid_rv(rv)) {
+		log_warn("informer %s: the list answer is not a List with a resourceVersion",
+			 inf->desc);
+		return -EPROTO;
+	}
+	if (inf->list_skipped)
 		log_warn("informer %s: %zu listed item(s) without a valid name ignored", inf->desc,
-			 skipped);
+			 inf->list_skipped);
 	/* the sweep: what the list no longer holds is gone */
 	size_t n = 0, cap = 0;
 	struct entry **gone = NULL;
@@ -470,19 +495,30 @@ static int replace_locked(struct informer *inf, json_t *list)
 	}
 	free(gone);
 	set_rv(inf, rv);
+	inf->list_open = false;
 	inf->stats.lists_ok++;
-#ifdef __GLIBC__
-	/* a list's pages were parsed whole and freed between the objects the
-	 * cache keeps: give those holes back to the system (tens of MiB with
-	 * thousands of objects), once per list */
-	malloc_trim(0);
-#endif
 	if (!inf->synced) {
 		inf->synced = true;
 		if (inf->cb.on_synced && live(inf, epoch))
 			inf->cb.on_synced(inf, inf->cb.data);
 	}
 	return 0;
+}
+
+static int replace_locked(struct informer *inf, json_t *list)
+{
+	json_t *items = json_object_get(list, "items");
+	const char *rv = meta_str(list, "resourceVersion");
+	if (!json_is_array(items) || !informer_valid_rv(rv)) {
+		log_warn("informer %s: the list answer is not a List with a resourceVersion",
+			 inf->desc);
+		return -EPROTO;
+	}
+	unsigned epoch = inf->epoch;
+	list_begin(inf);
+	if (!list_apply_items(inf, epoch, items))
+		return 0; /* stopped meanwhile: the rest waits for the next list */
+	return list_end(inf, epoch, rv);
 }
 
 static int apply_locked(struct informer *inf, const char *type, json_t *obj)
@@ -553,7 +589,6 @@ static int apply_locked(struct informer *inf, const char *type, json_t *obj)
 static void destroy(struct informer *inf)
 {
 	cache_clear(inf);
-	json_decref(inf->pending);
 	free(inf->rv);
 	free(inf->api_version);
 	free(inf->kind);
@@ -581,6 +616,32 @@ int informer_replace(struct informer *inf, json_t *list)
 {
 	inf->busy++;
 	int r = replace_locked(inf, list);
+	inf->busy--;
+	maybe_free(inf);
+	return r;
+}
+
+void informer_list_begin(struct informer *inf)
+{
+	list_begin(inf);
+}
+
+int informer_list_page(struct informer *inf, json_t *page)
+{
+	json_t *items = json_object_get(page, "items");
+	if (!json_is_array(items))
+		return -EPROTO;
+	inf->busy++;
+	list_apply_items(inf, inf->epoch, items);
+	inf->busy--;
+	maybe_free(inf);
+	return 0;
+}
+
+int informer_list_end(struct informer *inf, const char *rv)
+{
+	inf->busy++;
+	int r = list_end(inf, inf->epoch, rv);
 	inf->busy--;
 	maybe_free(inf);
 	return r;
@@ -726,54 +787,55 @@ static void resume_if_started(struct informer *inf)
 		schedule(inf, STEP_BEGIN, 0);
 }
 
-/* A page of the list in progress: its items (trimmed right away, so that
- * the bulky parts of a page are freed with it) wait for the last page. */
+/* A page of the list in progress: its items are applied at once (add or
+ * update), so that only the objects the cache keeps outlive the page;
+ * what the list no longer holds is deleted after its last page. */
 static bool on_list_page(json_t *page, void *data)
 {
 	struct informer *inf = data;
 	if (inf->freeing || inf->call_cancelled)
 		return true; /* the cancellation ends the call */
 	json_t *items = json_object_get(page, "items");
-	size_t i;
-	json_t *it;
-	json_array_foreach(items, i, it) {
-		trim(inf, it);
-		json_array_append(inf->pending, it);
+	if (!json_is_array(items)) {
+		log_warn("informer %s: a list page is not a List", inf->desc);
+		inf->list_broken = true;
+		cancel_call(inf, CANCEL_EVENT);
+		return true;
 	}
-	return true;
+	inf->busy++;
+	list_apply_items(inf, inf->epoch, items);
+	inf->busy--;
+	return true; /* a stop or free in a callback cancelled the call */
 }
 
 static void on_list_done(const struct kube_result *res, void *data)
 {
 	struct informer *inf = data;
 	enum cancel_reason reason = inf->cancel_reason;
-	json_t *items = inf->pending;
-	inf->pending = NULL;
+	bool broken = inf->list_broken;
+	inf->list_broken = false;
 	inf->call = NULL;
 	inf->call_kind = CALL_NONE;
 	inf->call_cancelled = false;
 	inf->cancel_reason = CANCEL_NONE;
-	if (maybe_free(inf) || inf->freeing) {
-		json_decref(items);
+	if (maybe_free(inf) || inf->freeing)
 		return;
-	}
 	if (reason == CANCEL_STOP) {
-		json_decref(items);
 		resume_if_started(inf);
 		return;
 	}
-	if (!inf->running) {
-		json_decref(items);
+	if (!inf->running)
 		return;
-	}
-	if (res->error == -ECANCELED) {
-		json_decref(items);
+	if (res->error == -ECANCELED && !broken) {
 		log_info("informer %s: list cancelled (client closing)", inf->desc);
 		return;
 	}
-	if (res->error) {
-		json_decref(items);
+	if (res->error || broken) {
+		/* the pages applied so far stay (each object as it was listed);
+		 * the next list, complete, sweeps what is gone */
 		inf->stats.list_failures++;
+		if (res->error == -EREMOTEIO && res->status == 410)
+			inf->stats.expired++;
 		uint64_t d = next_delay(inf, false);
 		/* a missing permission repeats at every retry: said once, then
 		 * every 10 minutes while it lasts */
@@ -783,21 +845,17 @@ static void on_list_done(const struct kube_result *res, void *data)
 		if (res->status == 403 && !quiet)
 			inf->forbidden_logged_ms = now;
 		log_msg(quiet ? LOG_DEBUG : LOG_WARN, "informer %s: list failed: %s; retrying in %.1f s",
-			inf->desc, res->message ? res->message : strerror(-res->error),
+			inf->desc, broken ? "a page is not a List"
+			: res->message ? res->message : strerror(-res->error),
 			(double)d / 1000);
 		schedule(inf, STEP_LIST, d);
 		return;
 	}
 	/* the last page carries the resourceVersion of the whole list */
-	json_t *list = json_pack("{s:{s:O*}, s:o}", "metadata", "resourceVersion",
-				 json_object_get(json_object_get(res->body, "metadata"),
-						 "resourceVersion"),
-				 "items", items ? items : json_array());
 	unsigned epoch = inf->epoch;
 	inf->busy++;
-	int r = replace_locked(inf, list);
+	int r = list_end(inf, epoch, meta_str(res->body, "resourceVersion"));
 	inf->busy--;
-	json_decref(list);
 	if (maybe_free(inf) || inf->freeing)
 		return;
 	if (inf->epoch != epoch) { /* stopped (and maybe started) by a callback */
@@ -950,12 +1008,10 @@ static void start_list(struct informer *inf)
 	};
 	inf->stats.lists++;
 	inf->call_kind = CALL_LIST;
-	json_decref(inf->pending);
-	inf->pending = json_array();
+	inf->list_broken = false;
+	list_begin(inf);
 	inf->call = kube_list(inf->kube, &ref, &lo, on_list_done, inf);
 	if (!inf->call) {
-		json_decref(inf->pending);
-		inf->pending = NULL;
 		inf->call_kind = CALL_NONE;
 		log_info("informer %s: client closing, not listing", inf->desc);
 	}
@@ -992,7 +1048,7 @@ static void run_step(struct informer *inf, enum step s)
 {
 	if (s == STEP_BEGIN)
 		s = inf->synced && inf->rv ? STEP_WATCH : STEP_LIST;
-	if (s == STEP_WATCH && !inf->rv)
+	if (s == STEP_WATCH && (!inf->rv || inf->list_open))
 		s = STEP_LIST;
 	if (s == STEP_LIST)
 		start_list(inf);

@@ -231,6 +231,149 @@ static void test_first_list_and_relist_diff(void)
 	rec_free(&r);
 }
 
+/* One page (references stolen) of a list in progress: its items at once. */
+static int page(struct informer *inf, ...)
+{
+	json_t *items = json_array();
+	va_list ap;
+	va_start(ap, inf);
+	json_t *it;
+	while ((it = va_arg(ap, json_t *)))
+		json_array_append_new(items, it);
+	va_end(ap);
+	json_t *p = json_pack("{s:s, s:{s:s}, s:o}", "kind", "ConfigMapList", "metadata",
+			      "continue", "token", "items", items);
+	int r = informer_list_page(inf, p);
+	json_decref(p);
+	return r;
+}
+
+/* A paginated re-list: each page's adds and updates are reported as it is
+ * applied; the deletions of what the list no longer holds (deleted during
+ * the re-list, or before it) come only after the last page, with the
+ * resourceVersion. */
+static void test_list_by_pages(void)
+{
+	struct rec r;
+	struct informer *inf = detached(&r, "ns");
+	informer_list_begin(inf);
+	CHECK_INT(page(inf, obj("ns", "a", "10", "ua"), obj("ns", "b", "11", "ub"), NULL), 0);
+	/* the first page is seen before the list ends; not synced yet */
+	CHECK_STR(rec_log(&r), "add a@10;add b@11;");
+	CHECK(!informer_synced(inf));
+	CHECK(informer_resource_version(inf) == NULL);
+	CHECK_INT(page(inf, obj("ns", "c", "12", "uc"), obj("ns", "d", "13", "ud"), NULL), 0);
+	CHECK_INT(informer_list_end(inf, "100"), 0);
+	CHECK_STR(rec_log(&r), "add a@10;add b@11;add c@12;add d@13;synced;");
+	CHECK_STR(informer_resource_version(inf), "100");
+
+	/* re-list: b was deleted (it is in no page), c changed, e is new */
+	rec_reset(&r);
+	informer_list_begin(inf);
+	CHECK_INT(page(inf, obj("ns", "a", "10", "ua"), obj("ns", "c", "15", "uc"), NULL), 0);
+	CHECK_STR(rec_log(&r), "upd c@12>15;");
+	CHECK(informer_get(inf, "b") != NULL); /* not before the last page */
+	CHECK_INT(page(inf, obj("ns", "d", "13", "ud"), obj("ns", "e", "16", "ue"), NULL), 0);
+	CHECK_INT(page(inf, NULL), 0); /* etcd may end with an empty page */
+	CHECK_INT(r.deletes, 0);
+	CHECK_STR(informer_resource_version(inf), "100");
+	CHECK_INT(informer_list_end(inf, "200"), 0);
+	CHECK_STR(rec_log(&r), "upd c@12>15;add e@16;del b@11;");
+	CHECK_INT(informer_count(inf), 4);
+	CHECK_STR(informer_resource_version(inf), "200");
+	CHECK_INT(r.synced, 0);
+
+	/* an object listed, then deleted before the watch from the list's
+	 * resourceVersion starts: the watch's DELETED removes it */
+	rec_reset(&r);
+	CHECK_INT(event(inf, "DELETED", obj("ns", "e", "201", "ue")), 0);
+	CHECK_STR(rec_log(&r), "del e@201;");
+	CHECK_INT(informer_count(inf), 3);
+	informer_free(inf);
+	rec_free(&r);
+}
+
+/* A re-list that fails part way (an expired continue token, a dropped
+ * connection) and loses objects: the pages applied stay, nothing is
+ * deleted and the resourceVersion is not advanced; the next list, begun
+ * again from its first page, reports only what changed and then sweeps. A
+ * first list that fails is not "synced". */
+static void test_list_fails_part_way(void)
+{
+	struct rec r;
+	struct informer *inf = detached(&r, "ns");
+	informer_list_begin(inf);
+	CHECK_INT(page(inf, obj("ns", "a", "1", "ua"), obj("ns", "b", "2", "ub"), NULL), 0);
+	/* 410 on the second page: a new list */
+	informer_list_begin(inf);
+	CHECK_INT(page(inf, obj("ns", "a", "1", "ua"), obj("ns", "b", "3", "ub"), NULL), 0);
+	CHECK(!informer_synced(inf));
+	CHECK_INT(page(inf, obj("ns", "c", "4", "uc"), NULL), 0);
+	CHECK_INT(informer_list_end(inf, "10"), 0);
+	CHECK_STR(rec_log(&r), "add a@1;add b@2;upd b@2>3;add c@4;synced;");
+	CHECK_INT(r.synced, 1);
+
+	/* a re-list that loses b and c, and fails after its first page */
+	rec_reset(&r);
+	informer_list_begin(inf);
+	CHECK_INT(page(inf, obj("ns", "a", "5", "ua"), NULL), 0);
+	CHECK_STR(rec_log(&r), "upd a@1>5;");
+	CHECK_STR(informer_resource_version(inf), "10");
+	CHECK_INT(informer_count(inf), 3);
+	/* and the next one succeeds */
+	informer_list_begin(inf);
+	CHECK_INT(page(inf, obj("ns", "a", "5", "ua"), NULL), 0);
+	CHECK_INT(informer_list_end(inf, "20"), 0);
+	CHECK_STR(rec_log(&r), "upd a@1>5;del b@3;del c@4;");
+	CHECK_INT(informer_count(inf), 1);
+	CHECK_STR(informer_resource_version(inf), "20");
+
+	/* malformed: a page without items, an end without a valid
+	 * resourceVersion change nothing */
+	rec_reset(&r);
+	informer_list_begin(inf);
+	json_t *bad = json_pack("{s:{s:s}, s:{}}", "metadata", "continue", "x", "items");
+	CHECK_INT(informer_list_page(inf, bad), -EPROTO);
+	json_decref(bad);
+	CHECK_INT(informer_list_end(inf, "bad rv"), -EPROTO);
+	CHECK_INT(informer_list_end(inf, NULL), -EPROTO);
+	CHECK_INT(r.calls, 0);
+	CHECK_INT(informer_count(inf), 1);
+	CHECK_STR(informer_resource_version(inf), "20");
+
+	/* items without a valid name are skipped, the others applied */
+	CHECK_INT(page(inf, obj("ns", NULL, "6", "ux"), obj("ns", "a/b", "6", "uy"),
+		       obj("ns", "f", "7", "uf"), NULL), 0);
+	CHECK_INT(informer_list_end(inf, "30"), 0);
+	CHECK_STR(rec_log(&r), "add f@7;del a@5;");
+	informer_free(inf);
+	rec_free(&r);
+}
+
+/* informer_stop from a callback in the middle of a page: the rest of the
+ * page is not applied and the list does not end; a free from a callback
+ * leaves nothing behind (ASan). */
+static void test_list_page_stop_and_free(void)
+{
+	struct rec r;
+	struct informer *inf = detached(&r, "ns");
+	r.stop_after = 1;
+	informer_list_begin(inf);
+	CHECK_INT(page(inf, obj("ns", "a", "1", NULL), obj("ns", "b", "1", NULL), NULL), 0);
+	CHECK_INT(r.calls, 1);
+	CHECK_INT(informer_count(inf), 1);
+	informer_free(inf);
+	rec_free(&r);
+
+	inf = detached(&r, "ns");
+	r.free_after = 2;
+	informer_list_begin(inf);
+	CHECK_INT(page(inf, obj("ns", "a", "1", NULL), obj("ns", "b", "1", NULL),
+		       obj("ns", "c", "1", NULL), NULL), 0); /* frees inf */
+	CHECK_INT(r.calls, 2);
+	rec_free(&r);
+}
+
 static void test_replace_rejects(void)
 {
 	struct rec r;
@@ -752,6 +895,9 @@ int main(void)
 {
 	RUN(test_new_validates);
 	RUN(test_first_list_and_relist_diff);
+	RUN(test_list_by_pages);
+	RUN(test_list_fails_part_way);
+	RUN(test_list_page_stop_and_free);
 	RUN(test_replace_rejects);
 	RUN(test_events);
 	RUN(test_namespaces_and_iteration);
