@@ -1,6 +1,7 @@
 #include "informer.h"
 
 #include "backoff.h"
+#include "json_skim.h"
 #include "kube.h"
 #include "log.h"
 #include "util.h"
@@ -432,25 +433,180 @@ static void list_begin(struct informer *inf)
  * cache keeps only what it must). Items without a valid name are counted
  * and skipped. Returns false if a callback stopped or freed the informer
  * (the rest of the page is not applied). */
+static bool list_apply_item(struct informer *inf, unsigned epoch, json_t *item)
+{
+	char key[KEY_MAX];
+	if (!json_is_object(item) || object_key(item, key) < 0) {
+		inf->list_skipped++;
+		return true;
+	}
+	/* from here until list_end, the cache mixes this list's objects with
+	 * older ones: only a complete list may be watched from (run_step) */
+	inf->list_open = true;
+	upsert(inf, epoch, key, item);
+	return live(inf, epoch);
+}
+
 static bool list_apply_items(struct informer *inf, unsigned epoch, json_t *items)
 {
 	size_t i;
 	json_t *item;
-	char key[KEY_MAX];
 	json_array_foreach(items, i, item) {
-		if (!json_is_object(item) || object_key(item, key) < 0) {
-			inf->list_skipped++;
-			continue;
-		}
-		/* from here until list_end, the cache mixes this list's
-		 * objects with older ones: only a complete list may be watched
-		 * from (run_step) */
-		inf->list_open = true;
-		upsert(inf, epoch, key, item);
-		if (!live(inf, epoch))
+		if (!list_apply_item(inf, epoch, item))
 			return false;
 	}
 	return true;
+}
+
+/* A member's key as a C string: in buf when written without escapes
+ * (and short), else decoded into *own (a new string). NULL if invalid. */
+static const char *key_name(const char *key, size_t klen, bool esc, char *buf, size_t size,
+			    json_t **own)
+{
+	*own = NULL;
+	if (!esc && klen < size) {
+		memcpy(buf, key, klen); /* no NUL: control characters are refused */
+		buf[klen] = '\0';
+		return buf;
+	}
+	*own = json_skim_key(key, klen, esc);
+	return json_string_value(*own);
+}
+
+/* The object text of member (of an item) with only the fields the cache
+ * keeps: metadata without managedFields, or the fields of member the keep
+ * list names. NULL if malformed. */
+static json_t *parse_fields(const struct informer *inf, const char *member, const char *text,
+			    size_t len)
+{
+	bool metadata = strcmp(member, "metadata") == 0;
+	struct json_skim it;
+	const char *key, *val;
+	size_t klen, vlen;
+	bool esc;
+	int r;
+	if (json_skim_open(&it, text, len, '{') < 0)
+		return NULL;
+	json_t *o = json_object();
+	while ((r = json_skim_member(&it, &key, &klen, &esc, &val, &vlen)) > 0) {
+		char buf[128];
+		json_t *own;
+		const char *name = key_name(key, klen, esc, buf, sizeof buf, &own);
+		bool want = name && (metadata ? strcmp(name, "managedFields") != 0
+					      : kept(inf->keep, member, name));
+		json_t *v = want ? json_skim_parse(val, vlen) : NULL;
+		if (!name || (want && !v)) {
+			json_decref(own);
+			r = -EPROTO;
+			break;
+		}
+		if (v)
+			json_object_set_new(o, name, v);
+		json_decref(own);
+	}
+	if (r < 0) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+/* Parses a listed item's JSON text into what trim() would leave of it,
+ * without building the rest: the members and fields not kept are only
+ * skimmed over (json_skim.h). Returns a new reference, or NULL if the text
+ * is not a valid JSON object. */
+static json_t *parse_item(const struct informer *inf, const char *text, size_t len)
+{
+	if (!inf->keep && inf->keep_managed_fields) {
+		json_t *o = json_skim_parse(text, len);
+		if (!json_is_object(o)) {
+			json_decref(o);
+			return NULL;
+		}
+		return o;
+	}
+	struct json_skim it;
+	const char *key, *val;
+	size_t klen, vlen;
+	bool esc;
+	int r;
+	if (json_skim_open(&it, text, len, '{') < 0)
+		return NULL;
+	json_t *o = json_object();
+	while ((r = json_skim_member(&it, &key, &klen, &esc, &val, &vlen)) > 0) {
+		char buf[128];
+		json_t *own;
+		const char *name = key_name(key, klen, esc, buf, sizeof buf, &own);
+		json_t *v = NULL;
+		bool want = true;
+		if (!name) {
+			r = -EPROTO;
+			break;
+		}
+		bool object = vlen && val[0] == '{';
+		if (!strcmp(name, "metadata") && object && !inf->keep_managed_fields)
+			v = parse_fields(inf, name, val, vlen);
+		else if (!inf->keep || !strcmp(name, "metadata") || !strcmp(name, "kind") ||
+			 !strcmp(name, "apiVersion") || kept(inf->keep, name, NULL))
+			v = json_skim_parse(val, vlen);
+		else if (object && kept_fields(inf->keep, name))
+			v = parse_fields(inf, name, val, vlen);
+		else
+			want = false;
+		if (want && !v) {
+			json_decref(own);
+			r = -EPROTO;
+			break;
+		}
+		if (v)
+			json_object_set_new(o, name, v);
+		json_decref(own);
+	}
+	if (r < 0) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+/* Applies the items of a list page's JSON text one at a time, each parsed
+ * as the cache keeps it (given the apiVersion and kind that list items
+ * lack) and applied before the next is parsed. Returns 0, 1 if a callback
+ * stopped or freed the informer, -EPROTO if the page is not an object with
+ * an items array or an item is malformed (the items before it were
+ * applied). */
+static int list_apply_text(struct informer *inf, unsigned epoch, const char *text, size_t len)
+{
+	struct json_skim page, items;
+	const char *key, *val, *ival;
+	size_t klen, vlen, ilen;
+	bool esc, seen = false;
+	int r;
+	if (json_skim_open(&page, text, len, '{') < 0)
+		return -EPROTO;
+	while ((r = json_skim_member(&page, &key, &klen, &esc, &val, &vlen)) > 0) {
+		if (!json_skim_key_is(key, klen, esc, "items"))
+			continue;
+		if (json_skim_open(&items, val, vlen, '[') < 0)
+			return -EPROTO;
+		seen = true;
+		while ((r = json_skim_element(&items, &ival, &ilen)) > 0) {
+			json_t *item = parse_item(inf, ival, ilen);
+			if (!item)
+				return -EPROTO;
+			if (!json_object_get(item, "apiVersion"))
+				json_object_set_new(item, "apiVersion", json_string(inf->api_version));
+			if (!json_object_get(item, "kind"))
+				json_object_set_new(item, "kind", json_string(inf->kind));
+			bool go_on = list_apply_item(inf, epoch, item);
+			json_decref(item);
+			if (!go_on)
+				return 1;
+		}
+		if (r < 0)
+			return -EPROTO;
+	}
+	return r < 0 || !seen ? -EPROTO : 0;
 }
 
 /* The list's last page was applied: what the list did not hold is gone
@@ -638,6 +794,15 @@ int informer_list_page(struct informer *inf, json_t *page)
 	return 0;
 }
 
+int informer_list_page_text(struct informer *inf, const char *text, size_t len)
+{
+	inf->busy++;
+	int r = list_apply_text(inf, inf->epoch, text, len);
+	inf->busy--;
+	maybe_free(inf);
+	return r < 0 ? r : 0;
+}
+
 int informer_list_end(struct informer *inf, const char *rv)
 {
 	inf->busy++;
@@ -787,24 +952,22 @@ static void resume_if_started(struct informer *inf)
 		schedule(inf, STEP_BEGIN, 0);
 }
 
-/* A page of the list in progress: its items are applied at once (add or
- * update), so that only the objects the cache keeps outlive the page;
- * what the list no longer holds is deleted after its last page. */
-static bool on_list_page(json_t *page, void *data)
+/* A page of the list in progress: its items are parsed and applied one at
+ * a time (add or update), so that only the objects the cache keeps outlive
+ * the page; what the list no longer holds is deleted after its last page. */
+static bool on_list_page(const char *text, size_t len, void *data)
 {
 	struct informer *inf = data;
 	if (inf->freeing || inf->call_cancelled)
 		return true; /* the cancellation ends the call */
-	json_t *items = json_object_get(page, "items");
-	if (!json_is_array(items)) {
-		log_warn("informer %s: a list page is not a List", inf->desc);
+	inf->busy++;
+	int r = list_apply_text(inf, inf->epoch, text, len);
+	inf->busy--;
+	if (r < 0 && !inf->freeing && !inf->call_cancelled) {
+		log_warn("informer %s: a list page is not a List of valid objects", inf->desc);
 		inf->list_broken = true;
 		cancel_call(inf, CANCEL_EVENT);
-		return true;
 	}
-	inf->busy++;
-	list_apply_items(inf, inf->epoch, items);
-	inf->busy--;
 	return true; /* a stop or free in a callback cancelled the call */
 }
 
@@ -1004,7 +1167,7 @@ static void start_list(struct informer *inf)
 		.label_selector = inf->label_selector,
 		.field_selector = inf->field_selector,
 		.limit = inf->page_size,
-		.on_page = on_list_page,
+		.on_page_text = on_list_page,
 	};
 	inf->stats.lists++;
 	inf->call_kind = CALL_LIST;

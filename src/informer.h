@@ -198,6 +198,16 @@ int informer_replace(struct informer *inf, json_t *list);
 void informer_list_begin(struct informer *inf);
 int informer_list_page(struct informer *inf, json_t *page);
 int informer_list_end(struct informer *inf, const char *rv);
+/* informer_list_page from a page's JSON text (len bytes), as a running
+ * informer applies the pages kube_list hands it: each item is parsed as
+ * the cache keeps it (the members and fields it drops are only checked,
+ * never built; the result is the trimmed object informer_list_page would
+ * give the callbacks) and applied before the next is parsed. Returns 0, or
+ * -EPROTO if the text is not an object with an items array of JSON objects
+ * (malformed JSON is found before any item is applied; an item refused
+ * by jansson, e.g. for an escaped NUL in a key, stops the page after the
+ * items before it were applied). */
+int informer_list_page_text(struct informer *inf, const char *text, size_t len);
 
 /* Applies one watch event (object borrowed) to the cache with its callback,
  * and advances the stored resourceVersion. BOOKMARK only advances it.
