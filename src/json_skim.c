@@ -221,6 +221,8 @@ static int next(struct json_skim *it)
 		if (it->s[p] != ',')
 			return -EPROTO;
 		p = ws(it->s, it->len, p + 1);
+		if (p >= it->len)
+			return -EPROTO;
 	}
 	it->first = false;
 	it->pos = p;
