@@ -88,7 +88,7 @@ fuzz() {
 	return "$rc"
 }
 # target:max_len; the budget is split evenly between them
-fuzz_targets=(http:8192 ws:4096 mustache:4096 yaml_json:4096 kubeconfig:4096 toml_config:16384)
+fuzz_targets=(http:8192 ws:4096 mustache:4096 yaml_json:4096 kubeconfig:4096 toml_config:16384 json_skim:8192)
 per_target=$((fuzz_seconds / ${#fuzz_targets[@]}))
 ((per_target < 5)) && per_target=5
 for t in "${fuzz_targets[@]}"; do

@@ -1,10 +1,7 @@
 #include "informer.h"
 
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
-
 #include "backoff.h"
+#include "json_skim.h"
 #include "kube.h"
 #include "log.h"
 #include "util.h"
@@ -66,6 +63,11 @@ struct informer {
 	unsigned gen;
 	char *rv;
 	bool synced;
+	/* a list's pages were applied and its end not reached yet: the cache
+	 * mixes that list's objects with older ones, so the next step is a
+	 * list, never a watch from rv */
+	bool list_open;
+	size_t list_skipped; /* items of the list in progress without a valid name */
 
 	/* the machinery */
 	bool running, freeing, timers_init;
@@ -74,7 +76,7 @@ struct informer {
 	int open_handles;
 	struct kube_call *call;
 	enum call_kind call_kind;
-	json_t *pending; /* items of the list in progress, page after page */
+	bool list_broken; /* a page of the list in progress was not a List */
 	bool call_cancelled;
 	enum cancel_reason cancel_reason;
 	bool ev_expired, ev_errored, ev_broken; /* what the current watch saw */
@@ -450,32 +452,211 @@ static void set_rv(struct informer *inf, const char *rv)
 	inf->rv = xstrdup(rv);
 }
 
-static int replace_locked(struct informer *inf, json_t *list)
+/* A list begins: the objects its pages hold are marked with a new
+ * generation, so that its end can tell which cached objects it no longer
+ * holds. */
+static void list_begin(struct informer *inf)
 {
-	json_t *items = json_object_get(list, "items");
-	const char *rv = meta_str(list, "resourceVersion");
-	if (!json_is_array(items) || !informer_valid_rv(rv)) {
+	inf->gen++;
+	inf->list_skipped = 0;
+}
+
+/* Applies one page of the list in progress: add or update for each item,
+ * at once (the callbacks see each object while its page is parsed; the
+ * cache keeps only what it must). Items without a valid name are counted
+ * and skipped. Returns false if a callback stopped or freed the informer
+ * (the rest of the page is not applied). */
+static bool list_apply_item(struct informer *inf, unsigned epoch, json_t *item)
+{
+	char key[KEY_MAX];
+	if (!json_is_object(item) || object_key(item, key) < 0) {
+		inf->list_skipped++;
+		return true;
+	}
+	/* from here until list_end, the cache mixes this list's objects with
+	 * older ones: only a complete list may be watched from (run_step) */
+	inf->list_open = true;
+	upsert(inf, epoch, key, item);
+	return live(inf, epoch);
+}
+
+static bool list_apply_items(struct informer *inf, unsigned epoch, json_t *items)
+{
+	size_t i;
+	json_t *item;
+	json_array_foreach(items, i, item) {
+		if (!list_apply_item(inf, epoch, item))
+			return false;
+	}
+	return true;
+}
+
+/* A member's key as a C string: in buf when written without escapes
+ * (and short), else decoded into *own (a new string). NULL if invalid. */
+static const char *key_name(const char *key, size_t klen, bool esc, char *buf, size_t size,
+			    json_t **own)
+{
+	*own = NULL;
+	if (!esc && klen < size) {
+		memcpy(buf, key, klen); /* no NUL: control characters are refused */
+		buf[klen] = '\0';
+		return buf;
+	}
+	*own = json_skim_key(key, klen, esc);
+	return json_string_value(*own);
+}
+
+/* The object text of member (of an item) with only the fields the cache
+ * keeps: metadata without managedFields, or the fields of member the keep
+ * list names. NULL if malformed. */
+static json_t *parse_fields(const struct informer *inf, const char *member, const char *text,
+			    size_t len)
+{
+	bool metadata = strcmp(member, "metadata") == 0;
+	struct json_skim it;
+	const char *key, *val;
+	size_t klen, vlen;
+	bool esc;
+	int r;
+	if (json_skim_open(&it, text, len, '{') < 0)
+		return NULL;
+	json_t *o = json_object();
+	while ((r = json_skim_member(&it, &key, &klen, &esc, &val, &vlen)) > 0) {
+		char buf[128];
+		json_t *own;
+		const char *name = key_name(key, klen, esc, buf, sizeof buf, &own);
+		bool want = name && (metadata ? strcmp(name, "managedFields") != 0
+					      : kept(inf->keep, member, name));
+		json_t *v = want ? json_skim_parse(val, vlen) : NULL;
+		if (!name || (want && !v)) {
+			json_decref(own);
+			r = -EPROTO;
+			break;
+		}
+		if (v)
+			json_object_set_new(o, name, v);
+		json_decref(own);
+	}
+	if (r < 0) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+/* Parses a listed item's JSON text into what trim() would leave of it,
+ * without building the rest: the members and fields not kept are only
+ * skimmed over (json_skim.h). Returns a new reference, or NULL if the text
+ * is not a valid JSON object. */
+static json_t *parse_item(const struct informer *inf, const char *text, size_t len)
+{
+	if (!inf->keep && inf->keep_managed_fields) {
+		json_t *o = json_skim_parse(text, len);
+		if (!json_is_object(o)) {
+			json_decref(o);
+			return NULL;
+		}
+		return o;
+	}
+	struct json_skim it;
+	const char *key, *val;
+	size_t klen, vlen;
+	bool esc;
+	int r;
+	if (json_skim_open(&it, text, len, '{') < 0)
+		return NULL;
+	json_t *o = json_object();
+	while ((r = json_skim_member(&it, &key, &klen, &esc, &val, &vlen)) > 0) {
+		char buf[128];
+		json_t *own;
+		const char *name = key_name(key, klen, esc, buf, sizeof buf, &own);
+		json_t *v = NULL;
+		bool want = true;
+		if (!name) {
+			r = -EPROTO;
+			break;
+		}
+		bool object = vlen && val[0] == '{';
+		if (!strcmp(name, "metadata") && object && !inf->keep_managed_fields)
+			v = parse_fields(inf, name, val, vlen);
+		else if (!inf->keep || !strcmp(name, "metadata") || !strcmp(name, "kind") ||
+			 !strcmp(name, "apiVersion") || kept(inf->keep, name, NULL))
+			v = json_skim_parse(val, vlen);
+		else if (object && kept_fields(inf->keep, name))
+			v = parse_fields(inf, name, val, vlen);
+		else
+			want = false;
+		if (want && !v) {
+			json_decref(own);
+			r = -EPROTO;
+			break;
+		}
+		if (v)
+			json_object_set_new(o, name, v);
+		json_decref(own);
+	}
+	if (r < 0) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+/* Applies the items of a list page's JSON text one at a time, each parsed
+ * as the cache keeps it (given the apiVersion and kind that list items
+ * lack) and applied before the next is parsed. Returns 0, 1 if a callback
+ * stopped or freed the informer, -EPROTO if the page is not an object with
+ * an items array or an item is malformed (the items before it were
+ * applied). */
+static int list_apply_text(struct informer *inf, unsigned epoch, const char *text, size_t len)
+{
+	struct json_skim page, items;
+	const char *key, *val, *ival;
+	size_t klen, vlen, ilen;
+	bool esc, seen = false;
+	int r;
+	if (json_skim_open(&page, text, len, '{') < 0)
+		return -EPROTO;
+	while ((r = json_skim_member(&page, &key, &klen, &esc, &val, &vlen)) > 0) {
+		if (!json_skim_key_is(key, klen, esc, "items"))
+			continue;
+		if (json_skim_open(&items, val, vlen, '[') < 0)
+			return -EPROTO;
+		seen = true;
+		while ((r = json_skim_element(&items, &ival, &ilen)) > 0) {
+			json_t *item = parse_item(inf, ival, ilen);
+			if (!item)
+				return -EPROTO;
+			if (!json_object_get(item, "apiVersion"))
+				json_object_set_new(item, "apiVersion", json_string(inf->api_version));
+			if (!json_object_get(item, "kind"))
+				json_object_set_new(item, "kind", json_string(inf->kind));
+			bool go_on = list_apply_item(inf, epoch, item);
+			json_decref(item);
+			if (!go_on)
+				return 1;
+		}
+		if (r < 0)
+			return -EPROTO;
+	}
+	return r < 0 || !seen ? -EPROTO : 0;
+}
+
+/* The list's last page was applied: what the list did not hold is gone
+ * (delete for each), then its resourceVersion is stored and, the first
+ * time, on_synced is called. Returns 0, or -EPROTO (nothing done) if rv is
+ * not a valid resourceVersion. Stopped or freed by a callback: returns 0,
+ * the rest waits for the next list. */
+static int list_end(struct informer *inf, unsigned epoch, const char *rv)
+{
+	if (!informer_valid_rv(rv)) {
 		log_warn("informer %s: the list answer is not a List with a resourceVersion",
 			 inf->desc);
 		return -EPROTO;
 	}
-	unsigned epoch = inf->epoch;
-	inf->gen++;
-	size_t i, skipped = 0;
-	json_t *item;
-	char key[KEY_MAX];
-	json_array_foreach(items, i, item) {
-		if (!json_is_object(item) || object_key(item, key) < 0) {
-			skipped++;
-			continue;
-		}
-		upsert(inf, epoch, key, item);
-		if (!live(inf, epoch))
-			return 0; /* stopped meanwhile: the rest waits for the next list/watch */
-	}
-	if (skipped)
+	if (inf->list_skipped)
 		log_warn("informer %s: %zu listed item(s) without a valid name ignored", inf->desc,
-			 skipped);
+			 inf->list_skipped);
 	/* the sweep: what the list no longer holds is gone */
 	size_t n = 0, cap = 0;
 	struct entry **gone = NULL;
@@ -503,19 +684,30 @@ static int replace_locked(struct informer *inf, json_t *list)
 	}
 	free(gone);
 	set_rv(inf, rv);
+	inf->list_open = false;
 	inf->stats.lists_ok++;
-#ifdef __GLIBC__
-	/* a list's pages were parsed whole and freed between the objects the
-	 * cache keeps: give those holes back to the system (tens of MiB with
-	 * thousands of objects), once per list */
-	malloc_trim(0);
-#endif
 	if (!inf->synced) {
 		inf->synced = true;
 		if (inf->cb.on_synced && live(inf, epoch))
 			inf->cb.on_synced(inf, inf->cb.data);
 	}
 	return 0;
+}
+
+static int replace_locked(struct informer *inf, json_t *list)
+{
+	json_t *items = json_object_get(list, "items");
+	const char *rv = meta_str(list, "resourceVersion");
+	if (!json_is_array(items) || !informer_valid_rv(rv)) {
+		log_warn("informer %s: the list answer is not a List with a resourceVersion",
+			 inf->desc);
+		return -EPROTO;
+	}
+	unsigned epoch = inf->epoch;
+	list_begin(inf);
+	if (!list_apply_items(inf, epoch, items))
+		return 0; /* stopped meanwhile: the rest waits for the next list */
+	return list_end(inf, epoch, rv);
 }
 
 static int apply_locked(struct informer *inf, const char *type, json_t *obj)
@@ -586,7 +778,6 @@ static int apply_locked(struct informer *inf, const char *type, json_t *obj)
 static void destroy(struct informer *inf)
 {
 	cache_clear(inf);
-	json_decref(inf->pending);
 	free(inf->rv);
 	free(inf->api_version);
 	free(inf->kind);
@@ -614,6 +805,41 @@ int informer_replace(struct informer *inf, json_t *list)
 {
 	inf->busy++;
 	int r = replace_locked(inf, list);
+	inf->busy--;
+	maybe_free(inf);
+	return r;
+}
+
+void informer_list_begin(struct informer *inf)
+{
+	list_begin(inf);
+}
+
+int informer_list_page(struct informer *inf, json_t *page)
+{
+	json_t *items = json_object_get(page, "items");
+	if (!json_is_array(items))
+		return -EPROTO;
+	inf->busy++;
+	list_apply_items(inf, inf->epoch, items);
+	inf->busy--;
+	maybe_free(inf);
+	return 0;
+}
+
+int informer_list_page_text(struct informer *inf, const char *text, size_t len)
+{
+	inf->busy++;
+	int r = list_apply_text(inf, inf->epoch, text, len);
+	inf->busy--;
+	maybe_free(inf);
+	return r < 0 ? r : 0;
+}
+
+int informer_list_end(struct informer *inf, const char *rv)
+{
+	inf->busy++;
+	int r = list_end(inf, inf->epoch, rv);
 	inf->busy--;
 	maybe_free(inf);
 	return r;
@@ -759,54 +985,53 @@ static void resume_if_started(struct informer *inf)
 		schedule(inf, STEP_BEGIN, 0);
 }
 
-/* A page of the list in progress: its items (trimmed right away, so that
- * the bulky parts of a page are freed with it) wait for the last page. */
-static bool on_list_page(json_t *page, void *data)
+/* A page of the list in progress: its items are parsed and applied one at
+ * a time (add or update), so that only the objects the cache keeps outlive
+ * the page; what the list no longer holds is deleted after its last page. */
+static bool on_list_page(const char *text, size_t len, void *data)
 {
 	struct informer *inf = data;
 	if (inf->freeing || inf->call_cancelled)
 		return true; /* the cancellation ends the call */
-	json_t *items = json_object_get(page, "items");
-	size_t i;
-	json_t *it;
-	json_array_foreach(items, i, it) {
-		trim(inf, it);
-		json_array_append(inf->pending, it);
+	inf->busy++;
+	int r = list_apply_text(inf, inf->epoch, text, len);
+	inf->busy--;
+	if (r < 0 && !inf->freeing && !inf->call_cancelled) {
+		log_warn("informer %s: a list page is not a List of valid objects", inf->desc);
+		inf->list_broken = true;
+		cancel_call(inf, CANCEL_EVENT);
 	}
-	return true;
+	return true; /* a stop or free in a callback cancelled the call */
 }
 
 static void on_list_done(const struct kube_result *res, void *data)
 {
 	struct informer *inf = data;
 	enum cancel_reason reason = inf->cancel_reason;
-	json_t *items = inf->pending;
-	inf->pending = NULL;
+	bool broken = inf->list_broken;
+	inf->list_broken = false;
 	inf->call = NULL;
 	inf->call_kind = CALL_NONE;
 	inf->call_cancelled = false;
 	inf->cancel_reason = CANCEL_NONE;
-	if (maybe_free(inf) || inf->freeing) {
-		json_decref(items);
+	if (maybe_free(inf) || inf->freeing)
 		return;
-	}
 	if (reason == CANCEL_STOP) {
-		json_decref(items);
 		resume_if_started(inf);
 		return;
 	}
-	if (!inf->running) {
-		json_decref(items);
+	if (!inf->running)
 		return;
-	}
-	if (res->error == -ECANCELED) {
-		json_decref(items);
+	if (res->error == -ECANCELED && !broken) {
 		log_info("informer %s: list cancelled (client closing)", inf->desc);
 		return;
 	}
-	if (res->error) {
-		json_decref(items);
+	if (res->error || broken) {
+		/* the pages applied so far stay (each object as it was listed);
+		 * the next list, complete, sweeps what is gone */
 		inf->stats.list_failures++;
+		if (res->error == -EREMOTEIO && res->status == 410)
+			inf->stats.expired++;
 		uint64_t d = next_delay(inf, false);
 		/* a missing permission repeats at every retry: said once, then
 		 * every 10 minutes while it lasts */
@@ -816,21 +1041,17 @@ static void on_list_done(const struct kube_result *res, void *data)
 		if (res->status == 403 && !quiet)
 			inf->forbidden_logged_ms = now;
 		log_msg(quiet ? LOG_DEBUG : LOG_WARN, "informer %s: list failed: %s; retrying in %.1f s",
-			inf->desc, res->message ? res->message : strerror(-res->error),
+			inf->desc, broken ? "a page is not a List"
+			: res->message ? res->message : strerror(-res->error),
 			(double)d / 1000);
 		schedule(inf, STEP_LIST, d);
 		return;
 	}
 	/* the last page carries the resourceVersion of the whole list */
-	json_t *list = json_pack("{s:{s:O*}, s:o}", "metadata", "resourceVersion",
-				 json_object_get(json_object_get(res->body, "metadata"),
-						 "resourceVersion"),
-				 "items", items ? items : json_array());
 	unsigned epoch = inf->epoch;
 	inf->busy++;
-	int r = replace_locked(inf, list);
+	int r = list_end(inf, epoch, meta_str(res->body, "resourceVersion"));
 	inf->busy--;
-	json_decref(list);
 	if (maybe_free(inf) || inf->freeing)
 		return;
 	if (inf->epoch != epoch) { /* stopped (and maybe started) by a callback */
@@ -1026,16 +1247,14 @@ static void start_list(struct informer *inf)
 		.label_selector = inf->label_selector,
 		.field_selector = inf->field_selector,
 		.limit = inf->page_size,
-		.on_page = on_list_page,
+		.on_page_text = on_list_page,
 	};
 	inf->stats.lists++;
 	inf->call_kind = CALL_LIST;
-	json_decref(inf->pending);
-	inf->pending = json_array();
+	inf->list_broken = false;
+	list_begin(inf);
 	inf->call = kube_list(inf->kube, &ref, &lo, on_list_done, inf);
 	if (!inf->call) {
-		json_decref(inf->pending);
-		inf->pending = NULL;
 		inf->call_kind = CALL_NONE;
 		log_info("informer %s: client closing, not listing", inf->desc);
 	}
@@ -1072,7 +1291,7 @@ static void run_step(struct informer *inf, enum step s)
 {
 	if (s == STEP_BEGIN)
 		s = inf->synced && inf->rv ? STEP_WATCH : STEP_LIST;
-	if (s == STEP_WATCH && !inf->rv)
+	if (s == STEP_WATCH && (!inf->rv || inf->list_open))
 		s = STEP_LIST;
 	if (s == STEP_LIST)
 		start_list(inf);

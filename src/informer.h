@@ -8,6 +8,16 @@
  *                   WATCH again from the stored resourceVersion ◀┘ server timeout
  *                   (at once), or after a jittered backoff on errors
  *
+ * A list is applied page by page: each page's adds and updates are reported
+ * (and cached) as the page arrives, so that only what the cache keeps
+ * outlives it; the deletions of the objects the list no longer holds come
+ * after its last page, then the list's resourceVersion is stored. A list
+ * that fails part way (410 of an expired continue token, an error, a
+ * malformed page) leaves the pages applied so far (each object as it was
+ * listed: a state it had) and is listed again, after the backoff; until a
+ * list is complete the informer never watches (the stored resourceVersion
+ * is older than some cached objects).
+ *
  * Watches ask for bookmarks and a randomized timeoutSeconds (5 to 10 min); a
  * stream silent for longer than timeoutSeconds plus a margin is cancelled and
  * watched again from its resourceVersion. Once the server has been seen to
@@ -179,8 +189,33 @@ struct informer_stats informer_stats(const struct informer *inf);
  * holds; stores the list's resourceVersion; the first time, marks the
  * informer synced and calls on_synced. Items without a valid name are
  * skipped (logged). Returns 0, or -EPROTO (nothing changed) if list is not a
- * List with a resourceVersion. */
+ * List with a resourceVersion. The same as informer_list_begin, one
+ * informer_list_page and informer_list_end. */
 int informer_replace(struct informer *inf, json_t *list);
+
+/* The same, page by page, as a paginated list is applied (a detached
+ * informer's tests): informer_list_begin starts a list (a list begun again
+ * before its end is abandoned: what it applied stays, and the new one
+ * sweeps); informer_list_page applies the items of one page (borrowed) at
+ * once, add or update, and returns 0 or -EPROTO (nothing changed) if page
+ * has no items array; informer_list_end, after the last page, deletes what
+ * the list did not hold, stores rv and calls on_synced the first time, and
+ * returns 0 or -EPROTO (nothing changed) if rv is not valid. A callback may
+ * stop the informer (the rest of that call is not applied) or free it (no
+ * further call then). */
+void informer_list_begin(struct informer *inf);
+int informer_list_page(struct informer *inf, json_t *page);
+int informer_list_end(struct informer *inf, const char *rv);
+/* informer_list_page from a page's JSON text (len bytes), as a running
+ * informer applies the pages kube_list hands it: each item is parsed as
+ * the cache keeps it (the members and fields it drops are only checked,
+ * never built; the result is the trimmed object informer_list_page would
+ * give the callbacks) and applied before the next is parsed. Returns 0, or
+ * -EPROTO if the text is not an object with an items array of JSON objects
+ * (malformed JSON is found before any item is applied; an item refused
+ * by jansson, e.g. for an escaped NUL in a key, stops the page after the
+ * items before it were applied). */
+int informer_list_page_text(struct informer *inf, const char *text, size_t len);
 
 /* Applies one watch event (object borrowed) to the cache with its callback,
  * and advances the stored resourceVersion. BOOKMARK only advances it.

@@ -13,6 +13,7 @@
  * drives every stage, so that no completion runs inside the function that
  * started or cancelled a call. */
 #include "kube.h"
+#include "json_skim.h"
 
 #include "backoff.h"
 #include "curl_uv.h"
@@ -91,6 +92,7 @@ struct kube_call {
 	kube_event_cb on_event;
 	kube_data_cb on_data;
 	bool (*on_page)(json_t *page, void *data);
+	bool (*on_page_text)(const char *text, size_t len, void *data);
 	void *data;
 	/* what */
 	char *api_version, *kind, *ns, *name, *sub;
@@ -992,14 +994,48 @@ static void fill_item_types(struct kube_call *c, json_t *page)
 	}
 }
 
-/* A list page arrived. Returns true when another page was requested. */
-static bool list_page(struct kube_call *c, json_t *page)
+/* The metadata of a list page's JSON text, as {"metadata": {...}} (new
+ * reference), its items skipped (on_page_text parses them); NULL if the
+ * text does not start as an object with a valid metadata object. The text
+ * after the metadata is not read here. */
+static json_t *page_metadata(const char *text, size_t len)
 {
-	fill_item_types(c, page);
+	struct json_skim it;
+	const char *key, *val;
+	size_t klen, vlen;
+	bool esc;
+	int r;
+	json_t *md = NULL;
+	if (json_skim_open(&it, text, len, '{') < 0)
+		return NULL;
+	/* kube-apiserver writes the metadata before the items: the rest is
+	 * checked by the caller as it reads it */
+	while ((r = json_skim_member(&it, &key, &klen, &esc, &val, &vlen)) > 0) {
+		if (json_skim_key_is(key, klen, esc, "metadata")) {
+			md = json_skim_parse(val, vlen);
+			break;
+		}
+	}
+	if (r < 0 || !json_is_object(md)) {
+		json_decref(md);
+		return NULL;
+	}
+	return json_pack("{s:o}", "metadata", md);
+}
+
+/* A list page arrived (text: its JSON text, for on_page_text). Returns true
+ * when another page was requested. */
+static bool list_page(struct kube_call *c, json_t *page, const char *text, size_t len)
+{
+	if (!c->on_page_text)
+		fill_item_types(c, page);
 	json_t *md = json_object_get(page, "metadata");
 	const char *cont = json_string_value(json_object_get(md, "continue"));
 	bool more = cont && *cont;
-	if (c->on_page) {
+	if (c->on_page_text) {
+		if (!c->on_page_text(text, len, c->data) || c->cancelled)
+			more = false;
+	} else if (c->on_page) {
 		if (!c->on_page(page, c->data) || c->cancelled)
 			more = false;
 	} else if (!c->acc) {
@@ -1105,7 +1141,19 @@ static void on_http_done(struct curl_uv_request *req, const struct curl_uv_respo
 answered:;
 	bool ok = status >= 200 && status < 300;
 	json_t *body = NULL;
-	if ((c->op != OP_LOG || !ok) && res->body_len && body_is_json(res->body, res->body_len)) {
+	bool page_text = ok && c->op == OP_LIST && c->on_page_text;
+	if (page_text && res->body_len && body_is_json(res->body, res->body_len)) {
+		/* only the metadata: the caller parses the items it wants */
+		body = page_metadata(res->body, res->body_len);
+		if (!body) {
+			char *m = xasprintf("%s %s: invalid JSON in the response (or no metadata)",
+					    c->method, c->path);
+			finish(c, -EPROTO, status, NULL, res->body, res->body_len, m, NULL);
+			free(m);
+			return;
+		}
+	} else if ((c->op != OP_LOG || !ok) && res->body_len &&
+		   body_is_json(res->body, res->body_len)) {
 		json_error_t je;
 		body = json_loadb(res->body, res->body_len, 0, &je);
 		if (!body && ok) {
@@ -1123,11 +1171,11 @@ answered:;
 		return;
 	}
 	if (ok && c->op == OP_LIST) {
-		if (list_page(c, body)) {
+		if (list_page(c, body, res->body, res->body_len)) {
 			json_decref(body);
 			return;
 		}
-		json_t *final = c->on_page ? body : c->acc;
+		json_t *final = c->on_page || c->on_page_text ? body : c->acc;
 		finish(c, 0, status, final, res->body, res->body_len, NULL, NULL);
 		json_decref(body);
 		return;
@@ -1385,6 +1433,7 @@ struct kube_call *kube_list(struct kube *k, const struct kube_ref *ref,
 		if (o->limit > 0)
 			c->limit = o->limit;
 		c->on_page = o->on_page;
+		c->on_page_text = o->on_page_text;
 	}
 	return call_submit(c);
 }

@@ -184,6 +184,15 @@ struct kube_list_opts {
 	 * gathered; return false to stop early (the call then completes with
 	 * success and the last page as body). */
 	bool (*on_page)(json_t *page, void *data);
+	/* Or, instead of on_page: each page's JSON text (borrowed, len bytes),
+	 * of which the client parses only the metadata (for the continue token
+	 * and the resourceVersion), so that the caller parses only what it
+	 * needs of the items (json_skim.h); their apiVersion and kind are not
+	 * filled in. Same return convention; the call's body is then the last
+	 * page's {"metadata": {...}}. A page that does not start as a JSON
+	 * object with a metadata object fails the call with -EPROTO; the text
+	 * after the metadata is for the caller to check. */
+	bool (*on_page_text)(const char *text, size_t len, void *data);
 };
 
 /* GET one object (ref->name required; ref->namespace required for a

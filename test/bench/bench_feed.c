@@ -6,9 +6,12 @@
  *
  *   cmake --build build --target bench_feed && build/bench/bench_feed [N]   (10000)
  *
- * Two runs, each in a fresh child process: "whole objects" caches every
+ * Three runs, each in a fresh child process: "whole objects" caches every
  * member but managedFields (runboat before the informer's keep list), "as
- * runboat" goes through feed.c's informers (only what build.c reads).
+ * runboat" goes through feed.c's informers (only what build.c reads) from
+ * one whole list (runboat before it listed page by page from the text),
+ * "pages as text" as runboat lists now: pages of 500 as JSON text, one at
+ * a time, each item parsed as the cache keeps it.
  * Printed: heap in use (mallinfo2) per build, VmRSS, and the time to
  * apply the list. Jobs are not included (one or two per build, smaller). */
 #include <malloc.h>
@@ -46,11 +49,14 @@ static long vm_rss_kib(void)
 	return v;
 }
 
-/* N renamed copies of the fixture in a list. */
-static json_t *make_list(const json_t *fixture, size_t n)
+static const struct build_links LINKS = {"https://runboat.example", "runboat.example",
+					 "https://github.com"};
+
+/* Renamed copies first..first+n-1 of the fixture in a list. */
+static json_t *make_list_from(const json_t *fixture, size_t first, size_t n)
 {
 	json_t *items = json_array();
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = first; i < first + n; i++) {
 		json_t *d = json_deep_copy(fixture);
 		char name[40], dname[48], uid[40], rv[24];
 		snprintf(name, sizeof name, "b%08zx%024zx", i * 2654435761u % 0xffffffffu, i);
@@ -71,6 +77,75 @@ static json_t *make_list(const json_t *fixture, size_t n)
 			 "DeploymentList", "metadata", "resourceVersion", "99999", "items", items);
 }
 
+static json_t *make_list(const json_t *fixture, size_t n)
+{
+	return make_list_from(fixture, 0, n);
+}
+
+static long vm_hwm_kib(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	long v = -1;
+	while (f && fgets(line, sizeof line, f))
+		if (strncmp(line, "VmHWM:", 6) == 0)
+			v = strtol(line + 6, NULL, 10);
+	if (f)
+		fclose(f);
+	return v;
+}
+
+#define PAGE 500
+
+/* "as runboat now": the pages' JSON text, one page at a time (as
+ * kube_list hands them over), through the feed's informers, which parse
+ * each item as they keep it (informer_list_page_text). */
+static void run_text(const json_t *fixture, size_t n)
+{
+	malloc_trim(0);
+	size_t heap0 = mallinfo2().uordblks;
+	long rss0 = vm_rss_kib();
+	struct index *idx = index_new();
+	struct feed *feed = feed_new(NULL, NULL, "runboat-builds", idx, NULL, NULL);
+	struct informer *inf = feed_deployments(feed);
+	double busy = 0;
+	size_t bytes = 0;
+	informer_list_begin(inf);
+	int rc = 0;
+	for (size_t first = 0; first < n && rc == 0; first += PAGE) {
+		json_t *page = make_list_from(fixture, first, n - first < PAGE ? n - first : PAGE);
+		char *text = json_dumps(page, JSON_COMPACT);
+		json_decref(page);
+		bytes += strlen(text);
+		double t0 = now_s();
+		rc = informer_list_page_text(inf, text, strlen(text));
+		busy += now_s() - t0;
+		free(text);
+	}
+	double t0 = now_s();
+	if (rc == 0)
+		rc = informer_list_end(inf, "99999");
+	busy += now_s() - t0;
+	const struct build **all = NULL;
+	size_t nb = index_list(idx, &(struct index_filter){0}, INDEX_SORT_DESC, &all);
+	for (size_t i = 0; i < nb; i++) {
+		size_t len;
+		build_json_text(all[i], &LINKS, &len);
+	}
+	free(all);
+	size_t heap1 = mallinfo2().uordblks;
+	long rss1 = vm_rss_kib(), hwm = vm_hwm_kib();
+	malloc_trim(0);
+	long rss2 = vm_rss_kib();
+	printf("  %-14s %zu builds (rc %d): heap %.1f MiB (%.1f KiB per build), VmRSS +%.1f MiB "
+	       "(+%.1f after malloc_trim), VmHWM %.1f MiB; %.1f MB of page text applied in %.0f ms\n",
+	       "pages as text:", nb, rc, (double)(heap1 - heap0) / 1048576.0,
+	       (double)(heap1 - heap0) / 1024.0 / (double)n, (double)(rss1 - rss0) / 1024.0,
+	       (double)(rss2 - rss0) / 1024.0, (double)hwm / 1024.0, (double)bytes / 1e6,
+	       busy * 1000);
+	fflush(stdout);
+}
+
 /* "whole objects": the index fed as feed.c does, from an informer that
  * keeps everything but managedFields. */
 static void on_add(struct informer *inf, json_t *obj, void *data)
@@ -81,8 +156,6 @@ static void on_add(struct informer *inf, json_t *obj, void *data)
 		index_upsert(data, b);
 }
 
-static const struct build_links LINKS = {"https://runboat.example", "runboat.example",
-					 "https://github.com"};
 
 static void run(const json_t *fixture, size_t n, bool as_runboat)
 {
@@ -141,11 +214,14 @@ int main(int argc, char **argv)
 	char *text = json_dumps(fixture, JSON_COMPACT);
 	printf("bench_feed: %zu Deployments of %zu bytes of JSON each\n", n, strlen(text));
 	free(text);
-	for (int mode = 0; mode < 2; mode++) {
+	for (int mode = 0; mode < 3; mode++) {
 		fflush(stdout);
 		pid_t pid = fork();
 		if (pid == 0) {
-			run(fixture, n, mode == 1);
+			if (mode == 2)
+				run_text(fixture, n);
+			else
+				run(fixture, n, mode == 1);
 			_exit(0);
 		}
 		waitpid(pid, NULL, 0);

@@ -37,6 +37,7 @@ import argparse
 import collections
 import concurrent.futures
 import json
+import os
 import pathlib
 import socket
 import subprocess
@@ -435,8 +436,15 @@ def kcm_signal(sig):
                     "kube-controller-manager", sig], check=True, capture_output=True)
 
 
-def resync(kube, github, workdir, m, restarts, cleanup, pause_kcm):
-    runner = bl.Runner(kube, github, workdir,
+def count_builds(kube, namespace):
+    """How many runboat Deployments the namespace holds (metadata only)."""
+    return len(bl.list_all(kube, f"/apis/apps/v1/namespaces/{namespace}/deployments",
+                           {"labelSelector": "runboat/build"}, partial=True))
+
+
+def resync(kube, github, workdir, m, restarts, cleanup, pause_kcm, namespace=None, bins=None):
+    bins = bins or [bl.runboat_bin()]
+    runner = bl.Runner(kube, github, workdir, namespace=namespace,
                        limits=f"max_deployed = {2 * m}\nmax_started = 6\nmax_initializing = 2")
     out = {"m": m, "runs": []}
     try:
@@ -444,6 +452,9 @@ def resync(kube, github, workdir, m, restarts, cleanup, pause_kcm):
         runner.start()
         config = runner.config_path()
         runner.stop()
+        have = count_builds(kube, runner.namespace) if namespace else 0
+        if have not in (0, m):
+            raise RuntimeError(f"{namespace} holds {have} builds, not 0 or {m}")
         if pause_kcm:
             # kube-controller-manager would otherwise update the 10,000
             # Deployments' status (and make their ReplicaSets) during the
@@ -451,73 +462,88 @@ def resync(kube, github, workdir, m, restarts, cleanup, pause_kcm):
             log("resync: pausing kube-controller-manager (SIGSTOP)")
             kcm_signal("STOP")
             out["kcm"] = "paused (SIGSTOP) from before the creation to the end: no status churn"
-        log(f"resync: creating {m} Deployments in {runner.namespace}")
-        t0 = time.monotonic()
-        bl.create_stopped_builds(kube, config, runner.namespace, m)
-        out["create_s"] = time.monotonic() - t0
+        if have == m:
+            log(f"resync: {namespace} already holds {m} builds: reused")
+            out["reused"] = namespace
+        else:
+            log(f"resync: creating {m} Deployments in {runner.namespace}")
+            t0 = time.monotonic()
+            bl.create_stopped_builds(kube, config, runner.namespace, m)
+            out["create_s"] = time.monotonic() - t0
         if not pause_kcm:
-            log(f"resync: created in {out['create_s']:.0f}s; waiting (at most 300 s) for "
-                "kube-controller-manager to process them")
+            log(f"resync: waiting (at most 300 s) for kube-controller-manager to process them")
             synced = bl.wait_deployments_settled(kube, runner.namespace, m, timeout=300)
             out["kcm"] = (f"running; it had processed {synced}/{m} Deployments when runboat "
                           "was started (the rest was still being processed)")
         for k in range(restarts):
-            log(f"resync: start {k + 1}/{restarts}")
-            t_spawn = runner.start(wait_ready=False)
-            t_ready = runner.wait_ready(600)
-            deadline = time.monotonic() + 600
-            while True:
-                st = runner.status()
-                if st.get("deployed") == m:
-                    t_all = time.monotonic()
-                    break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"status after 600s: {st}")
-                time.sleep(0.05)
-            cpu = bl.proc_cpu_s(runner.pid)
-            mem_sync = bl.proc_mem_mb(runner.pid)
-            time.sleep(5)
-            mem_idle = bl.proc_mem_mb(runner.pid)
-            reads = {}
-            for what, path in [("GET /api/v1/status", "/api/v1/status"),
-                               ("GET /api/v1/builds (all)", "/api/v1/builds"),
-                               ("GET /api/v1/builds?repo=acme/repo7", "/api/v1/builds?repo=acme/repo7"),
-                               ("GET /api/v1/builds/{name}", f"/api/v1/builds/{bl.build_name(7)}")]:
-                ts = []
-                size = 0
-                for _ in range(5):
-                    t = time.monotonic()
-                    r = requests.get(runner.url(path), timeout=60)
-                    ts.append(time.monotonic() - t)
-                    size = len(r.content)
-                    assert r.status_code == 200, (path, r.status_code, r.text[:200])
-                reads[what] = (min(ts), sorted(ts)[2], size)
-            mem_after_reads = bl.proc_mem_mb(runner.pid)
-            logtext = runner.rb.logs()
-            warns = [ln for ln in logtext.splitlines()
-                     if " WARN " in ln.upper() or "ERROR" in ln.upper()]
-            out["runs"].append({"ready": t_ready - t_spawn, "all": t_all - t_spawn, "cpu": cpu,
-                                "mem_sync": mem_sync, "mem_idle": mem_idle,
-                                "mem_reads": mem_after_reads, "reads": reads,
-                                "status": st, "warns": warns})
-            runner.stop()
+            for b in bins:
+                os.environ["RUNBOAT_BIN"] = b
+                log(f"resync: start {k + 1}/{restarts} of {b}")
+                out["runs"].append(dict(one_restart(runner, m), bin=b))
     finally:
         runner.stop()
         if pause_kcm:
             kcm_signal("CONT")
-        if cleanup:
+        if cleanup and not namespace:
             log(f"resync: deleting {runner.namespace}")
             bl.delete_namespace(kube, runner.namespace, wait=600)
     return out
 
 
+def one_restart(runner, m):
+    """Starts runboat on the populated namespace and measures its resync."""
+    t_spawn = runner.start(wait_ready=False)
+    t_ready = runner.wait_ready(600)
+    deadline = time.monotonic() + 600
+    while True:
+        st = runner.status()
+        if st.get("deployed") == m:
+            t_all = time.monotonic()
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"status after 600s: {st}")
+        time.sleep(0.05)
+    cpu = bl.proc_cpu_s(runner.pid)
+    mem_sync = bl.proc_mem_mb(runner.pid)
+    time.sleep(5)
+    mem_idle = bl.proc_mem_mb(runner.pid)
+    reads = {}
+    for what, path in [("GET /api/v1/status", "/api/v1/status"),
+                       ("GET /api/v1/builds (all)", "/api/v1/builds"),
+                       ("GET /api/v1/builds?repo=acme/repo7", "/api/v1/builds?repo=acme/repo7"),
+                       ("GET /api/v1/builds/{name}", f"/api/v1/builds/{bl.build_name(7)}")]:
+        ts = []
+        size = 0
+        for _ in range(5):
+            t = time.monotonic()
+            r = requests.get(runner.url(path), timeout=60)
+            ts.append(time.monotonic() - t)
+            size = len(r.content)
+            assert r.status_code == 200, (path, r.status_code, r.text[:200])
+        reads[what] = (min(ts), sorted(ts)[2], size)
+    mem_after_reads = bl.proc_mem_mb(runner.pid)
+    logtext = runner.rb.logs()
+    warns = [ln for ln in logtext.splitlines()
+             if " WARN " in ln.upper() or "ERROR" in ln.upper()]
+    runner.stop()
+    return {"ready": t_ready - t_spawn, "all": t_all - t_spawn, "cpu": cpu,
+            "mem_sync": mem_sync, "mem_idle": mem_idle, "mem_reads": mem_after_reads,
+            "reads": reads, "status": st, "warns": warns,
+            "load": " ".join(open("/proc/loadavg").read().split()[:3])}
+
+
 def print_resync(r):
     m = r["m"]
     print(f"\n== resync after a restart with {m} builds (stopped Deployments created through the API)")
-    print(f"   creating them: {r.get('create_s', 0):.0f} s (32 server-side applies in flight); "
-          f"kube-controller-manager: {r.get('kcm', '?')}")
+    if r.get("reused"):
+        print(f"   namespace {r['reused']} reused (already populated); "
+              f"kube-controller-manager: {r.get('kcm', '?')}")
+    else:
+        print(f"   creating them: {r.get('create_s', 0):.0f} s (32 server-side applies in flight); "
+              f"kube-controller-manager: {r.get('kcm', '?')}")
     for i, run in enumerate(r["runs"]):
-        print(f"   start {i + 1}: /readyz 200 after {run['ready']:.2f} s; status shows {m} deployed "
+        print(f"   start {i + 1} ({run['bin']}, load {run['load']}): /readyz 200 after "
+              f"{run['ready']:.2f} s; status shows {m} deployed "
               f"after {run['all']:.2f} s; CPU used by then {run['cpu']:.2f} s")
         print(f"     memory: at sync VmRSS {run['mem_sync'][0]:.1f} MiB (VmHWM {run['mem_sync'][1]:.1f}); "
               f"5 s later VmRSS {run['mem_idle'][0]:.1f} MiB; after the reads below "
@@ -547,6 +573,12 @@ def main():
                          "limit), 200 (qps 200), queue (default rate limit, max_initializing 2)")
     ap.add_argument("--no-cleanup", action="store_true",
                     help="leave the resync's namespace (when the cluster is thrown away after)")
+    ap.add_argument("--namespace",
+                    help="the resync's namespace: reused when it already holds the builds "
+                         "(else they are created in it), and left in place at the end")
+    ap.add_argument("--bins",
+                    help="comma-separated runboat binaries restarted in turn on the same "
+                         "builds (default RUNBOAT_BIN)")
     ap.add_argument("--pause-kcm", action="store_true",
                     help="pause kube-controller-manager (SIGSTOP) during the resync (only on a "
                          "cluster of your own)")
@@ -584,8 +616,9 @@ def main():
                         print("     " + w[:220])
                 sys_flush()
         if not args.skip_resync:
+            bins = [os.path.realpath(b) for b in args.bins.split(",")] if args.bins else None
             r = resync(kube, github, workdir, args.resync, args.restarts, not args.no_cleanup,
-                       args.pause_kcm)
+                       args.pause_kcm, args.namespace, bins)
             print_resync(r)
             sys_flush()
 

@@ -231,6 +231,268 @@ static void test_first_list_and_relist_diff(void)
 	rec_free(&r);
 }
 
+/* One page (references stolen) of a list in progress: its items at once. */
+static int page(struct informer *inf, ...)
+{
+	json_t *items = json_array();
+	va_list ap;
+	va_start(ap, inf);
+	json_t *it;
+	while ((it = va_arg(ap, json_t *)))
+		json_array_append_new(items, it);
+	va_end(ap);
+	json_t *p = json_pack("{s:s, s:{s:s}, s:o}", "kind", "ConfigMapList", "metadata",
+			      "continue", "token", "items", items);
+	int r = informer_list_page(inf, p);
+	json_decref(p);
+	return r;
+}
+
+/* A paginated re-list: each page's adds and updates are reported as it is
+ * applied; the deletions of what the list no longer holds (deleted during
+ * the re-list, or before it) come only after the last page, with the
+ * resourceVersion. */
+static void test_list_by_pages(void)
+{
+	struct rec r;
+	struct informer *inf = detached(&r, "ns");
+	informer_list_begin(inf);
+	CHECK_INT(page(inf, obj("ns", "a", "10", "ua"), obj("ns", "b", "11", "ub"), NULL), 0);
+	/* the first page is seen before the list ends; not synced yet */
+	CHECK_STR(rec_log(&r), "add a@10;add b@11;");
+	CHECK(!informer_synced(inf));
+	CHECK(informer_resource_version(inf) == NULL);
+	CHECK_INT(page(inf, obj("ns", "c", "12", "uc"), obj("ns", "d", "13", "ud"), NULL), 0);
+	CHECK_INT(informer_list_end(inf, "100"), 0);
+	CHECK_STR(rec_log(&r), "add a@10;add b@11;add c@12;add d@13;synced;");
+	CHECK_STR(informer_resource_version(inf), "100");
+
+	/* re-list: b was deleted (it is in no page), c changed, e is new */
+	rec_reset(&r);
+	informer_list_begin(inf);
+	CHECK_INT(page(inf, obj("ns", "a", "10", "ua"), obj("ns", "c", "15", "uc"), NULL), 0);
+	CHECK_STR(rec_log(&r), "upd c@12>15;");
+	CHECK(informer_get(inf, "b") != NULL); /* not before the last page */
+	CHECK_INT(page(inf, obj("ns", "d", "13", "ud"), obj("ns", "e", "16", "ue"), NULL), 0);
+	CHECK_INT(page(inf, NULL), 0); /* etcd may end with an empty page */
+	CHECK_INT(r.deletes, 0);
+	CHECK_STR(informer_resource_version(inf), "100");
+	CHECK_INT(informer_list_end(inf, "200"), 0);
+	CHECK_STR(rec_log(&r), "upd c@12>15;add e@16;del b@11;");
+	CHECK_INT(informer_count(inf), 4);
+	CHECK_STR(informer_resource_version(inf), "200");
+	CHECK_INT(r.synced, 0);
+
+	/* an object listed, then deleted before the watch from the list's
+	 * resourceVersion starts: the watch's DELETED removes it */
+	rec_reset(&r);
+	CHECK_INT(event(inf, "DELETED", obj("ns", "e", "201", "ue")), 0);
+	CHECK_STR(rec_log(&r), "del e@201;");
+	CHECK_INT(informer_count(inf), 3);
+	informer_free(inf);
+	rec_free(&r);
+}
+
+/* A re-list that fails part way (an expired continue token, a dropped
+ * connection) and loses objects: the pages applied stay, nothing is
+ * deleted and the resourceVersion is not advanced; the next list, begun
+ * again from its first page, reports only what changed and then sweeps. A
+ * first list that fails is not "synced". */
+static void test_list_fails_part_way(void)
+{
+	struct rec r;
+	struct informer *inf = detached(&r, "ns");
+	informer_list_begin(inf);
+	CHECK_INT(page(inf, obj("ns", "a", "1", "ua"), obj("ns", "b", "2", "ub"), NULL), 0);
+	/* 410 on the second page: a new list */
+	informer_list_begin(inf);
+	CHECK_INT(page(inf, obj("ns", "a", "1", "ua"), obj("ns", "b", "3", "ub"), NULL), 0);
+	CHECK(!informer_synced(inf));
+	CHECK_INT(page(inf, obj("ns", "c", "4", "uc"), NULL), 0);
+	CHECK_INT(informer_list_end(inf, "10"), 0);
+	CHECK_STR(rec_log(&r), "add a@1;add b@2;upd b@2>3;add c@4;synced;");
+	CHECK_INT(r.synced, 1);
+
+	/* a re-list that loses b and c, and fails after its first page */
+	rec_reset(&r);
+	informer_list_begin(inf);
+	CHECK_INT(page(inf, obj("ns", "a", "5", "ua"), NULL), 0);
+	CHECK_STR(rec_log(&r), "upd a@1>5;");
+	CHECK_STR(informer_resource_version(inf), "10");
+	CHECK_INT(informer_count(inf), 3);
+	/* and the next one succeeds */
+	informer_list_begin(inf);
+	CHECK_INT(page(inf, obj("ns", "a", "5", "ua"), NULL), 0);
+	CHECK_INT(informer_list_end(inf, "20"), 0);
+	CHECK_STR(rec_log(&r), "upd a@1>5;del b@3;del c@4;");
+	CHECK_INT(informer_count(inf), 1);
+	CHECK_STR(informer_resource_version(inf), "20");
+
+	/* malformed: a page without items, an end without a valid
+	 * resourceVersion change nothing */
+	rec_reset(&r);
+	informer_list_begin(inf);
+	json_t *bad = json_pack("{s:{s:s}, s:{}}", "metadata", "continue", "x", "items");
+	CHECK_INT(informer_list_page(inf, bad), -EPROTO);
+	json_decref(bad);
+	CHECK_INT(informer_list_end(inf, "bad rv"), -EPROTO);
+	CHECK_INT(informer_list_end(inf, NULL), -EPROTO);
+	CHECK_INT(r.calls, 0);
+	CHECK_INT(informer_count(inf), 1);
+	CHECK_STR(informer_resource_version(inf), "20");
+
+	/* items without a valid name are skipped, the others applied */
+	CHECK_INT(page(inf, obj("ns", NULL, "6", "ux"), obj("ns", "a/b", "6", "uy"),
+		       obj("ns", "f", "7", "uf"), NULL), 0);
+	CHECK_INT(informer_list_end(inf, "30"), 0);
+	CHECK_STR(rec_log(&r), "add f@7;del a@5;");
+	informer_free(inf);
+	rec_free(&r);
+}
+
+/* informer_stop from a callback in the middle of a page: the rest of the
+ * page is not applied and the list does not end; a free from a callback
+ * leaves nothing behind (ASan). */
+static void test_list_page_stop_and_free(void)
+{
+	struct rec r;
+	struct informer *inf = detached(&r, "ns");
+	r.stop_after = 1;
+	informer_list_begin(inf);
+	CHECK_INT(page(inf, obj("ns", "a", "1", NULL), obj("ns", "b", "1", NULL), NULL), 0);
+	CHECK_INT(r.calls, 1);
+	CHECK_INT(informer_count(inf), 1);
+	informer_free(inf);
+	rec_free(&r);
+
+	inf = detached(&r, "ns");
+	r.free_after = 2;
+	informer_list_begin(inf);
+	CHECK_INT(page(inf, obj("ns", "a", "1", NULL), obj("ns", "b", "1", NULL),
+		       obj("ns", "c", "1", NULL), NULL), 0); /* frees inf */
+	CHECK_INT(r.calls, 2);
+	rec_free(&r);
+}
+
+/* A page's JSON text parsed as the cache keeps it gives the same objects
+ * as the whole page parsed then trimmed: on a real Deployment (the bench
+ * fixture, with managedFields, a pod template and status), with the feed's
+ * keep list, with managedFields kept, with everything kept; escaped keys
+ * and duplicate members as jansson reads them. */
+static void test_list_page_text(void)
+{
+	json_error_t e;
+	json_t *dep = json_load_file("test/bench/fixtures/deployment.json", 0, &e);
+	CHECK(dep != NULL);
+	if (!dep)
+		return;
+	json_object_del(dep, "apiVersion"); /* list items lack them */
+	json_object_del(dep, "kind");
+	static const char *const keep[] = {"spec.replicas", "status.replicas",
+					   "status.readyReplicas", NULL};
+	struct informer_opts variants[] = {
+		{.api_version = "apps/v1", .kind = "Deployment", .keep = keep},
+		{.api_version = "apps/v1", .kind = "Deployment", .keep = keep,
+		 .keep_managed_fields = true},
+		{.api_version = "apps/v1", .kind = "Deployment"},
+		{.api_version = "apps/v1", .kind = "Deployment", .keep_managed_fields = true},
+	};
+	/* the fixture, and an item with an escaped key and a duplicate member */
+	const char *odd = "{\"metadata\":{\"name\":\"odd\",\"namespace\":\"ns\",\"resourceVersion\":\"9\","
+			  "\"managedFields\":[{\"x\":1}]},\"sp\\u0065c\":{\"replicas\":1,\"paused\":true},"
+			  "\"status\":{\"replicas\":2},\"status\":{\"replicas\":3,\"readyReplicas\":1}}";
+	json_t *items = json_array();
+	json_array_append(items, dep);
+	json_array_append_new(items, json_loads(odd, 0, &e));
+	json_t *pg = json_pack("{s:s, s:s, s:{s:s}, s:o}", "kind", "DeploymentList", "apiVersion",
+			       "apps/v1", "metadata", "continue", "c", "items", items);
+	char *text = json_dumps(pg, JSON_COMPACT);
+	for (size_t v = 0; v < ARRAY_SIZE(variants); v++) {
+		struct informer *a = informer_new(NULL, NULL, &variants[v], NULL);
+		struct informer *b = informer_new(NULL, NULL, &variants[v], NULL);
+		json_t *copy = json_deep_copy(pg); /* trimmed in place */
+		size_t k;
+		json_t *it;
+		json_array_foreach(json_object_get(copy, "items"), k, it) {
+			/* as kube_list gives them on_page */
+			json_object_set_new(it, "apiVersion", json_string("apps/v1"));
+			json_object_set_new(it, "kind", json_string("Deployment"));
+		}
+		informer_list_begin(a);
+		CHECK_INT(informer_list_page(a, copy), 0);
+		json_decref(copy);
+		informer_list_begin(b);
+		CHECK_INT(informer_list_page_text(b, text, strlen(text)), 0);
+		CHECK_INT(informer_count(b), 2);
+		json_t *dmd = json_object_get(dep, "metadata");
+		const char *ns[] = {json_string_value(json_object_get(dmd, "namespace")), "ns"};
+		const char *names[] = {json_string_value(json_object_get(dmd, "name")), "odd"};
+		for (int i = 0; i < 2; i++) {
+			json_t *oa = informer_get_ns(a, ns[i], names[i]);
+			json_t *ob = informer_get_ns(b, ns[i], names[i]);
+			CHECK(oa && ob && json_equal(oa, ob));
+			if (oa && ob && !json_equal(oa, ob)) {
+				char *sa = json_dumps(oa, JSON_SORT_KEYS | JSON_COMPACT);
+				char *sb = json_dumps(ob, JSON_SORT_KEYS | JSON_COMPACT);
+				fprintf(stderr, "  variant %zu, %s:\n  tree %.300s\n  text %.300s\n", v,
+					names[i], sa, sb);
+				free(sa);
+				free(sb);
+			}
+		}
+		/* what the feed keeps of the odd item */
+		json_t *o = informer_get_ns(b, "ns", "odd");
+		CHECK_STR(json_string_value(json_object_get(o, "kind")), "Deployment");
+		CHECK_INT(json_integer_value(json_object_get(json_object_get(o, "status"), "replicas")), 3);
+		CHECK(json_object_get(json_object_get(o, "metadata"), "managedFields") ==
+		      NULL || variants[v].keep_managed_fields);
+		CHECK((json_object_get(json_object_get(o, "spec"), "paused") == NULL) ==
+		      (variants[v].keep != NULL));
+		informer_free(a);
+		informer_free(b);
+	}
+	free(text);
+	json_decref(pg);
+	json_decref(dep);
+}
+
+/* Malformed page texts: refused with -EPROTO, before any item is applied
+ * when the JSON is malformed; an item that is well-formed JSON but not
+ * valid (an escaped NUL in a key) stops the page there, the items before
+ * it applied. */
+static void test_list_page_text_rejects(void)
+{
+	struct rec r;
+	struct informer *inf = detached(&r, "ns");
+	static const char *const bad[] = {
+		"", "[]", "{}", "{\"items\":{}}", "{\"items\":[1]}", "{\"items\":[{]}",
+		"{\"items\":[]", "{\"items\":[]}x", "{\"metadata\":{},\"items\":[{\"metadata\":{\"name\":1e}}]}",
+		"{\"items\":[{\"a\\u0000\":1}]}",
+	};
+	informer_list_begin(inf);
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
+		CHECK_INT(informer_list_page_text(inf, bad[i], strlen(bad[i])), -EPROTO);
+	CHECK_INT(r.calls, 0);
+	const char *half = "{\"items\":[{\"metadata\":{\"name\":\"a\",\"namespace\":\"ns\","
+			   "\"resourceVersion\":\"1\"}},{\"metadata\":{\"name\":\"b\",\"namespace\":\"ns\","
+			   "\"resourceVersion\":\"1\"}},{\"metadata\":{\"a\\u0000\":1}},"
+			   "{\"metadata\":{\"name\":\"c\"}}]}";
+	const char *broken = "{\"items\":[{\"metadata\":{\"name\":\"a\",\"namespace\":\"ns\","
+			     "\"resourceVersion\":\"1\"}},{\"metadata\":[}}]}";
+	CHECK_INT(informer_list_page_text(inf, broken, strlen(broken)), -EPROTO);
+	CHECK_INT(r.calls, 0);
+	CHECK_INT(informer_list_page_text(inf, half, strlen(half)), -EPROTO);
+	CHECK_STR(rec_log(&r), "add a@1;add b@1;");
+	/* an empty page, and items without a valid name (skipped) are fine */
+	const char *ok = "{\"metadata\":{\"resourceVersion\":\"5\"},\"items\":[{\"metadata\":{}}]}";
+	CHECK_INT(informer_list_page_text(inf, ok, strlen(ok)), 0);
+	CHECK_INT(informer_list_page_text(inf, "{\"items\":[]}", 12), 0);
+	CHECK_INT(informer_list_end(inf, "5"), 0);
+	CHECK_INT(informer_count(inf), 2);
+	informer_free(inf);
+	rec_free(&r);
+}
+
 static void test_replace_rejects(void)
 {
 	struct rec r;
@@ -783,6 +1045,11 @@ int main(void)
 {
 	RUN(test_new_validates);
 	RUN(test_first_list_and_relist_diff);
+	RUN(test_list_by_pages);
+	RUN(test_list_fails_part_way);
+	RUN(test_list_page_stop_and_free);
+	RUN(test_list_page_text);
+	RUN(test_list_page_text_rejects);
 	RUN(test_replace_rejects);
 	RUN(test_events);
 	RUN(test_namespaces_and_iteration);

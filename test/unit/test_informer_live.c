@@ -284,6 +284,7 @@ struct view {
 	int adds, updates, deletes, synced;
 	int violations;  /* add of a known name, update/delete of an unknown one */
 	struct informer *inf;
+	void (*on_add_hook)(struct view *v); /* run after each add, or NULL */
 };
 
 static void view_violation(struct view *v, const char *what, const char *name)
@@ -301,6 +302,8 @@ static void v_add(struct informer *inf, json_t *obj, void *data)
 		view_violation(v, "add of a known", name_of(obj));
 	json_object_set_new(v->names, name_of(obj), json_string(rv_of(obj)));
 	buf_printf(&v->log, "A %s %s;", name_of(obj), rv_of(obj));
+	if (v->on_add_hook)
+		v->on_add_hook(v);
 }
 
 static void v_update(struct informer *inf, json_t *old, json_t *obj, void *data)
@@ -730,6 +733,92 @@ static void test_expired_relist(void)
 	CHECK_INT(watcher.synced, 1); /* synced is reported once */
 }
 
+/* Once, from the first add of the list in test_expired_mid_list (its first
+ * page is being applied; the next page is not asked yet): deletes pg-01
+ * (on that page) and pg-30 (on a later one), creates pg-new, then compacts
+ * etcd past the list's resourceVersion, so that the next page's continue
+ * token has expired. Blocking (the loop waits): curl and cluster.sh. */
+static char ns_pages[80];
+static int mid_list_runs, mid_list_rc;
+
+static void mid_list_hook(struct view *v)
+{
+	UNUSED(v);
+	if (mid_list_runs++)
+		return;
+	char *cmd = xasprintf(
+		". '%s/env' && k() { curl -sf -o /dev/null --cacert \"$CA_CERT\" "
+		"-H \"Authorization: Bearer $ADMIN_TOKEN\" \"$@\"; } && "
+		"u=\"$APISERVER_URL/api/v1/namespaces/%s/configmaps\" && "
+		"k -X DELETE \"$u/pg-01\" && k -X DELETE \"$u/pg-30\" && "
+		"k -X POST -H 'Content-Type: application/json' -d "
+		"'{\"metadata\":{\"name\":\"pg-new\",\"labels\":{\"" LABEL "\":\"pg-new\"}}}' \"$u\" && "
+		"%s compact '%s' >/dev/null 2>&1",
+		cluster_dir, ns_pages, CLUSTER_SH, cluster_dir);
+	mid_list_rc = system(cmd);
+	free(cmd);
+}
+
+struct list_wait {
+	struct informer *inf;
+};
+
+static bool listed_once(void *arg)
+{
+	return informer_stats(((struct list_wait *)arg)->inf).lists_ok >= 1;
+}
+
+/* A list applied page by page that gets 410 part way (its continue token
+ * expired: etcd compacted past it), while objects are deleted and created:
+ * the pages applied stay, the informer lists again from the start, reports
+ * only what changed (no second add of what the first pages added), deletes
+ * what is gone after the last page of that list, and ends equal to a fresh
+ * list. With the watch cache, kube-apiserver may serve the rest of the list
+ * from its snapshot instead (no 410): then only the convergence is checked. */
+static void test_expired_mid_list(void)
+{
+	snprintf(ns_pages, sizeof ns_pages, "%s-pg", ns_small);
+	CHECK_INT(create_namespace(ns_pages), 0);
+	char name[32];
+	for (int i = 0; i < 40; i++) {
+		snprintf(name, sizeof name, "pg-%02d", i);
+		char *rv = cm_create(ns_pages, name, true);
+		CHECK(rv != NULL);
+		free(rv);
+	}
+	struct view v;
+	struct informer_opts o = { .page_size = 5, .backoff_base_ms = 200 };
+	view_init(&v, ns_pages, &o);
+	v.on_add_hook = mid_list_hook;
+	informer_start(v.inf);
+	struct list_wait lw = { v.inf };
+	CHECK(wait_for(listed_once, &lw, 60));
+	CHECK_INT(mid_list_rc, 0);
+	CHECK(wait_converged(&v, ns_pages, 45));
+	struct informer_stats st = informer_stats(v.inf);
+	fprintf(stderr, "  lists %lu (%lu failed, 410 seen %lu time(s)), %d adds, %d deletes\n",
+		st.lists, st.list_failures, st.expired, v.adds, v.deletes);
+	CHECK_INT(v.violations, 0);
+	CHECK_INT(v.synced, 1);
+	CHECK_INT(informer_count(v.inf), 39);
+	CHECK(informer_get(v.inf, "pg-01") == NULL && informer_get(v.inf, "pg-30") == NULL);
+	CHECK(informer_get(v.inf, "pg-new") != NULL);
+	if (!watch_cache()) {
+		CHECK(st.expired >= 1);
+		CHECK(st.list_failures >= 1);
+		CHECK_INT(st.lists_ok, 1);
+		/* pg-01 came with the first page, and went with the end of the
+		 * second list; pg-30 was never seen */
+		CHECK(strstr(v.log.data, "A pg-01 ") != NULL);
+		CHECK(strstr(v.log.data, "D pg-01;") != NULL);
+		CHECK(strstr(v.log.data, "A pg-30 ") == NULL);
+		CHECK_INT(v.deletes, 1);
+		CHECK_INT(v.adds, 40);
+	}
+	view_free(&v);
+	delete_namespace(ns_pages);
+}
+
 struct silent_wait {
 	struct informer *inf;
 };
@@ -836,6 +925,7 @@ int main(void)
 		RUN(test_ten_thousand);
 		RUN(test_apiserver_restart);
 		RUN(test_expired_relist);
+		RUN(test_expired_mid_list);
 		RUN(test_silent_stream);
 		RUN(test_bookmarks);
 	}
