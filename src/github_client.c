@@ -765,131 +765,132 @@ static const char *next_path(struct github_client *gc, const char *url)
 
 /* A listing page answered: entries appended and the next page asked, or the
  * listing finished (j freed either way unless it was sent again). */
-static void list_done(struct github_client *gc, struct job *j, struct curl_uv_request *req,
-		      const struct curl_uv_response *res)
+/* Ends a listing job: its outcome to the caller, then the job freed. */
+static void list_end(struct job *j, int error, const char *message)
+{
+	list_finish(j, error, message);
+	job_free(j);
+}
+
+/* Sends the job's request again (its path may have changed). */
+static void list_resend(struct github_client *gc, struct job *j)
+{
+	if (!job_start(gc, j))
+		list_end(j, -ECANCELED, "the HTTP client is closed");
+}
+
+/* The path of the next page from a Link header: *next is NULL at the last
+ * page. False (the job ended) when the link leaves the API. */
+static bool link_next(struct github_client *gc, struct job *j, const char *link, char **next)
+{
+	*next = NULL;
+	char *url = link ? github_link_next(link) : NULL;
+	if (!url)
+		return true;
+	const char *p = next_path(gc, url); /* into url */
+	if (!p) {
+		free(url);
+		char msg[512];
+		snprintf(msg, sizeof(msg), "GET %s: the next page's link leaves %s", j->path,
+			 gc->api_url);
+		list_end(j, -EPROTO, msg);
+		return false;
+	}
+	*next = xstrdup(p);
+	free(url);
+	return true;
+}
+
+/* A 304: the page is the cached one. True when the listing goes on with
+ * *next (NULL: it was the last); false when the job was ended or sent again. */
+static bool page_not_modified(struct github_client *gc, struct job *j, struct curl_uv_request *req,
+			      char **next)
+{
+	struct etag_entry *e = etag_get(gc, j->path);
+	if (!e || !j->conditional) {
+		if (j->conditional) {
+			/* forgotten while the request was in flight: ask again */
+			j->unconditional = true;
+			list_resend(gc, j);
+			return false;
+		}
+		char msg[512];
+		snprintf(msg, sizeof(msg), "GET %s: 304 to a request without If-None-Match", j->path);
+		list_end(j, -EPROTO, msg);
+		return false;
+	}
+	/* the next page: from the 304's own Link when it has one, else from
+	 * the cache */
+	const char *link = curl_uv_response_header(req, "Link");
+	if (link) {
+		if (!link_next(gc, j, link, next))
+			return false;
+	} else {
+		*next = e->next ? xstrdup(e->next) : NULL;
+	}
+	/* An unchanged last page that is full may have been followed by a new
+	 * one (a branch sorting after all the others): an ETag need not cover
+	 * the Link header, so read it again. */
+	if (!*next && !link && !j->unconditional &&
+	    (e->n >= PER_PAGE || (j->pages > 0 && e->n >= j->first_page_n))) {
+		j->unconditional = true;
+		list_resend(gc, j);
+		return false;
+	}
+	j->not_modified++;
+	gc->stats.list_not_modified++;
+	list_remove(&e->lru);
+	list_push(&gc->lru, &e->lru); /* the newest now */
+	if (j->pages == 0)
+		j->first_page_n = e->n;
+	append_items(j, e->items, e->n);
+	j->skipped += e->skipped;
+	return true;
+}
+
+/* A 2xx: the page parsed, kept with its ETag. As page_not_modified. */
+static bool page_fresh(struct github_client *gc, struct job *j, struct curl_uv_request *req,
+		       const struct curl_uv_response *res, char **next)
+{
+	struct github_list_item *items = NULL;
+	size_t n = 0;
+	unsigned skipped = 0;
+	char err[256];
+	if (github_parse_list_page(j->list_kind, res->body, res->body_len, &items, &n, &skipped, err,
+				   sizeof(err)) < 0) {
+		char msg[512];
+		snprintf(msg, sizeof(msg), "GET %s: %s", j->path, err);
+		list_end(j, -EPROTO, msg);
+		return false;
+	}
+	if (!link_next(gc, j, curl_uv_response_header(req, "Link"), next)) {
+		github_list_items_free(items, n);
+		return false;
+	}
+	if (j->pages == 0)
+		j->first_page_n = n;
+	append_items(j, items, n);
+	j->skipped += skipped;
+	const char *etag = curl_uv_response_header(req, "ETag");
+	if (etag && *etag && strlen(etag) <= MAX_ETAG_LEN && header_safe(etag)) {
+		etag_put(gc, j->path, etag, items, n, skipped, *next);
+	} else {
+		struct etag_entry *e = etag_get(gc, j->path);
+		if (e)
+			etag_drop(gc, e);
+		github_list_items_free(items, n);
+	}
+	return true;
+}
+
+/* A page was read: the listing ends at the last one, or asks for next
+ * (owned) unless the pages loop, are too many or the rate limit is out. */
+static void list_follow(struct github_client *gc, struct job *j, char *next)
 {
 	char msg[512];
-	char *next = NULL;
-	if (res->error == -ECANCELED || gc->closing) {
-		list_finish(j, -ECANCELED, "cancelled");
-		job_free(j);
-		return;
-	}
-	if (!res->error && res->status == 304) {
-		struct etag_entry *e = etag_get(gc, j->path);
-		if (!e || !j->conditional) {
-			if (j->conditional) {
-				/* forgotten while the request was in flight: ask again */
-				j->unconditional = true;
-				if (!job_start(gc, j)) {
-					list_finish(j, -ECANCELED, "the HTTP client is closed");
-					job_free(j);
-				}
-				return;
-			}
-			snprintf(msg, sizeof(msg), "GET %s: 304 to a request without If-None-Match",
-				 j->path);
-			list_finish(j, -EPROTO, msg);
-			job_free(j);
-			return;
-		}
-		/* the next page: from the 304's own Link when it has one, else
-		 * from the cache */
-		const char *link = curl_uv_response_header(req, "Link");
-		if (link) {
-			char *url = github_link_next(link);
-			const char *p = url ? next_path(gc, url) : NULL;
-			next = p ? xstrdup(p) : NULL;
-			free(url);
-			if (url && !p) {
-				snprintf(msg, sizeof(msg), "GET %s: the next page's link leaves %s",
-					 j->path, gc->api_url);
-				list_finish(j, -EPROTO, msg);
-				job_free(j);
-				return;
-			}
-		} else {
-			next = e->next ? xstrdup(e->next) : NULL;
-		}
-		/* An unchanged last page that is full may have been followed by a
-		 * new one (a branch sorting after all the others): an ETag need
-		 * not cover the Link header, so read it again. */
-		if (!next && !link && !j->unconditional &&
-		    (e->n >= PER_PAGE || (j->pages > 0 && e->n >= j->first_page_n))) {
-			j->unconditional = true;
-			if (!job_start(gc, j)) {
-				list_finish(j, -ECANCELED, "the HTTP client is closed");
-				job_free(j);
-			}
-			return;
-		}
-		j->not_modified++;
-		gc->stats.list_not_modified++;
-		list_remove(&e->lru);
-		list_push(&gc->lru, &e->lru); /* the newest now */
-		if (j->pages == 0)
-			j->first_page_n = e->n;
-		append_items(j, e->items, e->n);
-		j->skipped += e->skipped;
-	} else if (!res->error && res->status >= 200 && res->status < 300) {
-		struct github_list_item *items = NULL;
-		size_t n = 0;
-		unsigned skipped = 0;
-		char err[256];
-		if (github_parse_list_page(j->list_kind, res->body, res->body_len, &items, &n,
-					   &skipped, err, sizeof(err)) < 0) {
-			snprintf(msg, sizeof(msg), "GET %s: %s", j->path, err);
-			list_finish(j, -EPROTO, msg);
-			job_free(j);
-			return;
-		}
-		const char *link = curl_uv_response_header(req, "Link");
-		char *url = link ? github_link_next(link) : NULL;
-		if (url) {
-			const char *p = next_path(gc, url);
-			if (!p) {
-				github_list_items_free(items, n);
-				snprintf(msg, sizeof(msg), "GET %s: the next page's link leaves %s",
-					 j->path, gc->api_url);
-				free(url);
-				list_finish(j, -EPROTO, msg);
-				job_free(j);
-				return;
-			}
-			next = xstrdup(p);
-			free(url);
-		}
-		if (j->pages == 0)
-			j->first_page_n = n;
-		append_items(j, items, n);
-		j->skipped += skipped;
-		const char *etag = curl_uv_response_header(req, "ETag");
-		if (etag && *etag && strlen(etag) <= MAX_ETAG_LEN && header_safe(etag)) {
-			etag_put(gc, j->path, etag, items, n, skipped, next);
-		} else {
-			struct etag_entry *e = etag_get(gc, j->path);
-			if (e)
-				etag_drop(gc, e);
-			github_list_items_free(items, n);
-		}
-	} else if (retryable(res) && ++j->attempts < gc->lookup_attempts) {
-		j->due = uv_now(gc->loop) + backoff_nominal(&gc->lookup_backoff, j->attempts - 1);
-		if (res->error)
-			log_info("github: GET %s failed (%s), retrying", j->path, res->error_message);
-		else
-			log_info("github: GET %s failed (HTTP %ld), retrying", j->path, res->status);
-		jobs_push(&gc->retry, j);
-		arm_timer(gc);
-		return;
-	} else {
-		list_finish(j, get_failure(gc, req, res, j->path, msg, sizeof(msg)), msg);
-		job_free(j);
-		return;
-	}
 	j->pages++;
 	if (!next) {
-		list_finish(j, 0, "");
-		job_free(j);
+		list_end(j, 0, "");
 		return;
 	}
 	int error = 0;
@@ -908,8 +909,7 @@ static void list_done(struct github_client *gc, struct job *j, struct curl_uv_re
 	}
 	if (error) {
 		free(next);
-		list_finish(j, error, msg);
-		job_free(j);
+		list_end(j, error, msg);
 		return;
 	}
 	free(j->path);
@@ -918,10 +918,38 @@ static void list_done(struct github_client *gc, struct job *j, struct curl_uv_re
 	j->seen[j->n_seen++] = xstrdup(next);
 	j->attempts = 0;
 	j->unconditional = false;
-	if (!job_start(gc, j)) {
-		list_finish(j, -ECANCELED, "the HTTP client is closed");
-		job_free(j);
+	list_resend(gc, j);
+}
+
+static void list_done(struct github_client *gc, struct job *j, struct curl_uv_request *req,
+		      const struct curl_uv_response *res)
+{
+	char *next = NULL;
+	if (res->error == -ECANCELED || gc->closing) {
+		list_end(j, -ECANCELED, "cancelled");
+		return;
 	}
+	if (!res->error && res->status == 304) {
+		if (!page_not_modified(gc, j, req, &next))
+			return;
+	} else if (!res->error && res->status >= 200 && res->status < 300) {
+		if (!page_fresh(gc, j, req, res, &next))
+			return;
+	} else if (retryable(res) && ++j->attempts < gc->lookup_attempts) {
+		j->due = uv_now(gc->loop) + backoff_nominal(&gc->lookup_backoff, j->attempts - 1);
+		if (res->error)
+			log_info("github: GET %s failed (%s), retrying", j->path, res->error_message);
+		else
+			log_info("github: GET %s failed (HTTP %ld), retrying", j->path, res->status);
+		jobs_push(&gc->retry, j);
+		arm_timer(gc);
+		return;
+	} else {
+		char msg[512];
+		list_end(j, get_failure(gc, req, res, j->path, msg, sizeof(msg)), msg);
+		return;
+	}
+	list_follow(gc, j, next);
 }
 
 static void on_done(struct curl_uv_request *req, const struct curl_uv_response *res, void *data)
