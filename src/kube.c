@@ -66,7 +66,7 @@ enum op {
 };
 
 struct queue {
-	struct kube_call *head, *tail;
+	struct list calls; /* struct kube_call, by qlink */
 };
 
 struct res_entry {
@@ -114,8 +114,8 @@ struct kube_call {
 	char *stream_error;
 	/* state */
 	struct curl_uv_request *req;
-	struct queue *q;
-	struct kube_call *qprev, *qnext;
+	struct queue *q;    /* the stage it waits in, or NULL */
+	struct list qlink; /* in q->calls */
 	struct list link; /* in kube.calls */
 	uint64_t due_ms;
 	int retries;
@@ -158,41 +158,45 @@ struct kube {
 
 /* ---- queues ---- */
 
+static void q_init(struct queue *q)
+{
+	list_init(&q->calls);
+}
+
+static struct kube_call *q_head(const struct queue *q)
+{
+	return list_first(&q->calls, struct kube_call, qlink);
+}
+
 static void q_push(struct queue *q, struct kube_call *c)
 {
 	c->q = q;
-	c->qnext = NULL;
-	c->qprev = q->tail;
-	if (q->tail)
-		q->tail->qnext = c;
-	else
-		q->head = c;
-	q->tail = c;
+	list_push(&q->calls, &c->qlink);
 }
 
 static void q_remove(struct kube_call *c)
 {
-	struct queue *q = c->q;
-	if (!q)
+	if (!c->q)
 		return;
-	if (c->qprev)
-		c->qprev->qnext = c->qnext;
-	else
-		q->head = c->qnext;
-	if (c->qnext)
-		c->qnext->qprev = c->qprev;
-	else
-		q->tail = c->qprev;
+	list_remove(&c->qlink);
 	c->q = NULL;
-	c->qprev = c->qnext = NULL;
 }
 
 static struct kube_call *q_pop(struct queue *q)
 {
-	struct kube_call *c = q->head;
+	struct kube_call *c = q_head(q);
 	if (c)
 		q_remove(c);
 	return c;
+}
+
+/* Moves every call of from, in order, to the empty queue to. */
+static void q_take(struct queue *to, struct queue *from)
+{
+	q_init(to);
+	struct kube_call *c;
+	while ((c = q_pop(from)))
+		q_push(to, c);
 }
 
 /* ---- pure helpers ---- */
@@ -527,6 +531,7 @@ static struct kube_call *call_new(struct kube *k, enum op op, kube_done_cb done,
 	if (k->closing)
 		return NULL;
 	struct kube_call *c = xcalloc(1, sizeof(*c));
+	list_init(&c->qlink);
 	c->k = k;
 	c->op = op;
 	c->done = done;
@@ -595,6 +600,7 @@ static struct gv *gv_find(struct kube *k, const char *api_version, bool create)
 	if (!create)
 		return NULL;
 	struct gv *g = xcalloc(1, sizeof(*g));
+	q_init(&g->waiters);
 	g->api_version = xstrdup(api_version);
 	g->next = k->gvs;
 	k->gvs = g;
@@ -795,10 +801,8 @@ static void on_cred_ready(int err, const char *message, void *data)
 	UNUSED(err);
 	UNUSED(message);
 	/* every waiting call tries again: it gets the credentials or the error */
-	struct queue waiting = k->cred_wait;
-	k->cred_wait.head = k->cred_wait.tail = NULL;
-	for (struct kube_call *c = waiting.head; c; c = c->qnext)
-		c->q = &waiting;
+	struct queue waiting;
+	q_take(&waiting, &k->cred_wait);
 	struct kube_call *c;
 	while ((c = q_pop(&waiting)))
 		send_call(c);
@@ -950,21 +954,14 @@ static void schedule_retry(struct kube_call *c, long delay_ms)
 {
 	struct kube *k = c->k;
 	c->due_ms = now_ms() + (uint64_t)delay_ms;
-	/* keep the retry queue sorted by due time */
-	struct kube_call *after = k->retry.tail;
-	while (after && after->due_ms > c->due_ms)
-		after = after->qprev;
+	/* keep the retry queue sorted by due time: after the last call due
+	 * no later (the head itself when there is none) */
+	struct list *after = k->retry.calls.prev;
+	while (after != &k->retry.calls &&
+	       list_entry(after, struct kube_call, qlink)->due_ms > c->due_ms)
+		after = after->prev;
 	c->q = &k->retry;
-	c->qprev = after;
-	c->qnext = after ? after->qnext : k->retry.head;
-	if (c->qnext)
-		c->qnext->qprev = c;
-	else
-		k->retry.tail = c;
-	if (after)
-		after->qnext = c;
-	else
-		k->retry.head = c;
+	list_insert_after(after, &c->qlink);
 	kick(k);
 }
 
@@ -1198,14 +1195,15 @@ static void reschedule(struct kube *k, uint64_t wait_rl)
 {
 	uint64_t now = now_ms();
 	uint64_t next = UINT64_MAX;
-	if (k->rl.head && wait_rl)
+	const struct kube_call *due = q_head(&k->retry);
+	if (q_head(&k->rl) && wait_rl)
 		next = wait_rl;
-	if (k->retry.head) {
-		uint64_t r = k->retry.head->due_ms > now ? k->retry.head->due_ms - now : 0;
+	if (due) {
+		uint64_t r = due->due_ms > now ? due->due_ms - now : 0;
 		if (r < next)
 			next = r;
 	}
-	if (k->start.head || k->ready.head || k->finished.head)
+	if (q_head(&k->start) || q_head(&k->ready) || q_head(&k->finished))
 		next = 0;
 	if (next != UINT64_MAX)
 		uv_timer_start(&k->wake, on_wake, next, 0);
@@ -1220,18 +1218,15 @@ static void on_wake(uv_timer_t *t)
 	while (!k->closing && (c = q_pop(&k->finished)))
 		finish(c, c->err, 0, NULL, NULL, 0, c->message, NULL);
 	uint64_t now = now_ms();
-	while (!k->closing && k->retry.head && k->retry.head->due_ms <= now) {
+	while (!k->closing && q_head(&k->retry) && q_head(&k->retry)->due_ms <= now) {
 		c = q_pop(&k->retry);
 		q_push(&k->rl, c);
 	}
 	/* calls started from callbacks below land on these queues: they run
 	 * on the next wake */
-	struct queue start = k->start, ready = k->ready;
-	k->start.head = k->start.tail = k->ready.head = k->ready.tail = NULL;
-	for (c = start.head; c; c = c->qnext)
-		c->q = &start;
-	for (c = ready.head; c; c = c->qnext)
-		c->q = &ready;
+	struct queue start, ready;
+	q_take(&start, &k->start);
+	q_take(&ready, &k->ready);
 	while ((c = q_pop(&start))) {
 		if (k->closing)
 			q_push(&k->start, c);
@@ -1245,7 +1240,7 @@ static void on_wake(uv_timer_t *t)
 			send_call(c);
 	}
 	uint64_t wait = 0;
-	while (!k->closing && k->rl.head) {
+	while (!k->closing && q_head(&k->rl)) {
 		wait = kube_bucket_take(&k->bucket, now_ms());
 		if (wait)
 			break;
@@ -1261,6 +1256,10 @@ struct kube *kube_new(uv_loop_t *loop, struct kubeconfig *kc, const struct kube_
 {
 	struct kube *k = xcalloc(1, sizeof(*k));
 	list_init(&k->calls);
+	struct queue *stages[] = {&k->start, &k->rl, &k->ready, &k->cred_wait, &k->retry,
+				  &k->finished};
+	for (size_t i = 0; i < sizeof stages / sizeof *stages; i++)
+		q_init(stages[i]);
 	k->loop = loop;
 	k->kc = kc;
 	if (opts)

@@ -39,13 +39,19 @@ static inline void list_push(struct list *head, struct list *n)
 	head->prev = n;
 }
 
+/* Adds n right after pos (an element, or the head: then n is first). */
+static inline void list_insert_after(struct list *pos, struct list *n)
+{
+	n->prev = pos;
+	n->next = pos->next;
+	pos->next->prev = n;
+	pos->next = n;
+}
+
 /* Adds n at the start of the list whose head is head. */
 static inline void list_push_front(struct list *head, struct list *n)
 {
-	n->prev = head;
-	n->next = head->next;
-	head->next->prev = n;
-	head->next = n;
+	list_insert_after(head, n);
 }
 
 /* Takes n out of its list; n is then an empty list (removing it again is

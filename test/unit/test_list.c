@@ -1,6 +1,6 @@
 /* The intrusive list (src/list.h): order, removal while iterating, an
  * element in no list, the first element, and a model check against an
- * array (pushes at either end, removals). */
+ * array (pushes at either end, inserts after an element, removals). */
 #include <stdlib.h>
 
 #include "backoff.h"
@@ -85,6 +85,13 @@ static void test_model(void)
 				j++;
 			memmove(order + j, order + j + 1, (n - j - 1) * sizeof *order);
 			n--;
+		} else if (n > 0 && backoff_random(&seed) < 0.3) {
+			/* after a random element (kube.c's sorted retry queue) */
+			size_t j = (size_t)(backoff_random(&seed) * (double)n);
+			list_insert_after(&items[order[j]].link, &items[i].link);
+			memmove(order + j + 2, order + j + 1, (n - j - 1) * sizeof *order);
+			order[j + 1] = i;
+			n++;
 		} else if (backoff_random(&seed) < 0.5) {
 			list_push(&head, &items[i].link);
 			order[n++] = i;
