@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "hmap.h"
 #include "log.h"
 #include "util.h"
 
@@ -15,87 +16,6 @@
  * undefined; spell the attribute out. */
 #define RB_GENERATE_LOCAL(name, type, field, cmp) \
 	RB_GENERATE_INTERNAL(name, type, field, cmp, __attribute__((unused)) static)
-
-/* ---- a chained hash map keyed by string, intrusive ---- */
-
-struct hnode {
-	struct hnode *next;
-	uint64_t hash;
-	const char *key; /* borrowed from the containing object */
-};
-
-struct hmap {
-	struct hnode **buckets;
-	size_t nbuckets; /* a power of two */
-	size_t count;
-	uint64_t seed;
-};
-
-static uint64_t hmap_hash(const struct hmap *m, const char *s)
-{
-	uint64_t h = 0xcbf29ce484222325ULL ^ m->seed;
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 0x100000001b3ULL;
-	}
-	h ^= h >> 32;
-	return h;
-}
-
-static void hmap_init(struct hmap *m, uint64_t seed)
-{
-	m->nbuckets = 64;
-	m->buckets = xcalloc(m->nbuckets, sizeof(*m->buckets));
-	m->count = 0;
-	m->seed = seed;
-}
-
-static struct hnode *hmap_find(const struct hmap *m, const char *key)
-{
-	uint64_t h = hmap_hash(m, key);
-	for (struct hnode *n = m->buckets[h & (m->nbuckets - 1)]; n; n = n->next)
-		if (n->hash == h && strcmp(n->key, key) == 0)
-			return n;
-	return NULL;
-}
-
-static void hmap_grow(struct hmap *m)
-{
-	size_t nb = m->nbuckets * 2;
-	struct hnode **b = xcalloc(nb, sizeof(*b));
-	for (size_t i = 0; i < m->nbuckets; i++) {
-		struct hnode *n = m->buckets[i], *next;
-		for (; n; n = next) {
-			next = n->next;
-			n->next = b[n->hash & (nb - 1)];
-			b[n->hash & (nb - 1)] = n;
-		}
-	}
-	free(m->buckets);
-	m->buckets = b;
-	m->nbuckets = nb;
-}
-
-/* n->key must be set and not present yet. */
-static void hmap_insert(struct hmap *m, struct hnode *n)
-{
-	if (m->count >= m->nbuckets)
-		hmap_grow(m);
-	n->hash = hmap_hash(m, n->key);
-	struct hnode **head = &m->buckets[n->hash & (m->nbuckets - 1)];
-	n->next = *head;
-	*head = n;
-	m->count++;
-}
-
-static void hmap_remove(struct hmap *m, struct hnode *n)
-{
-	struct hnode **p = &m->buckets[n->hash & (m->nbuckets - 1)];
-	while (*p != n)
-		p = &(*p)->next;
-	*p = n->next;
-	m->count--;
-}
 
 /* ---- entries and their orders ---- */
 
@@ -311,31 +231,24 @@ void index_free(struct index *idx)
 {
 	if (!idx)
 		return;
-	for (size_t i = 0; i < idx->names.nbuckets; i++) {
-		struct hnode *n = idx->names.buckets[i], *next;
-		for (; n; n = next) {
-			next = n->next;
-			struct entry *e = CONTAINER_OF(n, struct entry, hn);
-			build_free(e->b);
-			free(e);
-		}
+	struct hnode *n, *next;
+	hmap_each_safe(n, next, &idx->names) {
+		struct entry *e = CONTAINER_OF(n, struct entry, hn);
+		build_free(e->b);
+		free(e);
 	}
-	for (size_t i = 0; i < idx->jobs.nbuckets; i++) {
-		struct hnode *n = idx->jobs.buckets[i], *next;
-		for (; n; n = next) {
-			next = n->next;
-			struct job_slot *s = CONTAINER_OF(n, struct job_slot, hn);
-			free(s->jobs);
-			free(s);
-		}
+	hmap_each_safe(n, next, &idx->jobs) {
+		struct job_slot *s = CONTAINER_OF(n, struct job_slot, hn);
+		free(s->jobs);
+		free(s);
 	}
 	struct repo_node *r, *rn;
 	RB_FOREACH_SAFE(r, repo_tree, &idx->repos, rn) {
 		RB_REMOVE(repo_tree, &idx->repos, r);
 		free(r);
 	}
-	free(idx->names.buckets);
-	free(idx->jobs.buckets);
+	hmap_free_buckets(&idx->names);
+	hmap_free_buckets(&idx->jobs);
 	free(idx->listeners);
 	free(idx);
 }
@@ -659,17 +572,17 @@ size_t index_resync_end(struct index *idx)
 	check_not_dispatching(idx, "index_resync_end");
 	size_t n = 0, cap = 0;
 	char **stale = NULL;
-	for (size_t i = 0; i < idx->names.nbuckets; i++)
-		for (struct hnode *h = idx->names.buckets[i]; h; h = h->next) {
-			struct entry *e = CONTAINER_OF(h, struct entry, hn);
-			if (e->gen == idx->gen)
-				continue;
-			if (n == cap) {
-				cap = cap ? 2 * cap : 16;
-				stale = xrealloc(stale, cap * sizeof(*stale));
-			}
-			stale[n++] = xstrdup(e->b->name);
+	struct hnode *h;
+	hmap_each(h, &idx->names) {
+		struct entry *e = CONTAINER_OF(h, struct entry, hn);
+		if (e->gen == idx->gen)
+			continue;
+		if (n == cap) {
+			cap = cap ? 2 * cap : 16;
+			stale = xrealloc(stale, cap * sizeof(*stale));
 		}
+		stale[n++] = xstrdup(e->b->name);
+	}
 	for (size_t i = 0; i < n; i++) {
 		index_remove(idx, stale[i]);
 		free(stale[i]);
@@ -1021,19 +934,19 @@ size_t index_resync_jobs_end(struct index *idx)
 	check_not_dispatching(idx, "index_resync_jobs_end");
 	size_t n = 0, cap = 0;
 	struct build_job *stale = NULL;
-	for (size_t i = 0; i < idx->jobs.nbuckets; i++)
-		for (struct hnode *h = idx->jobs.buckets[i]; h; h = h->next) {
-			struct job_slot *s = CONTAINER_OF(h, struct job_slot, hn);
-			for (size_t k = 0; k < s->count; k++) {
-				if (s->jobs[k].gen == idx->job_gen)
-					continue;
-				if (n == cap) {
-					cap = cap ? 2 * cap : 16;
-					stale = xrealloc(stale, cap * sizeof(*stale));
-				}
-				stale[n++] = s->jobs[k].job;
+	struct hnode *h;
+	hmap_each(h, &idx->jobs) {
+		struct job_slot *s = CONTAINER_OF(h, struct job_slot, hn);
+		for (size_t k = 0; k < s->count; k++) {
+			if (s->jobs[k].gen == idx->job_gen)
+				continue;
+			if (n == cap) {
+				cap = cap ? 2 * cap : 16;
+				stale = xrealloc(stale, cap * sizeof(*stale));
 			}
+			stale[n++] = s->jobs[k].job;
 		}
+	}
 	for (size_t i = 0; i < n; i++)
 		index_remove_job(idx, &stale[i]);
 	free(stale);

@@ -1,6 +1,7 @@
 #include "informer.h"
 
 #include "backoff.h"
+#include "hmap.h"
 #include "json_skim.h"
 #include "kube.h"
 #include "log.h"
@@ -27,10 +28,9 @@
 #define KEY_MAX (MAX_NAMESPACE + 1 + MAX_NAME + 1)
 #define MAX_RV 64
 
-/* One cached object, chained in a bucket of the hash map. */
+/* One cached object, in the cache's hash map by key. */
 struct entry {
-	struct entry *next;
-	uint64_t hash;
+	struct hnode hn; /* hn.key is key */
 	unsigned gen; /* the re-list that saw it last */
 	json_t *obj;  /* owned reference */
 	char key[];   /* "namespace/name" */
@@ -57,9 +57,7 @@ struct informer {
 	char *desc; /* for logs: "Deployment apps/v1 in b-ns [runboat/build]" */
 
 	/* the cache */
-	struct entry **buckets;
-	size_t nbuckets, count;
-	uint64_t hash_seed;
+	struct hmap cache; /* struct entry by key */
 	unsigned gen;
 	char *rv;
 	bool synced;
@@ -191,68 +189,32 @@ enum informer_action informer_watch_next(const struct informer_watch_end *e)
 
 static uint64_t key_hash(const struct informer *inf, const char *key)
 {
-	uint64_t h = 0xcbf29ce484222325ULL ^ inf->hash_seed;
-	for (const unsigned char *p = (const unsigned char *)key; *p; p++) {
-		h ^= *p;
-		h *= 0x100000001b3ULL;
-	}
-	return h ^ (h >> 29);
+	return hmap_hash(&inf->cache, key);
 }
 
 static struct entry *cache_find(const struct informer *inf, const char *key, uint64_t h)
 {
-	if (!inf->nbuckets)
-		return NULL;
-	for (struct entry *e = inf->buckets[h & (inf->nbuckets - 1)]; e; e = e->next)
-		if (e->hash == h && strcmp(e->key, key) == 0)
-			return e;
-	return NULL;
-}
-
-static void cache_grow(struct informer *inf)
-{
-	size_t n = inf->nbuckets ? inf->nbuckets * 2 : 64;
-	struct entry **b = xcalloc(n, sizeof(*b));
-	for (size_t i = 0; i < inf->nbuckets; i++) {
-		struct entry *e = inf->buckets[i], *next;
-		for (; e; e = next) {
-			next = e->next;
-			e->next = b[e->hash & (n - 1)];
-			b[e->hash & (n - 1)] = e;
-		}
-	}
-	free(inf->buckets);
-	inf->buckets = b;
-	inf->nbuckets = n;
+	struct hnode *n = hmap_find_hashed(&inf->cache, key, h);
+	return n ? CONTAINER_OF(n, struct entry, hn) : NULL;
 }
 
 /* Inserts key (absent) holding obj (a new reference is taken). */
-static struct entry *cache_insert(struct informer *inf, const char *key, uint64_t h, json_t *obj)
+static struct entry *cache_insert(struct informer *inf, const char *key, json_t *obj)
 {
-	if (inf->count + 1 > inf->nbuckets)
-		cache_grow(inf);
 	size_t len = strlen(key);
 	struct entry *e = xmalloc(sizeof(*e) + len + 1);
 	memcpy(e->key, key, len + 1);
-	e->hash = h;
+	e->hn.key = e->key;
 	e->gen = inf->gen;
 	e->obj = json_incref(obj);
-	e->next = inf->buckets[h & (inf->nbuckets - 1)];
-	inf->buckets[h & (inf->nbuckets - 1)] = e;
-	inf->count++;
+	hmap_insert(&inf->cache, &e->hn);
 	return e;
 }
 
 /* Unlinks e and returns its object (the caller owns the reference). */
 static json_t *cache_remove(struct informer *inf, struct entry *e)
 {
-	for (struct entry **p = &inf->buckets[e->hash & (inf->nbuckets - 1)]; *p; p = &(*p)->next) {
-		if (*p == e) {
-			*p = e->next;
-			break;
-		}
-	}
-	inf->count--;
+	hmap_remove(&inf->cache, &e->hn);
 	json_t *obj = e->obj;
 	free(e);
 	return obj;
@@ -260,17 +222,13 @@ static json_t *cache_remove(struct informer *inf, struct entry *e)
 
 static void cache_clear(struct informer *inf)
 {
-	for (size_t i = 0; i < inf->nbuckets; i++) {
-		struct entry *e = inf->buckets[i], *next;
-		for (; e; e = next) {
-			next = e->next;
-			json_decref(e->obj);
-			free(e);
-		}
+	struct hnode *n, *next;
+	hmap_each_safe(n, next, &inf->cache) {
+		struct entry *e = CONTAINER_OF(n, struct entry, hn);
+		json_decref(e->obj);
+		free(e);
 	}
-	free(inf->buckets);
-	inf->buckets = NULL;
-	inf->nbuckets = inf->count = 0;
+	hmap_free_buckets(&inf->cache);
 }
 
 static const char *meta_str(const json_t *obj, const char *field)
@@ -419,7 +377,7 @@ static void upsert(struct informer *inf, unsigned epoch, const char *key, json_t
 	uint64_t h = key_hash(inf, key);
 	struct entry *e = cache_find(inf, key, h);
 	if (!e) {
-		cache_insert(inf, key, h, obj);
+		cache_insert(inf, key, obj);
 		emit_add(inf, epoch, obj);
 		slim(inf, key, h, obj);
 		return;
@@ -660,16 +618,16 @@ static int list_end(struct informer *inf, unsigned epoch, const char *rv)
 	/* the sweep: what the list no longer holds is gone */
 	size_t n = 0, cap = 0;
 	struct entry **gone = NULL;
-	for (size_t b = 0; b < inf->nbuckets; b++) {
-		for (struct entry *e = inf->buckets[b]; e; e = e->next) {
-			if (e->gen == inf->gen)
-				continue;
-			if (n == cap) {
-				cap = cap ? cap * 2 : 16;
-				gone = xrealloc(gone, cap * sizeof(*gone));
-			}
-			gone[n++] = e;
+	struct hnode *hn;
+	hmap_each(hn, &inf->cache) {
+		struct entry *e = CONTAINER_OF(hn, struct entry, hn);
+		if (e->gen == inf->gen)
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			gone = xrealloc(gone, cap * sizeof(*gone));
 		}
+		gone[n++] = e;
 	}
 	for (size_t k = 0; k < n; k++) {
 		json_t *old = cache_remove(inf, gone[k]);
@@ -896,7 +854,7 @@ struct informer *informer_new(uv_loop_t *loop, struct kube *k, const struct info
 	backoff_init(&inf->backoff, o->backoff_base_ms > 0 ? (uint64_t)o->backoff_base_ms : 0,
 		     o->backoff_max_ms > 0 ? (uint64_t)o->backoff_max_ms : 0, -1, seed);
 	inf->rng = seed ^ 0x5851f42d4c957f2dULL;
-	inf->hash_seed = seed * 0x9e3779b97f4a7c15ULL;
+	hmap_init(&inf->cache, seed * 0x9e3779b97f4a7c15ULL);
 	inf->desc = xasprintf("%s %s in %s%s%s%s", inf->kind, inf->api_version,
 			      inf->namespace ? inf->namespace : "all namespaces",
 			      inf->label_selector ? " [" : "",
@@ -1064,7 +1022,7 @@ static void on_list_done(const struct kube_result *res, void *data)
 		return;
 	}
 	log_debug("informer %s: listed %zu object(s) at resourceVersion %s", inf->desc,
-		  inf->count, inf->rv);
+		  inf->cache.count, inf->rv);
 	run_step(inf, STEP_WATCH);
 }
 
@@ -1344,26 +1302,19 @@ json_t *informer_get(const struct informer *inf, const char *name)
 
 size_t informer_count(const struct informer *inf)
 {
-	return inf->count;
+	return inf->cache.count;
 }
 
 json_t *informer_iter_next(const struct informer *inf, struct informer_iter *it)
 {
-	const struct entry *e = it->entry;
-	if (e && e->next) {
-		it->entry = e->next;
-		return e->next->obj;
-	}
-	if (e)
-		it->bucket++;
-	for (; it->bucket < inf->nbuckets; it->bucket++) {
-		if (inf->buckets[it->bucket]) {
-			it->entry = inf->buckets[it->bucket];
-			return inf->buckets[it->bucket]->obj;
-		}
-	}
-	it->entry = NULL;
-	return NULL;
+	/* it->bucket: 0 before the first call, 1 after; it->entry: the node
+	 * returned last, NULL at the end */
+	const struct hnode *n = !it->bucket ? hmap_first(&inf->cache)
+			      : it->entry  ? hmap_next(&inf->cache, it->entry)
+					   : NULL;
+	it->bucket = 1;
+	it->entry = n;
+	return n ? CONTAINER_OF(n, struct entry, hn)->obj : NULL;
 }
 
 const char *informer_resource_version(const struct informer *inf)
