@@ -1,5 +1,6 @@
 /* A fake Kubernetes client at kube.h's seam, for the modules that only make
- * calls through it (pod_log, actions). The kube_* functions they call are
+ * calls through it (pod_log, actions, and the controller with its feed,
+ * events and init_log). The kube_* functions they call are
  * defined here and replace src/kube.c without any build change: the linker
  * takes a member of librunboat_core.a only for a symbol still undefined, so
  * kube.o is never linked. If one of those modules starts calling another
@@ -38,7 +39,8 @@ struct kube {
 struct kube_call {
 	struct list link;
 	struct kube *k;
-	char verb[24]; /* "list", "get", "apply", "patch", "delete", "deletecollection", "log" */
+	char verb[24]; /* "list", "watch", "get", "create", "apply", "patch", "delete",
+	                * "deletecollection", "log" */
 	char api_version[64];
 	char kind[64];
 	char ns[64];
@@ -51,12 +53,15 @@ struct kube_call {
 	struct kube_log_opts log; /* log: container points into log_container */
 	char log_container[64];
 	json_t *sent; /* a copy of the applied object or the patch */
+	bool (*on_page_text)(const char *text, size_t len, void *data); /* list */
+	kube_event_cb on_event; /* watch */
 	kube_done_cb done;
 	void *data;
 	bool cancelled;
 };
 
 static void fake_kube_on_cancel_timer(uv_timer_t *t);
+static inline void fake_kube_fail(struct kube_call *c, int error, bool maybe_applied);
 
 static inline void fake_kube_init(struct kube *k, uv_loop_t *loop)
 {
@@ -116,6 +121,18 @@ static inline void fake_kube_answer(struct kube_call *c, int status, const char 
 	}
 	fake_kube_complete(c, &r);
 	json_decref(j);
+}
+
+/* Answers a list call with one page, the JSON text of a List (its
+ * metadata carries the resourceVersion): handed to the caller's
+ * on_page_text first when it gave one, as kube.c does. */
+static inline void fake_kube_answer_list(struct kube_call *c, const char *list)
+{
+	if (c->on_page_text && !c->on_page_text(list, strlen(list), c->data)) {
+		fake_kube_fail(c, -EPROTO, false);
+		return;
+	}
+	fake_kube_answer(c, 200, list);
 }
 
 /* Answers c with raw bytes that are not JSON (a pod log). */
@@ -206,6 +223,45 @@ struct kube_call *kube_list(struct kube *k, const struct kube_ref *ref,
 	struct kube_call *c = fake_kube_call(k, "list", ref, done, data);
 	if (c && o && o->label_selector)
 		snprintf(c->selector, sizeof c->selector, "%s", o->label_selector);
+	if (c && o)
+		c->on_page_text = o->on_page_text;
+	return c;
+}
+
+/* A watch waits like any call: until answered (the stream's end) or
+ * cancelled; its events are not faked. */
+struct kube_call *kube_watch(struct kube *k, const struct kube_ref *ref,
+			     const struct kube_watch_opts *o, kube_event_cb on_event,
+			     kube_done_cb done, void *data)
+{
+	struct kube_call *c = fake_kube_call(k, "watch", ref, done, data);
+	if (c && o && o->label_selector)
+		snprintf(c->selector, sizeof c->selector, "%s", o->label_selector);
+	if (c)
+		c->on_event = on_event;
+	return c;
+}
+
+uint64_t kube_dead_connections(const struct kube *k)
+{
+	UNUSED(k);
+	return 0;
+}
+
+struct kube_call *kube_create(struct kube *k, const json_t *obj, const struct kube_write_opts *o,
+			      kube_done_cb done, void *data)
+{
+	UNUSED(o);
+	json_t *meta = json_object_get(obj, "metadata");
+	struct kube_ref ref = {
+		.api_version = json_string_value(json_object_get(obj, "apiVersion")),
+		.kind = json_string_value(json_object_get(obj, "kind")),
+		.namespace = json_string_value(json_object_get(meta, "namespace")),
+		.name = json_string_value(json_object_get(meta, "name")),
+	};
+	struct kube_call *c = fake_kube_call(k, "create", &ref, done, data);
+	if (c)
+		c->sent = json_deep_copy(obj);
 	return c;
 }
 

@@ -1,0 +1,459 @@
+/* The controller (controller.h) with a real config, index and kubefiles
+ * (the repository's) against a fake Kubernetes client (kube_fake.h): its
+ * feed lists the Deployments, Jobs and Pods through the fake (answered here
+ * with Lists as the apiserver sends them) before anything acts. Contracts
+ * only the controller holds: a deploy's caller is told once the
+ * Deployment's apply is answered (0), or -EIO on a refusal for good with
+ * nothing more applied; a transient failure of a start is retried after the
+ * backoff and the start is told 0 once it went through; a start of an
+ * unknown build is -ENOENT; leadership lost cancels what is in flight,
+ * tells the waiting callers -EAGAIN and makes no further calls; and
+ * controller_free runs every waiting callback with -ECANCELED before it
+ * returns. Waits are for events (bounded only against a hang), never
+ * wall-clock races: the caller's waits (deploy_wait_ms, action_wait_ms)
+ * are far longer than any test. */
+#include "controller.h"
+
+#include <time.h>
+
+#include "build.h"
+#include "config.h"
+#include "index.h"
+#include "kube_fake.h"
+#include "kubefiles.h"
+#include "unit.h"
+
+#define SHA "0123456789abcdef0123456789abcdef01234567"
+#define SHA2 "89abcdef0123456789abcdef0123456789abcdef"
+#define B1 "b0123456789abcdef0123456789abcdef"
+
+static uv_loop_t loop;
+static struct kube k;
+static struct config *cfg;
+static struct index *idx;
+static struct kubefiles_cache *kc;
+static struct controller *ctl;
+
+struct told {
+	int n;
+	int error;
+	char message[512];
+};
+
+static void on_told(int error, const char *message, void *data)
+{
+	struct told *t = data;
+	t->n++;
+	t->error = error;
+	snprintf(t->message, sizeof t->message, "%s", message ? message : "(null)");
+}
+
+/* A Deployment of build as the default kubefiles render it (the labels,
+ * annotations and finalizer that build_from_deployment reads), initialized
+ * (init-status "succeeded"), with replicas (0: stopped), at resourceVersion
+ * rv (as test_feed.c builds it). */
+static json_t *deployment(const char *build, const char *rv, int replicas, const char *sha)
+{
+	json_t *d = json_pack(
+		"{s:s,s:s,s:{s:s+,s:s,s:s,s:s,s:s,s:{s:s,s:s},s:{s:s,s:s,s:s,s:s,s:s,s:s},"
+		"s:[s]},s:{s:i},s:{s:i,s:i,s:i}}",
+		"kind", "Deployment", "apiVersion", "apps/v1", "metadata", "name", build, "-odoo",
+		"namespace", "ns", "uid", "8d3c7c1e-5d0e-4b0a-9d6e-1c2b3a4d5e6f", "resourceVersion", rv,
+		"creationTimestamp", "2021-11-28T10:20:30Z", "labels", "app.kubernetes.io/managed-by",
+		"runboat", BUILD_LABEL, build, "annotations", BUILD_ANN_REPO, "oca/mis-builder",
+		BUILD_ANN_TARGET_BRANCH, "16.0", BUILD_ANN_PR, "", BUILD_ANN_GIT_COMMIT, sha,
+		BUILD_ANN_INIT_STATUS, "succeeded", BUILD_ANN_LAST_SCALED, "2021-11-28T11:00:00Z",
+		"finalizers", BUILD_FINALIZER, "spec", "replicas", replicas, "status", "replicas",
+		replicas, "readyReplicas", replicas, "availableReplicas", replicas);
+	if (!d)
+		abort();
+	return d;
+}
+
+/* The calls still waiting that the test is about: not the informers'
+ * watches (they wait for the whole test) nor the Events' creates. */
+static struct kube_call *next_call(void)
+{
+	for (struct list *l = k.calls.next; l != &k.calls; l = l->next) {
+		struct kube_call *c = list_entry(l, struct kube_call, link);
+		if (!c->cancelled && strcmp(c->verb, "watch") != 0 && strcmp(c->verb, "create") != 0)
+			return c;
+	}
+	return NULL;
+}
+
+static size_t count_verb(const char *verb)
+{
+	size_t n = 0;
+	for (struct list *l = k.calls.next; l != &k.calls; l = l->next) {
+		struct kube_call *c = list_entry(l, struct kube_call, link);
+		if (!c->cancelled && strcmp(c->verb, verb) == 0)
+			n++;
+	}
+	return n;
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* One turn of the loop that never blocks: what is due runs (UV_RUN_ONCE
+ * could block in its poll until the next timer, the 60 s resync, after
+ * running a due one), then a millisecond's pause. */
+static void turn(void)
+{
+	uv_run(&loop, UV_RUN_NOWAIT);
+	struct timespec ts = {0, 1000000};
+	nanosleep(&ts, NULL);
+}
+
+/* Runs the loop until a call the test is about waits (or, 20 s on, gives
+ * up: a hang, not a race). */
+static struct kube_call *wait_call(void)
+{
+	uint64_t end = mono_ms() + 20000;
+	struct kube_call *c;
+	while (!(c = next_call()) && mono_ms() < end)
+		turn();
+	CHECK(c != NULL);
+	return c;
+}
+
+/* A few turns of the loop: what is ready (the pass) runs. */
+static void settle(void)
+{
+	for (int i = 0; i < 10; i++)
+		uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+static void answer_list(const char *kind, json_t *items)
+{
+	struct kube_call *c = wait_call();
+	if (!c)
+		abort();
+	CHECK_STR(c->verb, "list");
+	CHECK_STR(c->kind, kind);
+	CHECK_STR(c->ns, "ns");
+	json_t *l = json_pack("{s:s+,s:s,s:{s:s},s:o}", "kind", kind, "List", "apiVersion",
+			      strcmp(kind, "Deployment") == 0 ? "apps/v1"
+			      : strcmp(kind, "Job") == 0      ? "batch/v1"
+							      : "v1",
+			      "metadata", "resourceVersion", "100", "items", items);
+	char *text = json_dumps(l, JSON_COMPACT);
+	fake_kube_answer_list(c, text);
+	free(text);
+	json_decref(l);
+}
+
+/* Creates and starts the controller (a [[repos]] entry for 'oca/.*', the
+ * repository's kubefiles), then syncs its feed: the Deployments listed are
+ * deployments (a JSON array, stolen), no Jobs, no Pods; the three
+ * informers then watch (those calls wait until teardown). */
+static void setup(json_t *deployments)
+{
+	uv_loop_init(&loop);
+	fake_kube_init(&k, &loop);
+	char err[512] = "";
+	cfg = config_load_string("[kubernetes]\nnamespace = \"ns\"\n[build]\n"
+				 "domain = \"runboat.test\"\n[[repos]]\nrepo = 'oca/.*'\n"
+				 "image = \"ghcr.io/oca/oca-ci/py3.10-odoo16.0:latest\"\n",
+				 "t.toml", NULL, err, sizeof err);
+	if (!cfg) {
+		fprintf(stderr, "config: %s\n", err);
+		abort();
+	}
+	idx = index_new();
+	kc = kubefiles_cache_new();
+	struct controller_deps d = {.loop = &loop, .cfg = cfg, .idx = idx, .kube = &k,
+				    .kubefiles = kc};
+	struct controller_opts o = {.retry_ms = 20, .retry_max_ms = 40,
+				    .deploy_wait_ms = 600000, .action_wait_ms = 600000};
+	ctl = controller_new(&d, &o);
+	controller_start(ctl);
+	const char *why = NULL;
+	CHECK(!controller_ready(ctl, &why));
+	answer_list("Deployment", deployments);
+	answer_list("Job", json_array());
+	answer_list("Pod", json_array());
+	settle();
+	CHECK(controller_ready(ctl, &why));
+	CHECK_INT(count_verb("watch"), 3);
+}
+
+static void teardown(void)
+{
+	controller_free(ctl);
+	/* the feed's watches, the Events' creates: cancelled, ended next turn */
+	uv_run(&loop, UV_RUN_NOWAIT);
+	CHECK_INT(fake_kube_pending(&k), 0);
+	fake_kube_close(&k);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	CHECK_INT(uv_loop_close(&loop), 0);
+	kubefiles_cache_free(kc);
+	index_free(idx);
+	config_free(cfg);
+}
+
+static const struct build_commit CM = {"oca/mis-builder", "16.0", 0, SHA};
+static const struct build_commit CM2 = {"oca/mis-builder", "16.0", 0, SHA2};
+
+static void test_deploy(void)
+{
+	setup(json_array());
+	struct told t = {0};
+	char err[256] = "";
+	CHECK_INT(controller_deploy(ctl, &CM, on_told, &t, err, sizeof err), 0);
+	CHECK(strncmp(err, "deploying as b", 14) == 0);
+	CHECK_INT(t.n, 0); /* never from inside the call */
+	/* the Deployment first, alone */
+	struct kube_call *c = wait_call();
+	if (!c)
+		abort();
+	CHECK_STR(c->verb, "apply");
+	CHECK_STR(c->kind, "Deployment");
+	char name[64];
+	snprintf(name, sizeof name, "%.*s", (int)(strlen(c->name) - strlen("-odoo")), c->name);
+	CHECK(strcmp(c->name + strlen(name), "-odoo") == 0);
+	CHECK_STR(err + strlen("deploying as "), name);
+	settle();
+	CHECK_INT(t.n, 0); /* not before the apply is answered */
+	CHECK(next_call() == c);
+	CHECK_INT(count_verb("apply"), 1);
+	/* a second ask of the same commit waits for the same outcome */
+	struct told t2 = {0};
+	CHECK_INT(controller_deploy(ctl, &CM, on_told, &t2, err, sizeof err), 0);
+	settle();
+	CHECK_INT(count_verb("apply"), 1);
+	fake_kube_answer(c, 200, "{}");
+	CHECK_INT(t.n, 1);
+	CHECK_INT(t.error, 0);
+	char want[128];
+	snprintf(want, sizeof want, "deployed as %s", name);
+	CHECK_STR(t.message, want);
+	CHECK_INT(t2.n, 1);
+	CHECK_INT(t2.error, 0);
+	/* asked again once applied: nothing to do */
+	CHECK_INT(controller_deploy(ctl, &CM, on_told, &t, err, sizeof err), 1);
+	CHECK(strstr(err, want) != NULL); /* "already deployed as NAME" */
+	/* (the build's other objects follow: test_actions checks them) a
+	 * Deployment of another commit refused for good: -EIO, and nothing of
+	 * that build is asked after */
+	struct told t3 = {0};
+	CHECK_INT(controller_deploy(ctl, &CM2, on_told, &t3, err, sizeof err), 0);
+	char name2[300];
+	snprintf(name2, sizeof name2, "%s-odoo", err + strlen("deploying as "));
+	struct kube_call *c2 = NULL;
+	uint64_t end = mono_ms() + 20000;
+	for (;;) {
+		c2 = NULL;
+		for (struct list *l = k.calls.next; l != &k.calls; l = l->next) {
+			struct kube_call *x = list_entry(l, struct kube_call, link);
+			if (!x->cancelled && strcmp(x->name, name2) == 0)
+				c2 = x;
+		}
+		if (c2 || mono_ms() >= end)
+			break;
+		turn();
+	}
+	CHECK(c2 != NULL);
+	if (!c2)
+		abort();
+	CHECK_STR(c2->verb, "apply");
+	CHECK_STR(c2->kind, "Deployment");
+	fake_kube_answer(c2, 422, "{\"reason\":\"Invalid\",\"message\":\"spec.x: Required value\"}");
+	CHECK_INT(t3.n, 1);
+	CHECK_INT(t3.error, -EIO);
+	CHECK(strstr(t3.message, "spec.x: Required value") != NULL);
+	settle();
+	/* nothing of the refused build's is asked after */
+	char prefix[300];
+	snprintf(prefix, sizeof prefix, "%.*s", (int)(strlen(name2) - strlen("-odoo")), name2);
+	for (struct list *l = k.calls.next; l != &k.calls; l = l->next) {
+		struct kube_call *x = list_entry(l, struct kube_call, link);
+		CHECK(strncmp(x->name, prefix, strlen(prefix)) != 0);
+	}
+	teardown();
+}
+
+static json_t *stopped_b1(void)
+{
+	json_t *l = json_array();
+	json_array_append_new(l, deployment(B1, "7", 0, SHA));
+	return l;
+}
+
+/* The start's call: a scale of B1's Deployment (whatever verb the executor
+ * uses for it). */
+static struct kube_call *start_call(void)
+{
+	struct kube_call *c = wait_call();
+	if (!c)
+		abort();
+	CHECK_STR(c->kind, "Deployment");
+	CHECK_STR(c->name, B1 "-odoo");
+	return c;
+}
+
+/* What c sends, as text, but for the wall-clock second of the scale
+ * (BUILD_ANN_LAST_SCALED, checked to be there): a retry may be a second
+ * later. Owned by the caller. */
+static char *sent_text(const struct kube_call *c)
+{
+	if (!c->sent)
+		return xstrdup("");
+	json_t *s = json_deep_copy(c->sent);
+	json_t *ann = json_object_get(json_object_get(s, "metadata"), "annotations");
+	const char *when = json_string_value(json_object_get(ann, BUILD_ANN_LAST_SCALED));
+	CHECK(when != NULL && strlen(when) == strlen("2021-11-28T11:00:00Z"));
+	json_object_del(ann, BUILD_ANN_LAST_SCALED);
+	char *text = json_dumps(s, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(s);
+	return text;
+}
+
+static void test_start_retried(void)
+{
+	setup(stopped_b1());
+	CHECK(index_find(idx, B1) != NULL);
+	settle();
+	CHECK(next_call() == NULL); /* a stopped, initialized build: nothing to do */
+	char err[256] = "";
+	struct told t = {0};
+	CHECK_INT(controller_start_build(ctl, "bnosuchbuild", on_told, &t, err, sizeof err), -ENOENT);
+	CHECK_STR(err, "no build named bnosuchbuild");
+	CHECK_INT(controller_start_build(ctl, B1, on_told, &t, err, sizeof err), 0);
+	CHECK_INT(t.n, 0);
+	struct kube_call *c = start_call();
+	char verb[24];
+	snprintf(verb, sizeof verb, "%s", c->verb);
+	char *sent = sent_text(c);
+	CHECK(strstr(sent, "\"replicas\":1") != NULL);
+	fake_kube_answer(c, 503, "{\"message\":\"etcd is slow\"}");
+	CHECK_INT(t.n, 0); /* transient: not told, retried */
+	settle();
+	/* after the backoff (20-40 ms), the same call again */
+	c = start_call();
+	CHECK_STR(c->verb, verb);
+	char *again = sent_text(c);
+	CHECK_STR(again, sent);
+	free(again);
+	/* a failure with no answer at all: retried the same way */
+	fake_kube_fail(c, -ETIMEDOUT, true);
+	CHECK_INT(t.n, 0);
+	c = start_call();
+	CHECK_STR(c->verb, verb);
+	again = sent_text(c);
+	CHECK_STR(again, sent);
+	free(again);
+	free(sent);
+	fake_kube_answer(c, 200, "{}");
+	CHECK_INT(t.n, 1);
+	CHECK_INT(t.error, 0);
+	CHECK_STR(t.message, "started");
+	settle();
+	CHECK(next_call() == NULL);
+	teardown();
+}
+
+static void test_leadership_lost(void)
+{
+	setup(stopped_b1());
+	char err[256] = "";
+	struct told t = {0}, td = {0};
+	CHECK_INT(controller_start_build(ctl, B1, on_told, &t, err, sizeof err), 0);
+	struct kube_call *c = start_call();
+	CHECK(!c->cancelled);
+	CHECK_INT(controller_deploy(ctl, &CM2, on_told, &td, err, sizeof err), 0);
+	int cancels = k.n_cancels;
+	controller_set_active(ctl, false, "standby: leader is other-pod");
+	/* the waiting callers are told to ask again, the call in flight is
+	 * cancelled */
+	CHECK_INT(t.n, 1);
+	CHECK_INT(t.error, -EAGAIN);
+	CHECK(strstr(t.message, "standby: leader is other-pod") != NULL);
+	CHECK_INT(td.n, 1);
+	CHECK_INT(td.error, -EAGAIN);
+	CHECK(k.n_cancels > cancels);
+	const char *why = NULL;
+	CHECK(!controller_leading(ctl, &why));
+	CHECK_STR(why, "standby: leader is other-pod");
+	int calls = k.n_calls;
+	settle();
+	CHECK(next_call() == NULL); /* the cancelled one ended, nothing new */
+	/* every action answers -EAGAIN with why, and nothing is called */
+	struct told t2 = {0};
+	CHECK_INT(controller_start_build(ctl, B1, on_told, &t2, err, sizeof err), -EAGAIN);
+	CHECK(strstr(err, "standby: leader is other-pod") != NULL);
+	CHECK_INT(controller_deploy(ctl, &CM, on_told, &t2, err, sizeof err), -EAGAIN);
+	settle();
+	CHECK_INT(k.n_calls, calls);
+	CHECK_INT(t2.n, 0);
+	CHECK_INT(t.n, 1);
+	/* the feed goes on (the index stays current for reads): the Deployment
+	 * now says the build is to be initialized again; a standby does not act
+	 * on it */
+	struct kube_call *w = NULL;
+	for (struct list *l = k.calls.next; l != &k.calls; l = l->next) {
+		struct kube_call *x = list_entry(l, struct kube_call, link);
+		if (strcmp(x->verb, "watch") == 0 && strcmp(x->kind, "Deployment") == 0)
+			w = x;
+	}
+	CHECK(w != NULL);
+	if (!w)
+		abort();
+	json_t *dep = deployment(B1, "8", 0, SHA);
+	json_object_set_new(json_object_get(json_object_get(dep, "metadata"), "annotations"),
+			    BUILD_ANN_INIT_STATUS, json_string("todo"));
+	w->on_event("MODIFIED", dep, w->data);
+	json_decref(dep);
+	const struct build *b = index_find(idx, B1);
+	CHECK(b != NULL && b->init_status == BUILD_INIT_TODO);
+	settle();
+	CHECK_INT(k.n_calls, calls);
+	CHECK(next_call() == NULL);
+	/* made active again: a full pass at once from what the index says */
+	controller_set_active(ctl, true, NULL);
+	CHECK(controller_leading(ctl, &why));
+	struct kube_call *c2 = wait_call();
+	CHECK(c2 != NULL && strncmp(c2->name, B1, strlen(B1)) == 0);
+	teardown();
+}
+
+static void test_free_tells_waiters(void)
+{
+	setup(stopped_b1());
+	char err[256] = "";
+	struct told ts = {0}, td = {0}, tq = {0};
+	CHECK_INT(controller_start_build(ctl, B1, on_told, &ts, err, sizeof err), 0);
+	start_call(); /* in flight, unanswered */
+	CHECK_INT(controller_deploy(ctl, &CM2, on_told, &td, err, sizeof err), 0);
+	CHECK_INT(controller_deploy(ctl, &CM2, on_told, &tq, err, sizeof err), 0);
+	controller_free(ctl);
+	CHECK_INT(ts.n, 1);
+	CHECK_INT(ts.error, -ECANCELED);
+	CHECK_INT(td.n, 1);
+	CHECK_INT(td.error, -ECANCELED);
+	CHECK_INT(tq.n, 1);
+	CHECK_INT(tq.error, -ECANCELED);
+	uv_run(&loop, UV_RUN_NOWAIT);
+	CHECK_INT(fake_kube_pending(&k), 0);
+	CHECK_INT(ts.n, 1); /* once */
+	fake_kube_close(&k);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	CHECK_INT(uv_loop_close(&loop), 0);
+	kubefiles_cache_free(kc);
+	index_free(idx);
+	config_free(cfg);
+}
+
+int main(void)
+{
+	RUN(test_deploy);
+	RUN(test_start_retried);
+	RUN(test_leadership_lost);
+	RUN(test_free_tells_waiters);
+	return UNIT_DONE();
+}
