@@ -44,7 +44,8 @@ static void test_basics(void)
 	struct item *items = xcalloc(N, sizeof(*items));
 	for (int i = 0; i < N; i++) {
 		items[i].v = i;
-		snprintf(items[i].name, sizeof(items[i].name), i ? "build-%d" : "", i);
+		if (i) /* item 0: the empty key */
+			snprintf(items[i].name, sizeof(items[i].name), "build-%d", i);
 		items[i].hn.key = items[i].name; /* borrowed */
 		hmap_insert(&m, &items[i].hn);
 		CHECK(m.count <= m.nbuckets);
