@@ -12,30 +12,13 @@
 #include "build.h"
 #include "index.h"
 #include "informer.h"
+#include "k8s_objects.h"
 #include "unit.h"
 #include "util.h"
 
 #define SHA "0123456789abcdef0123456789abcdef01234567"
 #define B1 "b0123456789abcdef0123456789abcdef"
 #define B2 "bfedcba9876543210fedcba9876543210"
-
-static json_t *deployment(const char *build, const char *rv, int replicas, const char *sha)
-{
-	json_t *d = json_pack(
-		"{s:s,s:s,s:{s:s+,s:s,s:s,s:s,s:s,s:{s:s,s:s},s:{s:s,s:s,s:s,s:s,s:s,s:s},"
-		"s:[s]},s:{s:i},s:{s:i,s:i,s:i}}",
-		"kind", "Deployment", "apiVersion", "apps/v1", "metadata", "name", build, "-odoo",
-		"namespace", "ns", "uid", "8d3c7c1e-5d0e-4b0a-9d6e-1c2b3a4d5e6f", "resourceVersion", rv,
-		"creationTimestamp", "2021-11-28T10:20:30Z", "labels", "app.kubernetes.io/managed-by",
-		"runboat", BUILD_LABEL, build, "annotations", BUILD_ANN_REPO, "oca/mis-builder",
-		BUILD_ANN_TARGET_BRANCH, "16.0", BUILD_ANN_PR, "", BUILD_ANN_GIT_COMMIT, sha,
-		BUILD_ANN_INIT_STATUS, "succeeded", BUILD_ANN_LAST_SCALED, "2021-11-28T11:00:00Z",
-		"finalizers", BUILD_FINALIZER, "spec", "replicas", replicas, "status", "replicas",
-		replicas, "readyReplicas", replicas, "availableReplicas", replicas);
-	if (!d)
-		abort();
-	return d;
-}
 
 static json_t *job(const char *build, const char *kind, const char *rv, int active)
 {
