@@ -667,6 +667,22 @@ static int get_failure(struct github_client *gc, struct curl_uv_request *req,
 }
 
 /* A lookup answered: called back, or retried later. */
+/* A GET that failed in a way worth repeating, with attempts left: queued
+ * again after its backoff (true), else false. */
+static bool retry_later(struct github_client *gc, struct job *j, const struct curl_uv_response *res)
+{
+	if (!retryable(res) || ++j->attempts >= gc->lookup_attempts)
+		return false;
+	j->due = uv_now(gc->loop) + backoff_nominal(&gc->lookup_backoff, j->attempts - 1);
+	if (res->error)
+		log_info("github: GET %s failed (%s), retrying", j->path, res->error_message);
+	else
+		log_info("github: GET %s failed (HTTP %ld), retrying", j->path, res->status);
+	jobs_push(&gc->retry, j);
+	arm_timer(gc);
+	return true;
+}
+
 static void lookup_done(struct github_client *gc, struct job *j, struct curl_uv_request *req,
 			const struct curl_uv_response *res)
 {
@@ -681,16 +697,8 @@ static void lookup_done(struct github_client *gc, struct job *j, struct curl_uv_
 		job_free(j);
 		return;
 	}
-	if (retryable(res) && ++j->attempts < gc->lookup_attempts) {
-		j->due = uv_now(gc->loop) + backoff_nominal(&gc->lookup_backoff, j->attempts - 1);
-		if (res->error)
-			log_info("github: GET %s failed (%s), retrying", j->path, res->error_message);
-		else
-			log_info("github: GET %s failed (HTTP %ld), retrying", j->path, res->status);
-		jobs_push(&gc->retry, j);
-		arm_timer(gc);
+	if (retry_later(gc, j, res))
 		return;
-	}
 	lookup_fail(j, get_failure(gc, req, res, j->path, msg, sizeof(msg)), msg);
 	job_free(j);
 }
@@ -935,14 +943,7 @@ static void list_done(struct github_client *gc, struct job *j, struct curl_uv_re
 	} else if (!res->error && res->status >= 200 && res->status < 300) {
 		if (!page_fresh(gc, j, req, res, &next))
 			return;
-	} else if (retryable(res) && ++j->attempts < gc->lookup_attempts) {
-		j->due = uv_now(gc->loop) + backoff_nominal(&gc->lookup_backoff, j->attempts - 1);
-		if (res->error)
-			log_info("github: GET %s failed (%s), retrying", j->path, res->error_message);
-		else
-			log_info("github: GET %s failed (HTTP %ld), retrying", j->path, res->status);
-		jobs_push(&gc->retry, j);
-		arm_timer(gc);
+	} else if (retry_later(gc, j, res)) {
 		return;
 	} else {
 		char msg[512];
