@@ -36,17 +36,30 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static long vm_rss_kib(void)
+/* A "VmXXX:" line of /proc/self/status (field "VmRSS", "VmHWM"), in KiB;
+ * -1 if it cannot be read. */
+static long vm_kib(const char *field)
 {
 	FILE *f = fopen("/proc/self/status", "r");
 	char line[256];
+	size_t n = strlen(field);
 	long v = -1;
 	while (f && fgets(line, sizeof line, f))
-		if (strncmp(line, "VmRSS:", 6) == 0)
-			v = strtol(line + 6, NULL, 10);
+		if (strncmp(line, field, n) == 0 && line[n] == ':')
+			v = strtol(line + n + 1, NULL, 10);
 	if (f)
 		fclose(f);
 	return v;
+}
+
+static long vm_rss_kib(void)
+{
+	return vm_kib("VmRSS");
+}
+
+static long vm_hwm_kib(void)
+{
+	return vm_kib("VmHWM");
 }
 
 static const struct build_links LINKS = {"https://runboat.example", "runboat.example",
@@ -80,19 +93,6 @@ static json_t *make_list_from(const json_t *fixture, size_t first, size_t n)
 static json_t *make_list(const json_t *fixture, size_t n)
 {
 	return make_list_from(fixture, 0, n);
-}
-
-static long vm_hwm_kib(void)
-{
-	FILE *f = fopen("/proc/self/status", "r");
-	char line[256];
-	long v = -1;
-	while (f && fgets(line, sizeof line, f))
-		if (strncmp(line, "VmHWM:", 6) == 0)
-			v = strtol(line + 6, NULL, 10);
-	if (f)
-		fclose(f);
-	return v;
 }
 
 #define PAGE 500
