@@ -242,3 +242,34 @@ struct informer *feed_pods(struct feed *f)
 {
 	return f->pods;
 }
+
+const char *feed_job_pod(struct feed *f, const char *build, const char *job_kind,
+			 const char **container)
+{
+	*container = NULL;
+	if (!f->pods || !informer_synced(f->pods))
+		return NULL;
+	json_t *best = NULL;
+	const char *best_ts = "";
+	struct informer_iter it = INFORMER_ITER_INIT;
+	json_t *pod;
+	while ((pod = informer_iter_next(f->pods, &it))) {
+		json_t *md = json_object_get(pod, "metadata");
+		json_t *labels = json_object_get(md, "labels");
+		const char *b = json_string_value(json_object_get(labels, BUILD_LABEL));
+		const char *k = json_string_value(json_object_get(labels, BUILD_LABEL_JOB_KIND));
+		const char *ts = json_string_value(json_object_get(md, "creationTimestamp"));
+		if (b && k && ts && strcmp(b, build) == 0 && strcmp(k, job_kind) == 0 &&
+		    strcmp(ts, best_ts) >= 0) {
+			best = pod;
+			best_ts = ts;
+		}
+	}
+	json_t *cs = json_object_get(json_object_get(best, "status"), "containerStatuses");
+	const char *name = json_string_value(json_object_get(json_object_get(best, "metadata"), "name"));
+	const char *c = json_string_value(json_object_get(json_array_get(cs, 0), "name"));
+	if (!name || json_array_size(cs) != 1 || !c)
+		return NULL;
+	*container = c;
+	return name;
+}

@@ -33,4 +33,12 @@ struct informer *feed_deployments(struct feed *f);
 struct informer *feed_jobs(struct feed *f);
 struct informer *feed_pods(struct feed *f);
 
+/* The newest cached pod of build's job_kind Job ("initialize", "cleanup"),
+ * as pod_log_get picks it from a list, when the cache can stand for that
+ * list: the pods informer is synced and the pod reports exactly one
+ * container (*container: its name). Else NULL (list the pods instead). Both
+ * borrowed from the cache: valid until the loop runs again. */
+const char *feed_job_pod(struct feed *f, const char *build, const char *job_kind,
+			 const char **container);
+
 #endif

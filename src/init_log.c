@@ -100,6 +100,8 @@ struct keep {
 	char *again_job;
 	bool again_succeeded;
 	long tail_lines;
+	bool by_list; /* the cached pod was gone: list the pods */
+	bool by_cache; /* the running fetch reads the cached pod */
 	struct pod_log *log;
 	struct kube_call *call;
 };
@@ -109,6 +111,8 @@ struct init_log {
 	char *namespace;
 	init_log_gone_cb gone;
 	void *gone_data;
+	init_log_pod_cb pod;
+	void *pod_data;
 	struct strmap keeps; /* build -> struct keep */
 	struct list queue;   /* struct keep, in the order asked (running ones too) */
 	size_t n_running;
@@ -214,6 +218,12 @@ static void on_fetched(int error, const char *message, const char *text, size_t 
 	struct keep *k = data;
 	struct init_log *il = k->il;
 	k->log = NULL;
+	if (error == -ENOENT && k->by_cache) {
+		/* the cache lagged: the pod it named is gone */
+		k->by_list = true;
+		fetch(k);
+		return;
+	}
 	if (error) {
 		log_warn("build %s: its init log is not kept: %s", k->build,
 			 message ? message : strerror(-error));
@@ -244,8 +254,15 @@ static void on_fetched(int error, const char *message, const char *text, size_t 
 static void fetch(struct keep *k)
 {
 	struct init_log *il = k->il;
-	k->log = pod_log_get_tail(il->kube, il->namespace, k->build, "initialize", k->tail_lines,
-				  FETCH_LIMIT, on_fetched, k);
+	const char *container = NULL;
+	const char *pod = il->pod && !k->by_list ? il->pod(k->build, &container, il->pod_data) : NULL;
+	k->by_cache = pod != NULL;
+	if (pod)
+		k->log = pod_log_get_pod(il->kube, il->namespace, pod, container, k->tail_lines,
+					 FETCH_LIMIT, on_fetched, k);
+	else
+		k->log = pod_log_get_tail(il->kube, il->namespace, k->build, "initialize",
+					  k->tail_lines, FETCH_LIMIT, on_fetched, k);
 	if (!k->log) {
 		/* the client is closing: nothing more to start (start_next may
 		 * be walking the queue: k alone goes) */
@@ -275,6 +292,7 @@ static void start_next(struct init_log *il)
 		k->running = true;
 		il->n_running++;
 		k->tail_lines = FIRST_TAIL_LINES;
+		k->by_list = false;
 		fetch(k); /* may drop k (client closing), never another */
 	}
 }
@@ -289,6 +307,12 @@ struct init_log *init_log_new(struct kube *kube, const char *namespace, init_log
 	il->namespace = xstrdup(namespace);
 	list_init(&il->queue);
 	return il;
+}
+
+void init_log_set_pod_lookup(struct init_log *il, init_log_pod_cb cb, void *data)
+{
+	il->pod = cb;
+	il->pod_data = data;
 }
 
 void init_log_stop(struct init_log *il)

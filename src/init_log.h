@@ -58,6 +58,14 @@ typedef bool (*init_log_gone_cb)(const char *build, void *data);
  * be NULL) is asked before a keep starts and after it has landed. */
 struct init_log *init_log_new(struct kube *kube, const char *namespace, init_log_gone_cb gone,
 			      void *gone_data);
+/* Where the initialize Job's pod of build is known without asking (a
+ * cache): its name and *container (may stay NULL: the pod's only one),
+ * borrowed for the call; NULL when it is not known. */
+typedef const char *(*init_log_pod_cb)(const char *build, const char **container, void *data);
+/* Sets the pod lookup (NULL: none). A keep asks it first and reads that
+ * pod's log in one call; without an answer, or when the pod named is gone,
+ * it lists the build's pods as init_log_read does. */
+void init_log_set_pod_lookup(struct init_log *il, init_log_pod_cb cb, void *data);
 /* Cancels every keep (queued or in flight) and frees il. NULL is fine. */
 void init_log_free(struct init_log *il);
 /* Cancels every keep, queued or in flight (a replica that stands by keeps

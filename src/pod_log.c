@@ -90,9 +90,8 @@ struct pod_log *pod_log_get(struct kube *kube, const char *namespace, const char
 	return pod_log_get_tail(kube, namespace, build, job_kind, 0, POD_LOG_MAX_BYTES, cb, data);
 }
 
-struct pod_log *pod_log_get_tail(struct kube *kube, const char *namespace, const char *build,
-				 const char *job_kind, long tail_lines, long limit_bytes,
-				 pod_log_cb cb, void *data)
+static struct pod_log *request_new(struct kube *kube, const char *namespace, long tail_lines,
+				   long limit_bytes, pod_log_cb cb, void *data)
 {
 	struct pod_log *l = xcalloc(1, sizeof *l);
 	l->kube = kube;
@@ -102,6 +101,34 @@ struct pod_log *pod_log_get_tail(struct kube *kube, const char *namespace, const
 	l->namespace = xstrdup(namespace);
 	l->cb = cb;
 	l->data = data;
+	return l;
+}
+
+struct pod_log *pod_log_get_pod(struct kube *kube, const char *namespace, const char *pod,
+				const char *container, long tail_lines, long limit_bytes,
+				pod_log_cb cb, void *data)
+{
+	struct pod_log *l = request_new(kube, namespace, tail_lines, limit_bytes, cb, data);
+	l->job = true;
+	struct kube_log_opts lo = {
+		.container = container,
+		.tail_lines = l->tail_lines,
+		.limit_bytes = l->limit_bytes,
+	};
+	l->call = kube ? kube_pod_log(kube, namespace, pod, &lo, NULL, on_text, l) : NULL;
+	if (!l->call) {
+		free(l->namespace);
+		free(l);
+		return NULL;
+	}
+	return l;
+}
+
+struct pod_log *pod_log_get_tail(struct kube *kube, const char *namespace, const char *build,
+				 const char *job_kind, long tail_lines, long limit_bytes,
+				 pod_log_cb cb, void *data)
+{
+	struct pod_log *l = request_new(kube, namespace, tail_lines, limit_bytes, cb, data);
 	l->job = job_kind != NULL;
 	char sel[160];
 	if (job_kind)

@@ -28,6 +28,12 @@ struct pod_log *pod_log_get(struct kube *kube, const char *namespace, const char
 struct pod_log *pod_log_get_tail(struct kube *kube, const char *namespace, const char *build,
 				 const char *job_kind, long tail_lines, long limit_bytes,
 				 pod_log_cb cb, void *data);
+/* The log of a pod already known (its name; container NULL: the pod's only
+ * container), without listing the build's pods: one call. The same bounds
+ * and outcomes as pod_log_get_tail (-ENOENT when the pod is gone). */
+struct pod_log *pod_log_get_pod(struct kube *kube, const char *namespace, const char *pod,
+				const char *container, long tail_lines, long limit_bytes,
+				pod_log_cb cb, void *data);
 /* Stops a request: its callback will not run. */
 void pod_log_cancel(struct pod_log *l);
 

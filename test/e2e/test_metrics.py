@@ -189,11 +189,13 @@ def test_events_on_transitions(make_env):
     name = b["name"]
     env.wait_status(name, "started", 90)
     dep = env.deployment(name)
-    assert env.post(f"/api/v1/builds/{name}/stop").status_code == 200
-    env.wait_status(name, "stopped", 30)
-    # a second start within a minute: its Event is a duplicate, not posted
-    assert env.post(f"/api/v1/builds/{name}/start").status_code == 200
-    env.wait_status(name, "started", 30)
+    # started with its initialization's patch: told by InitializationSucceeded
+    for _ in range(2):
+        assert env.post(f"/api/v1/builds/{name}/stop").status_code == 200
+        env.wait_status(name, "stopped", 30)
+        # the second start within a minute: its Event is a duplicate, not posted
+        assert env.post(f"/api/v1/builds/{name}/start").status_code == 200
+        env.wait_status(name, "started", 30)
     assert env.delete(f"/api/v1/builds/{name}", auth=ADMIN).status_code == 200
 
     want = {"Deployed", "InitializationStarted", "InitializationSucceeded", "Started", "Stopped",
@@ -212,16 +214,19 @@ def test_events_on_transitions(make_env):
     for e in evs:
         by_reason.setdefault(e["reason"], []).append(e)
     assert len(by_reason["Started"]) == 1, by_reason["Started"]
+    assert len(by_reason["Stopped"]) == 1, by_reason["Stopped"]
+    assert by_reason["InitializationSucceeded"][0]["note"] == "Initialized and scaled up"
     assert by_reason["InitializationStarted"][0]["action"] == "Initialize"
     assert REPO in by_reason["Deployed"][0]["note"]
     assert "asked" in by_reason["UndeployRequested"][0]["note"]
     # the story in order (MicroTime strings of one format compare as times)
-    order = ["Deployed", "InitializationStarted", "InitializationSucceeded", "Started", "Stopped",
+    order = ["Deployed", "InitializationStarted", "InitializationSucceeded", "Stopped", "Started",
              "UndeployRequested"]
     times = [by_reason[r][0]["eventTime"] for r in order]
     assert times == sorted(times), list(zip(order, times))
     _, fams = scrape(env)
     assert value(fams, "runboat_kube_events", reason="Started", outcome="duplicate") == 1
+    assert value(fams, "runboat_kube_events", reason="Stopped", outcome="duplicate") == 1
 
 
 def test_event_on_init_failure(make_env):

@@ -234,11 +234,55 @@ static void test_pods(void)
 	teardown();
 }
 
+/* A Job pod of build created at ts, with one container, or two. */
+static json_t *job_pod(const char *name, const char *build, const char *kind, const char *ts,
+		       bool two)
+{
+	json_t *p = pod(name, "1", build, kind, 0, 0, NULL, false);
+	json_t *md = json_object_get(p, "metadata");
+	if (ts)
+		json_object_set_new(md, "creationTimestamp", json_string(ts));
+	if (!two)
+		json_array_remove(json_object_get(json_object_get(p, "status"), "containerStatuses"), 1);
+	return p;
+}
+
+static void test_job_pod(void)
+{
+	setup();
+	const char *container = "x";
+	/* not synced yet: the cache cannot stand for a list */
+	CHECK(feed_job_pod(f, B1, "initialize", &container) == NULL);
+	CHECK(container == NULL);
+	CHECK_INT(replace(feed_pods(f),
+			  list_of("10", job_pod("i-old", B1, "initialize", "2026-01-01T10:00:00Z", false),
+				  job_pod("i-new", B1, "initialize", "2026-01-02T10:00:00Z", false),
+				  job_pod("c-1", B1, "cleanup", "2026-01-03T10:00:00Z", false))),
+		  0);
+	/* the newest of that kind and build, with its only container */
+	CHECK_STR(feed_job_pod(f, B1, "initialize", &container), "i-new");
+	CHECK_STR(container, "a");
+	CHECK_STR(feed_job_pod(f, B1, "cleanup", &container), "c-1");
+	CHECK(feed_job_pod(f, B2, "initialize", &container) == NULL);
+	CHECK(feed_job_pod(f, B1, "other", &container) == NULL);
+	/* two containers (which one is first is in the spec, not cached), or
+	 * no creation time: not known */
+	CHECK_INT(replace(feed_pods(f),
+			  list_of("11", job_pod("i-two", B1, "initialize", "2026-01-02T10:00:00Z", true),
+				  job_pod("i-nots", B2, "initialize", NULL, false), NULL)),
+		  0);
+	CHECK(feed_job_pod(f, B1, "initialize", &container) == NULL);
+	CHECK(container == NULL);
+	CHECK(feed_job_pod(f, B2, "initialize", &container) == NULL);
+	teardown();
+}
+
 int main(void)
 {
 	RUN(test_synced_once_after_all_three);
 	RUN(test_deployments);
 	RUN(test_jobs);
 	RUN(test_pods);
+	RUN(test_job_pod);
 	return UNIT_DONE();
 }

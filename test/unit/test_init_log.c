@@ -1,6 +1,8 @@
 #include <stdbool.h>
 
+#include "build.h"
 #include "init_log.h"
+#include "kube_fake.h"
 #include "unit.h"
 #include "util.h"
 
@@ -125,6 +127,111 @@ static void test_no_kube(void)
 	init_log_free(NULL);
 }
 
+/* ---- keeping, against the fake client: the pod from the cache ---- */
+
+static struct lookup {
+	int calls;
+	const char *pod, *container;
+} lookup;
+
+static const char *find_pod(const char *build, const char **container, void *data)
+{
+	CHECK(data == &lookup);
+	CHECK_STR(build, "b1");
+	lookup.calls++;
+	*container = lookup.container;
+	return lookup.pod;
+}
+
+static const char INIT_PODS[] =
+	"{\"items\":[{\"metadata\":{\"name\":\"b1-initialize-xyz\","
+	"\"creationTimestamp\":\"2026-01-02T10:00:00Z\"},"
+	"\"spec\":{\"containers\":[{\"name\":\"init\"}]}}]}";
+
+/* The log's ConfigMap is applied with what was read; answered, the keep ends. */
+static void expect_kept(struct kube *k, const char *text)
+{
+	struct kube_call *c = fake_kube_next(k);
+	CHECK_STR(c->verb, "apply");
+	CHECK_STR(c->kind, "ConfigMap");
+	CHECK_STR(c->name, "b1" INIT_LOG_SUFFIX);
+	CHECK_STR(json_string_value(json_object_get(json_object_get(c->sent, "data"), "log")), text);
+	fake_kube_answer(c, 200, "{}");
+}
+
+static void test_keep_pod_from_cache(void)
+{
+	uv_loop_t loop;
+	struct kube k;
+	uv_loop_init(&loop);
+	fake_kube_init(&k, &loop);
+	struct init_log *il = init_log_new(&k, "ns", NULL, NULL);
+	init_log_set_pod_lookup(il, find_pod, &lookup);
+
+	/* known: one call reads it, no listing */
+	memset(&lookup, 0, sizeof lookup);
+	lookup.pod = "b1-initialize-abc";
+	lookup.container = "init";
+	init_log_keep(il, "b1", "b1-initialize", true);
+	CHECK_INT(lookup.calls, 1);
+	struct kube_call *c = fake_kube_next(&k);
+	CHECK_STR(c->verb, "log");
+	CHECK_STR(c->ns, "ns");
+	CHECK_STR(c->name, "b1-initialize-abc");
+	CHECK_STR(c->log.container, "init");
+	CHECK(c->log.tail_lines > 0);
+	fake_kube_answer_raw(c, "from the cache\n", 15);
+	expect_kept(&k, "from the cache\n");
+	CHECK_INT(init_log_pending(il), 0);
+	CHECK_INT(k.n_calls, 2);
+
+	/* the cached pod is gone (404): the pods are listed, then read */
+	memset(&lookup, 0, sizeof lookup);
+	lookup.pod = "b1-initialize-old";
+	init_log_keep(il, "b1", "b1-initialize", false);
+	c = fake_kube_next(&k);
+	CHECK_STR(c->verb, "log");
+	CHECK_STR(c->name, "b1-initialize-old");
+	CHECK(c->log.container == NULL || !*c->log.container); /* its only one */
+	fake_kube_answer(c, 404, "{\"reason\":\"NotFound\",\"message\":\"gone\"}");
+	c = fake_kube_next(&k);
+	CHECK_STR(c->verb, "list");
+	CHECK_STR(c->kind, "Pod");
+	CHECK_STR(c->selector, BUILD_LABEL "=b1," BUILD_LABEL_JOB_KIND "=initialize");
+	CHECK_INT(lookup.calls, 1); /* not asked again */
+	fake_kube_answer(c, 200, INIT_PODS);
+	c = fake_kube_next(&k);
+	CHECK_STR(c->verb, "log");
+	CHECK_STR(c->name, "b1-initialize-xyz");
+	CHECK_STR(c->log.container, "init");
+	fake_kube_answer_raw(c, "listed\n", 7);
+	expect_kept(&k, "listed\n");
+	CHECK_INT(init_log_pending(il), 0);
+
+	/* not known: listed as before */
+	memset(&lookup, 0, sizeof lookup);
+	init_log_keep(il, "b1", "b1-initialize", true);
+	CHECK_INT(lookup.calls, 1);
+	c = fake_kube_next(&k);
+	CHECK_STR(c->verb, "list");
+	fake_kube_answer(c, 200, INIT_PODS);
+	fake_kube_answer_raw(fake_kube_next(&k), "x\n", 2);
+	expect_kept(&k, "x\n");
+
+	/* another error of the cached pod's read is not retried by listing */
+	memset(&lookup, 0, sizeof lookup);
+	lookup.pod = "b1-initialize-abc";
+	init_log_keep(il, "b1", "b1-initialize", true);
+	fake_kube_answer(fake_kube_next(&k), 403, "{\"reason\":\"Forbidden\",\"message\":\"no\"}");
+	CHECK_INT(fake_kube_pending(&k), 0);
+	CHECK_INT(init_log_pending(il), 0);
+
+	init_log_free(il);
+	fake_kube_close(&k);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	CHECK_INT(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
 	RUN(test_tail_short);
@@ -133,5 +240,6 @@ int main(void)
 	RUN(test_tail_random);
 	RUN(test_configmap);
 	RUN(test_no_kube);
+	RUN(test_keep_pod_from_cache);
 	return UNIT_DONE();
 }

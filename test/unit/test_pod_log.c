@@ -189,6 +189,40 @@ static void test_cancel_and_closing(void)
 	teardown();
 }
 
+static void test_known_pod(void)
+{
+	setup();
+	/* one call, the pod and container given, the bounds as for a tail */
+	CHECK(pod_log_get_pod(&k, "ns1", "b6-initialize-x", "init", 50, 1000, on_log, &got) != NULL);
+	struct kube_call *c = fake_kube_next(&k);
+	CHECK_STR(c->verb, "log");
+	CHECK_STR(c->ns, "ns1");
+	CHECK_STR(c->name, "b6-initialize-x");
+	CHECK_STR(c->log.container, "init");
+	CHECK_INT(c->log.tail_lines, 50);
+	CHECK_INT(c->log.limit_bytes, 1000);
+	fake_kube_answer_raw(c, "ok\n", 3);
+	CHECK_INT(got.calls, 1);
+	CHECK_INT(got.error, 0);
+	CHECK_STR(got.text, "ok\n");
+	/* gone: -ENOENT; cancelled: no callback; closing: NULL */
+	memset(&got, 0, sizeof got);
+	CHECK(pod_log_get_pod(&k, "ns1", "p", NULL, 0, 0, on_log, &got) != NULL);
+	c = fake_kube_next(&k);
+	CHECK_INT(c->log.limit_bytes, 4 * 1024 * 1024);
+	fake_kube_answer(c, 404, "{\"reason\":\"NotFound\",\"message\":\"gone\"}");
+	CHECK_INT(got.error, -ENOENT);
+	memset(&got, 0, sizeof got);
+	pod_log_cancel(pod_log_get_pod(&k, "ns1", "p", NULL, 0, 0, on_log, &got));
+	uv_run(&loop, UV_RUN_NOWAIT);
+	CHECK_INT(got.calls, 0);
+	k.closing = true;
+	CHECK(pod_log_get_pod(&k, "ns1", "p", NULL, 0, 0, on_log, &got) == NULL);
+	CHECK(pod_log_get_pod(NULL, "ns1", "p", NULL, 0, 0, on_log, &got) == NULL);
+	CHECK_INT(got.calls, 0);
+	teardown();
+}
+
 int main(void)
 {
 	RUN(test_odoo_pod_newest_first_container);
@@ -196,5 +230,6 @@ int main(void)
 	RUN(test_failures);
 	RUN(test_tail_bounds);
 	RUN(test_cancel_and_closing);
+	RUN(test_known_pod);
 	return UNIT_DONE();
 }
