@@ -214,8 +214,11 @@ static void initializer(struct pass *p)
 	for (b = index_next_to_initialize(idx, NULL); b && used < max;
 	     b = index_next_to_initialize(idx, b)) {
 		const struct build_work *w = work_of(p, b);
+		/* a deploy still applying (its Deployment may be seen before the
+		 * apply's answer) or its other objects still to apply: wait,
+		 * else the initialization applies them all again */
 		if (acted(p, b) || holds_slot(p, b) ||
-		    held(p, b, WORK_RESET | WORK_UNDEPLOY | WORK_PATCH) ||
+		    held(p, b, WORK_DEPLOY | WORK_RESET | WORK_UNDEPLOY | WORK_PATCH) ||
 		    (w && (w->want_undeploy || w->init_refused || w->rest_pending)))
 			continue;
 		const struct build *newest =

@@ -195,7 +195,11 @@ static void test_initializer_waits_for_the_rest(void)
 	add(&w, &(struct spec){"bb", "b", .created_ms = 2000});
 	work(&w, "ba")->rest_pending = true;
 	expect(&w, NULL, 0, "initialize bb");
+	/* its Deployment seen before the answer to its apply: still applying */
 	work(&w, "ba")->rest_pending = false;
+	work(&w, "ba")->ops = WORK_DEPLOY;
+	expect(&w, NULL, 0, "initialize bb");
+	work(&w, "ba")->ops = 0;
 	expect(&w, NULL, 0, "initialize ba");
 	world_free(&w);
 }
@@ -745,7 +749,7 @@ static void model(struct world *w, struct mbuild *all, size_t n, const size_t *d
 	for (size_t i = 0; i < k && used < w->lim.max_initializing; i++) {
 		struct mbuild *m = order[i];
 		const struct build_work *bw = mwork(w, m);
-		if (p->acted[m - all] || slot[i] || mheld(w, m, WORK_RESET | WORK_UNDEPLOY | WORK_PATCH) ||
+		if (p->acted[m - all] || slot[i] || mheld(w, m, WORK_DEPLOY | WORK_RESET | WORK_UNDEPLOY | WORK_PATCH) ||
 		    (bw && (bw->want_undeploy || bw->init_refused || bw->rest_pending)))
 			continue;
 		if (obsolete(all, n, m)) {
