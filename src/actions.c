@@ -41,7 +41,7 @@ struct op {
 	char sent_rv[32];     /* the resourceVersion a patch was based on */
 	char stale_rv[32];
 	char message[512];
-	bool transient, maybe_applied;
+	bool transient, maybe_applied, behind;
 	bool started; /* an init-status patch that scaled up too */
 };
 
@@ -102,7 +102,8 @@ static void report(struct op *op, bool failed)
 	struct action_result r = {
 		.name = op->name, .deploy = op->deploy, .kind = op->kind, .step = op->step,
 		.to = op->to, .error = failed ? -EIO : 0, .transient = failed && op->transient,
-		.maybe_applied = failed && op->maybe_applied, .message = failed ? op->message : "",
+		.maybe_applied = failed && op->maybe_applied, .behind = failed && op->behind,
+		.message = failed ? op->message : "",
 		.stale_rv = op->stale_rv, .started = !failed && op->started,
 	};
 	op->x->done(&r, op->x->data);
@@ -133,6 +134,7 @@ static bool failed(struct op *op, const struct kube_result *res, const char *wha
 	const char *why = res->message ? res->message : strerror(-res->error);
 	snprintf(op->message, sizeof op->message, "%s failed: %s", what, why);
 	op->transient = transient(op, res);
+	op->behind = op->test_guarded && (res->status == 409 || res->status == 422);
 	op->maybe_applied = res->maybe_applied;
 	/* the controller logs the outcome once (retried or refused for good),
 	 * with this message: one line per failure, not two */

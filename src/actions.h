@@ -44,6 +44,9 @@ struct action_result {
 	bool transient;            /* a time-out, connection error, 5xx, 429 or
 	                            * conflict: worth retrying */
 	bool maybe_applied;        /* no answer came: the change may have been made */
+	/* a JSON patch refused by its test op (409/422): the index was
+	 * behind the Deployment, most likely behind our own previous patch */
+	bool behind;
 	const char *message;       /* what failed, in words ("" on success) */
 	/* a patch of the Deployment succeeded while the index still shows the
 	 * version it replaced: that version ("" otherwise) */

@@ -29,6 +29,9 @@
 /* the other objects of new builds applied at once, once no Deployment of a
  * new build waits (those answer webhooks) */
 #define MAX_RESTS 16
+/* test-op refusals in a row waited out on the next change of the
+ * Deployment; then the usual backoff */
+#define BEHIND_MAX 3
 
 /* A commit being deployed: from the ask until the feed shows its
  * Deployment, so that a redelivery in between does not deploy it twice. */
@@ -888,7 +891,22 @@ static void on_result(const struct action_result *r, void *data)
 		snprintf(w->stale_rv, sizeof w->stale_rv, "%s", r->stale_rv);
 	if (r->error == -ECANCELED) {
 		/* nothing */
+	} else if (r->error && r->behind && b && w->behind < BEHIND_MAX) {
+		/* the index had not shown the Deployment as the server has it
+		 * (our own previous patch, most often): planned again from the
+		 * next version the informer shows, no backoff, no warning */
+		w->behind++;
+		snprintf(w->stale_rv, sizeof w->stale_rv, "%s", b->resource_version);
+		/* a Deployment that shows nothing new would hold it for good:
+		 * the hold ends after the usual delay at the latest */
+		w->behind_until_ms = now_ms() + retry_delay(c, w->behind);
+		strmap_put(&c->backoff, r->name, (void *)1);
+		arm_retry(c, w->behind_until_ms);
+		log_debug("build %s: %s; the index was behind, planned again on its next change",
+			  r->name, r->message);
 	} else if (!r->error) {
+		w->behind = 0;
+		w->behind_until_ms = 0;
 		if (w->failures) {
 			w->failures = 0;
 			index_set_note(c->idx, r->name, NULL);
@@ -1081,10 +1099,13 @@ static void check_backoff(const char *name, void *value, void *data)
 	UNUSED(value);
 	struct due_ctx *x = data;
 	const struct build_work *w = strmap_get(&x->c->work, name);
-	if (!w || w->retry_at_ms <= x->now)
+	uint64_t due = w ? w->retry_at_ms : 0;
+	if (w && w->behind_until_ms > due)
+		due = w->behind_until_ms;
+	if (due <= x->now)
 		x->names[x->n++] = name;
-	else if (!x->next || w->retry_at_ms < x->next)
-		x->next = w->retry_at_ms;
+	else if (!x->next || due < x->next)
+		x->next = due;
 }
 
 static void check_deploy(const char *key, void *value, void *data)
@@ -1105,6 +1126,12 @@ static void on_retry(uv_timer_t *t)
 	x.names = xcalloc(c->backoff.count ? c->backoff.count : 1, sizeof *x.names);
 	strmap_each(&c->backoff, check_backoff, &x);
 	for (size_t i = 0; i < x.n; i++) {
+		struct build_work *w = strmap_get(&c->work, x.names[i]);
+		if (w && w->behind_until_ms) {
+			/* the index never showed what was behind it: plan anew */
+			w->behind_until_ms = 0;
+			w->stale_rv[0] = '\0';
+		}
 		strmap_put(&c->dirty, x.names[i], (void *)1);
 		strmap_del(&c->backoff, x.names[i]); /* after: the key is the map's */
 	}

@@ -61,6 +61,10 @@ struct build_work {
 	 * informer shows a newer Deployment, the index is behind our own
 	 * change and the build is left alone */
 	char stale_rv[32];
+	/* patches refused in a row because the index was behind (each one
+	 * waits for the Deployment to change, not for a backoff) */
+	unsigned behind;
+	uint64_t behind_until_ms; /* should the index not move, the hold ends then */
 	/* a step was refused for good while the Deployment was at this
 	 * resourceVersion: no retry until the Deployment changes */
 	char blocked_rv[32];

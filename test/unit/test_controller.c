@@ -131,7 +131,17 @@ static void answer_list(const char *kind, json_t *items)
  * repository's kubefiles), then syncs its feed: the Deployments listed are
  * deployments (a JSON array, stolen), no Jobs, no Pods; the three
  * informers then watch (those calls wait until teardown). */
+static void setup_with(json_t *deployments, json_t *jobs);
+/* the controller's first retry delay (then up to twice that) */
+static uint64_t retry_ms = 20;
+
 static void setup(json_t *deployments)
+{
+	setup_with(deployments, json_array());
+}
+
+/* The same with the Jobs listed (a JSON array, stolen). */
+static void setup_with(json_t *deployments, json_t *jobs)
 {
 	uv_loop_init(&loop);
 	fake_kube_init(&k, &loop);
@@ -148,14 +158,14 @@ static void setup(json_t *deployments)
 	kc = kubefiles_cache_new();
 	struct controller_deps d = {.loop = &loop, .cfg = cfg, .idx = idx, .kube = &k,
 				    .kubefiles = kc};
-	struct controller_opts o = {.retry_ms = 20, .retry_max_ms = 40,
+	struct controller_opts o = {.retry_ms = retry_ms, .retry_max_ms = 2 * retry_ms,
 				    .deploy_wait_ms = 600000, .action_wait_ms = 600000};
 	ctl = controller_new(&d, &o);
 	controller_start(ctl);
 	const char *why = NULL;
 	CHECK(!controller_ready(ctl, &why));
 	answer_list("Deployment", deployments);
-	answer_list("Job", json_array());
+	answer_list("Job", jobs);
 	answer_list("Pod", json_array());
 	settle();
 	CHECK(controller_ready(ctl, &why));
@@ -428,11 +438,100 @@ static void test_free_tells_waiters(void)
 	config_free(cfg);
 }
 
+/* The watch of kind the feed has open. */
+static struct kube_call *watch_of(const char *kind)
+{
+	for (struct list *l = k.calls.next; l != &k.calls; l = l->next) {
+		struct kube_call *x = list_entry(l, struct kube_call, link);
+		if (!x->cancelled && strcmp(x->verb, "watch") == 0 && strcmp(x->kind, kind) == 0)
+			return x;
+	}
+	abort();
+}
+
+/* B1 at resourceVersion rv with init-status started. */
+static json_t *initializing_b1(const char *rv)
+{
+	json_t *dep = deployment(B1, rv, 0, SHA);
+	json_object_set_new(json_object_get(json_object_get(dep, "metadata"), "annotations"),
+			    BUILD_ANN_INIT_STATUS, json_string("started"));
+	return dep;
+}
+
+/* An init-status patch refused by its test op (the index behind the
+ * Deployment) is not a failure with a backoff and a note: it is planned
+ * again as soon as the informer shows the Deployment changed, or, should
+ * nothing new show, after the usual delay. */
+static void test_init_status_behind(void)
+{
+	json_t *deps = json_array();
+	json_array_append_new(deps, initializing_b1("7"));
+	json_t *jobs = json_array();
+	json_t *job = json_pack("{s:s,s:s,s:{s:s+,s:s,s:s,s:s,s:s,s:{s:s,s:s}},s:{s:i,s:i}}",
+				"kind", "Job", "apiVersion", "batch/v1", "metadata", "name", B1,
+				"-initialize", "namespace", "ns", "uid", "0f9e8d7c-6b5a-4321-9876-543210fedcba",
+				"resourceVersion", "9", "creationTimestamp", "2021-11-28T10:21:00Z",
+				"labels", BUILD_LABEL, B1, BUILD_LABEL_JOB_KIND, "initialize", "status",
+				"active", 0, "succeeded", 1);
+	CHECK(job != NULL);
+	json_array_append_new(jobs, job);
+	retry_ms = 300;
+	setup_with(deps, jobs);
+	retry_ms = 20;
+	struct kube_call *c = wait_call();
+	CHECK_STR(c->verb, "patch");
+	CHECK_STR(c->name, B1 "-odoo");
+	CHECK_INT(c->patch_type, KUBE_PATCH_JSON);
+	char *first = json_dumps(c->sent, JSON_COMPACT);
+	CHECK(strstr(first, "\"op\":\"test\"") && strstr(first, "\"value\":\"started\"") &&
+	      strstr(first, "\"value\":\"succeeded\""));
+	static const char REFUSED[] = "{\"reason\":\"Invalid\",\"message\":\"testing value failed\"}";
+	fake_kube_answer(c, 422, REFUSED);
+	settle();
+	CHECK(next_call() == NULL); /* held: the index shows what the patch was planned from */
+	const struct build *b = index_find(idx, B1);
+	CHECK(b && !b->note); /* no "failed, retrying" on the build */
+	/* the informer shows the Deployment changed: planned again at once */
+	json_t *dep = initializing_b1("8");
+	json_object_set_new(json_object_get(json_object_get(dep, "metadata"), "annotations"),
+			    BUILD_ANN_LAST_SCALED, json_string("2021-11-28T12:00:00Z"));
+	struct kube_call *w = watch_of("Deployment");
+	w->on_event("MODIFIED", dep, w->data);
+	json_decref(dep);
+	settle();
+	c = next_call();
+	CHECK(c != NULL);
+	if (!c)
+		abort();
+	CHECK_STR(c->verb, "patch");
+	CHECK_INT(c->patch_type, KUBE_PATCH_JSON);
+	/* refused again, and this time nothing new shows: after the delay */
+	fake_kube_answer(c, 422, REFUSED);
+	settle();
+	CHECK(next_call() == NULL);
+	c = wait_call();
+	CHECK_STR(c->verb, "patch");
+	CHECK_INT(c->patch_type, KUBE_PATCH_JSON);
+	b = index_find(idx, B1);
+	CHECK(b && !b->note);
+	free(first);
+	fake_kube_answer(c, 200, "{\"kind\":\"Deployment\",\"metadata\":{\"resourceVersion\":\"10\"}}");
+	settle();
+	/* then only the init log's calls (no pod cached: listed), no patch */
+	while ((c = next_call()) != NULL) {
+		CHECK(strcmp(c->verb, "patch") != 0);
+		fake_kube_answer(c, 404, "{\"reason\":\"NotFound\",\"message\":\"x\"}");
+		settle();
+	}
+	teardown();
+}
+
 int main(void)
 {
 	RUN(test_deploy);
 	RUN(test_start_retried);
 	RUN(test_leadership_lost);
 	RUN(test_free_tells_waiters);
+	RUN(test_init_status_behind);
 	return UNIT_DONE();
 }
