@@ -58,8 +58,10 @@ struct action_result {
 
 typedef void (*actions_done_cb)(const struct action_result *r, void *data);
 
-/* A new executor; done is called once per started action or deploy, never
- * from inside the call that started it. */
+/* A new executor; done is called once per started action or deploy,
+ * usually when its last call completes, but from inside the call that
+ * started it when none is needed (nothing to apply) or the client is
+ * closing: keep the books of an action before starting it. */
 struct actions *actions_new(const struct actions_deps *d, actions_done_cb done, void *data);
 
 /* Starts a. Returns 0, or -EINVAL with a message in err when it cannot even

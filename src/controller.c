@@ -541,10 +541,13 @@ static void run_rests(struct controller *c)
 		const struct build *b = index_find(c->idx, x.start[i]);
 		char err[512];
 		struct build_work *w = work_get(c, b->name);
-		if (actions_deploy_rest(c->actions, b, err, sizeof err) == 0) {
-			c->rests_running++;
-			w->ops |= WORK_DEPLOY;
-		} else {
+		/* counted before: with nothing to apply, the result comes
+		 * from inside the call */
+		c->rests_running++;
+		w->ops |= WORK_DEPLOY;
+		if (actions_deploy_rest(c->actions, b, err, sizeof err) != 0) {
+			c->rests_running--;
+			w->ops &= ~(unsigned)WORK_DEPLOY;
 			log_warn("build %s: %s; its initialization applies it", b->name, err);
 			w->rest_pending = false;
 			mark_dirty(c, b->name);
@@ -579,8 +582,21 @@ static void run_deploys(struct controller *c)
 			continue;
 		}
 		char err[512];
+		/* set before: the result may come from inside the call (the
+		 * client closing), and d is not touched after it */
+		enum deploy_state was = d->state;
+		uint64_t was_since = d->since_ms;
+		d->state = DEPLOY_APPLYING;
+		d->since_ms = now;
+		c->deploys_applying++;
+		struct build_work *w = work_get(c, d->name);
+		w->ops |= WORK_DEPLOY;
 		int rc = actions_deploy(c->actions, d->name, &d->commit, d->created_ms, err, sizeof err);
 		if (rc) {
+			d->state = was;
+			d->since_ms = was_since;
+			c->deploys_applying--;
+			w->ops &= ~(unsigned)WORK_DEPLOY;
 			log_error("cannot deploy %s %s %.12s: %s", d->commit.repo, d->commit.target_branch,
 				  d->commit.git_commit, err);
 			post_status(c, d->name, &d->commit, "error", "runboat cannot render this build");
@@ -588,10 +604,6 @@ static void run_deploys(struct controller *c)
 			deploy_forget(c, d);
 			continue;
 		}
-		d->state = DEPLOY_APPLYING;
-		d->since_ms = now;
-		c->deploys_applying++;
-		work_get(c, d->name)->ops |= WORK_DEPLOY;
 	}
 	free(todo);
 	if (!c->deploys_applying)
@@ -980,12 +992,18 @@ static void run_action(struct controller *c, const struct action *a)
 	 * after a separate start) */
 	run.start_too = a->kind == ACTION_INIT_STATUS && a->to == BUILD_INIT_SUCCEEDED &&
 			c->cfg->limits.start_after_init && !w->want_undeploy;
+	/* set before: the result may come from inside the call (no call
+	 * needed, or the client closing) */
+	unsigned had = w->ops;
+	bool was_stopping = w->stopping, was_clearing = w->clears_crash;
+	w->ops |= op_bit(a->kind);
+	if (a->kind == ACTION_STOP || a->kind == ACTION_CLEAN_SCALE_DOWN)
+		w->stopping = true;
+	if (a->kind == ACTION_START)
+		w->clears_crash = b->reason && strcmp(b->reason, POLICY_CRASH_REASON) == 0;
+	if (a->kind == ACTION_UNDEPLOY)
+		strmap_put(&c->undeploys, b->name, (void *)1); /* a refusal takes it out */
 	if (actions_run(c->actions, &run, err, sizeof err) == 0) {
-		w->ops |= op_bit(a->kind);
-		if (a->kind == ACTION_STOP || a->kind == ACTION_CLEAN_SCALE_DOWN)
-			w->stopping = true;
-		if (a->kind == ACTION_START)
-			w->clears_crash = b->reason && strcmp(b->reason, POLICY_CRASH_REASON) == 0;
 		if (a->kind == ACTION_STOP && a->reason) {
 			log_warn("build %s: its pod restarted %d times%s: stopping it", b->name,
 				 b->restarts, b->crash_looping ? " (CrashLoopBackOff)" : "");
@@ -993,12 +1011,13 @@ static void run_action(struct controller *c, const struct action *a)
 				    "Stopping: its pod restarted %d times (max_restarts)", b->restarts);
 			post_status(c, b->name, &b->commit, "failure", "crash-looping: stopped");
 		}
-		if (a->kind == ACTION_UNDEPLOY) {
-			strmap_put(&c->undeploys, b->name, (void *)1);
+		if (a->kind == ACTION_UNDEPLOY)
 			events_emit(c->events, b, EVENTS_UNDEPLOY_REQUESTED, "Undeploying: %s", a->why);
-		}
 		return;
 	}
+	w->ops = had;
+	w->stopping = was_stopping;
+	w->clears_crash = was_clearing;
 	/* it cannot even be rendered: as a permanent refusal */
 	struct action_result r = {.name = b->name, .kind = a->kind, .to = a->to, .error = -EIO,
 				  .message = err};

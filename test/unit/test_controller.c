@@ -14,7 +14,9 @@
  * are far longer than any test. */
 #include "controller.h"
 
+#include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "build.h"
 #include "config.h"
@@ -134,6 +136,8 @@ static void answer_list(const char *kind, json_t *items)
 static void setup_with(json_t *deployments, json_t *jobs);
 /* the controller's first retry delay (then up to twice that) */
 static uint64_t retry_ms = 20;
+/* [build] kubefiles, when not the repository's */
+static const char *test_kubefiles;
 
 static void setup(json_t *deployments)
 {
@@ -146,10 +150,13 @@ static void setup_with(json_t *deployments, json_t *jobs)
 	uv_loop_init(&loop);
 	fake_kube_init(&k, &loop);
 	char err[512] = "";
-	cfg = config_load_string("[kubernetes]\nnamespace = \"ns\"\n[build]\n"
-				 "domain = \"runboat.test\"\n[[repos]]\nrepo = 'oca/.*'\n"
-				 "image = \"ghcr.io/oca/oca-ci/py3.10-odoo16.0:latest\"\n",
-				 "t.toml", NULL, err, sizeof err);
+	char *toml = xasprintf("[kubernetes]\nnamespace = \"ns\"\n[build]\n"
+			       "domain = \"runboat.test\"\n%s%s%s[[repos]]\nrepo = 'oca/.*'\n"
+			       "image = \"ghcr.io/oca/oca-ci/py3.10-odoo16.0:latest\"\n",
+			       test_kubefiles ? "kubefiles = \"" : "", test_kubefiles ? test_kubefiles : "",
+			       test_kubefiles ? "\"\n" : "");
+	cfg = config_load_string(toml, "t.toml", NULL, err, sizeof err);
+	free(toml);
 	if (!cfg) {
 		fprintf(stderr, "config: %s\n", err);
 		abort();
@@ -526,6 +533,75 @@ static void test_init_status_behind(void)
 	teardown();
 }
 
+static void write_file(const char *dir, const char *file, const char *content)
+{
+	char path[256];
+	snprintf(path, sizeof path, "%s/%s", dir, file);
+	FILE *f = fopen(path, "w");
+	if (!f || fputs(content, f) < 0 || fclose(f) != 0)
+		abort();
+}
+
+/* Kubefiles whose deployment mode is the Deployment alone: the deploy's
+ * second step has nothing to apply, so its result comes from inside the
+ * call that starts it; the build must still be initialized (the
+ * controller's books were kept before the call, not after). */
+static void test_deploy_nothing_else(void)
+{
+	char dir[] = "/tmp/rb-test-ctl-XXXXXX";
+	if (!mkdtemp(dir))
+		abort();
+	write_file(dir, "deployment.yaml",
+		   "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: \"{{build_name}}-odoo\"\n"
+		   "spec:\n  selector: {matchLabels: {app: odoo}}\n  template:\n"
+		   "    metadata: {labels: {app: odoo}}\n"
+		   "    spec:\n      containers: [{name: odoo, image: \"{{image_name}}:{{image_tag}}\"}]\n");
+	write_file(dir, "initialize.yaml",
+		   "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: \"{{build_name}}-initialize\"\n"
+		   "spec:\n  template:\n    spec:\n      restartPolicy: Never\n"
+		   "      containers: [{name: init, image: busybox}]\n");
+	write_file(dir, "cleanup.yaml",
+		   "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: \"{{build_name}}-cleanup\"\n"
+		   "spec:\n  template:\n    spec:\n      restartPolicy: Never\n"
+		   "      containers: [{name: clean, image: busybox}]\n");
+	test_kubefiles = dir;
+	setup(json_array());
+	test_kubefiles = NULL;
+	struct told t = {0};
+	char err[256] = "";
+	CHECK_INT(controller_deploy(ctl, &CM, on_told, &t, err, sizeof err), 0);
+	struct kube_call *c = wait_call();
+	CHECK_STR(c->verb, "apply");
+	CHECK_STR(c->kind, "Deployment");
+	json_t *dep = json_deep_copy(c->sent);
+	fake_kube_answer(c, 200, "{}");
+	CHECK_INT(t.n, 1);
+	CHECK_INT(t.error, 0);
+	/* the informer shows the new Deployment */
+	json_t *md = json_object_get(dep, "metadata");
+	json_object_set_new(md, "resourceVersion", json_string("11"));
+	json_object_set_new(md, "uid", json_string("8d3c7c1e-5d0e-4b0a-9d6e-1c2b3a4d5e70"));
+	json_object_set_new(md, "creationTimestamp", json_string("2021-11-28T10:20:30Z"));
+	struct kube_call *w = watch_of("Deployment");
+	w->on_event("ADDED", dep, w->data);
+	json_decref(dep);
+	/* its turn comes: the init Job, alone (nothing else in deployment mode) */
+	c = wait_call();
+	CHECK_STR(c->verb, "apply");
+	CHECK_STR(c->kind, "Job");
+	fake_kube_answer(c, 200, "{}");
+	settle();
+	CHECK(next_call() == NULL);
+	teardown();
+	char path[256];
+	static const char *const files[] = {"deployment.yaml", "initialize.yaml", "cleanup.yaml"};
+	for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
+		snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+		unlink(path);
+	}
+	rmdir(dir);
+}
+
 int main(void)
 {
 	RUN(test_deploy);
@@ -533,5 +609,6 @@ int main(void)
 	RUN(test_leadership_lost);
 	RUN(test_free_tells_waiters);
 	RUN(test_init_status_behind);
+	RUN(test_deploy_nothing_else);
 	return UNIT_DONE();
 }
