@@ -287,7 +287,9 @@ function connect() {
   }
   seen = null;
   // the marks of the last connection only (the benchmark reads them)
-  for (const m of ["runboat:connect", "runboat:open", "runboat:synced"]) performance.clearMarks(m);
+  for (const m of ["runboat:connect", "runboat:open", "runboat:synced", "runboat:rendered"]) {
+    performance.clearMarks(m);
+  }
   performance.mark("runboat:connect");
   // navigator.onLine === false is only a hint (a local runboat may still be
   // reachable): try anyway, but say "offline" until a socket opens
@@ -372,6 +374,7 @@ function onSynced() {
   clearTimeout(snapshotTimer);
   snapshotTimer = null;
   render();
+  performance.mark("runboat:rendered");
   fetchStatus();
 }
 
