@@ -16,6 +16,7 @@ struct pending {
 	struct list link; /* in hub_sub.backlog, arrival order */
 	char *del_json;   /* NULL for an update */
 	size_t del_len;
+	bool marker;      /* the end of the snapshot (batched), not in by_name */
 	char name[];
 };
 
@@ -33,6 +34,7 @@ struct hub_sub {
 	uint64_t last_progress_ms;
 	size_t last_pending_bytes;
 	bool kicked;
+	bool batched; /* arrays of events and the end-of-snapshot marker */
 };
 
 struct hub {
@@ -47,16 +49,23 @@ struct hub {
 	unsigned long conflated, kicked;
 };
 
-/* {"event":"upd"|"del","build":<the build's cached JSON>} into out. */
-static void event_text(struct buf *out, bool deleted, const struct build *b,
-		       const struct build_links *links)
+/* Appends {"event":"upd"|"del","build":<the build's cached JSON>} to out. */
+static void event_append(struct buf *out, bool deleted, const struct build *b,
+			 const struct build_links *links)
 {
 	size_t len;
 	const char *bj = build_json_text(b, links, &len);
-	buf_reset(out);
 	buf_append_str(out, deleted ? "{\"event\":\"del\",\"build\":" : "{\"event\":\"upd\",\"build\":");
 	buf_append(out, bj, len);
 	buf_append(out, "}", 1);
+}
+
+/* The same event as the whole of out. */
+static void event_text(struct buf *out, bool deleted, const struct build *b,
+		       const struct build_links *links)
+{
+	buf_reset(out);
+	event_append(out, deleted, b, links);
 }
 
 char *hub_event_json(bool deleted, const struct build *b, const struct build_links *links)
@@ -110,11 +119,21 @@ static void backlog_put(struct hub_sub *sub, const char *name, const char *del_j
 	sub->n_pending++;
 }
 
+/* Queues the end-of-snapshot marker after what the backlog holds. */
+static void backlog_put_marker(struct hub_sub *sub)
+{
+	struct pending *p = xcalloc(1, sizeof *p + 1);
+	p->marker = true;
+	list_push(&sub->backlog, &p->link);
+}
+
 static void backlog_pop(struct hub_sub *sub, struct pending *p)
 {
-	strmap_del(&sub->by_name, p->name);
+	if (!p->marker) {
+		strmap_del(&sub->by_name, p->name);
+		sub->n_pending--;
+	}
 	list_remove(&p->link);
-	sub->n_pending--;
 	free(p->del_json);
 	free(p);
 }
@@ -144,8 +163,8 @@ static size_t batch_limit(const struct hub *hub)
 	return hub->lim.high_water < HUB_BATCH_BYTES ? hub->lim.high_water : HUB_BATCH_BYTES;
 }
 
-/* Sends the next batch of the backlog. */
-static void drain(struct hub_sub *sub)
+/* Sends the next batch of the backlog, one message per event. */
+static void drain_events(struct hub_sub *sub)
 {
 	struct hub *hub = sub->hub;
 	struct buf text = {0};
@@ -168,6 +187,83 @@ static void drain(struct hub_sub *sub)
 		sub->last_progress_ms = now_ms();
 	}
 	buf_free(&text);
+}
+
+static const char SYNCED[] = "{\"event\":\"synced\"}";
+
+/* Sends text (borrowed) as one message. */
+static void send_text(struct hub_sub *sub, const char *text, size_t len)
+{
+	struct hub_msg m;
+	msg_init(&m, text, len);
+	sub->sink.send(sub->conn, &m);
+	msg_done(&m);
+}
+
+/* Appends to arr (a JSON array being built) the events at the head of the
+ * backlog that fit in the hub's array_bytes (at least one, however large),
+ * popping them, up to the marker. Returns how many were appended. */
+static size_t fill_array(struct hub_sub *sub, struct buf *arr)
+{
+	struct hub *hub = sub->hub;
+	size_t n = 0;
+	buf_reset(arr);
+	buf_append(arr, "[", 1);
+	while (has_backlog(sub)) {
+		struct pending *p = list_first(&sub->backlog, struct pending, link);
+		if (p->marker)
+			break;
+		size_t before = arr->len;
+		if (n)
+			buf_append(arr, ",", 1);
+		const struct build *b = p->del_json ? NULL : index_find(hub->idx, p->name);
+		if (p->del_json)
+			buf_append(arr, p->del_json, p->del_len);
+		else if (b)
+			event_append(arr, false, b, hub->links);
+		else
+			arr->len = before; /* gone, and its deletion already sent */
+		if (arr->len == before) {
+			backlog_pop(sub, p);
+			continue;
+		}
+		if (n && arr->len + 1 > hub->lim.array_bytes) {
+			arr->len = before; /* the next message starts with it */
+			break;
+		}
+		n++;
+		backlog_pop(sub, p);
+	}
+	buf_append(arr, "]", 1);
+	return n;
+}
+
+/* Sends the next batch of the backlog as JSON arrays of events, and the
+ * marker where it stands. */
+static void drain_batched(struct hub_sub *sub)
+{
+	struct hub *hub = sub->hub;
+	struct buf arr = {0};
+	size_t limit = batch_limit(hub);
+	while (has_backlog(sub) && !sub->kicked && sub->sink.pending(sub->conn) < limit) {
+		struct pending *p = list_first(&sub->backlog, struct pending, link);
+		if (p->marker) {
+			send_text(sub, SYNCED, sizeof SYNCED - 1);
+			backlog_pop(sub, p);
+		} else if (fill_array(sub, &arr)) {
+			send_text(sub, arr.data, arr.len);
+		}
+		sub->last_progress_ms = now_ms();
+	}
+	buf_free(&arr);
+}
+
+static void drain(struct hub_sub *sub)
+{
+	if (sub->batched)
+		drain_batched(sub);
+	else
+		drain_events(sub);
 }
 
 static void deliver(struct hub_sub *sub, const struct build *b, struct hub_msg *m, bool deleted)
@@ -279,6 +375,11 @@ struct hub *hub_new(uv_loop_t *loop, struct index *idx, const struct build_links
 		hub->lim.stuck_ms = 60000;
 	if (!hub->lim.flush_ms)
 		hub->lim.flush_ms = 100;
+	/* one message never exceeds what a connection may hold unsent */
+	if (!hub->lim.array_bytes)
+		hub->lim.array_bytes = HUB_ARRAY_BYTES;
+	if (hub->lim.array_bytes > hub->lim.high_water)
+		hub->lim.array_bytes = hub->lim.high_water;
 	uv_timer_init(loop, &hub->timer);
 	hub->timer.data = hub;
 	uv_unref((uv_handle_t *)&hub->timer);
@@ -312,8 +413,8 @@ static const char *keep(struct hub_sub *sub, int i, const char *s)
 	return sub->strings[i];
 }
 
-struct hub_sub *hub_subscribe(struct hub *hub, const struct index_filter *f,
-			      const struct hub_sink *sink, void *conn)
+static struct hub_sub *subscribe(struct hub *hub, const struct index_filter *f,
+				 const struct hub_sink *sink, void *conn, bool batched)
 {
 	struct hub_sub *sub = xcalloc(1, sizeof *sub);
 	sub->hub = hub;
@@ -324,12 +425,25 @@ struct hub_sub *hub_subscribe(struct hub *hub, const struct index_filter *f,
 	sub->filter.name = keep(sub, 3, f->name);
 	sub->sink = *sink;
 	sub->conn = conn;
+	sub->batched = batched;
 	list_init(&sub->backlog);
 	list_push_front(&hub->subs, &sub->link);
 	hub->n_subs++;
 
 	const struct build **list = NULL;
 	size_t n = index_list(hub->idx, &sub->filter, INDEX_SORT_ASC, &list);
+	if (batched) {
+		/* the whole snapshot by name, then its end: drained as arrays */
+		sub->last_progress_ms = now_ms();
+		for (size_t i = 0; i < n; i++)
+			backlog_put(sub, list[i]->name, NULL, 0);
+		backlog_put_marker(sub);
+		free(list);
+		drain(sub);
+		if (has_backlog(sub))
+			ensure_timer(hub);
+		return sub;
+	}
 	struct buf text = {0};
 	size_t limit = batch_limit(hub);
 	for (size_t i = 0; i < n; i++) {
@@ -351,6 +465,18 @@ struct hub_sub *hub_subscribe(struct hub *hub, const struct index_filter *f,
 	buf_free(&text);
 	free(list);
 	return sub;
+}
+
+struct hub_sub *hub_subscribe(struct hub *hub, const struct index_filter *f,
+			      const struct hub_sink *sink, void *conn)
+{
+	return subscribe(hub, f, sink, conn, false);
+}
+
+struct hub_sub *hub_subscribe_batched(struct hub *hub, const struct index_filter *f,
+				      const struct hub_sink *sink, void *conn)
+{
+	return subscribe(hub, f, sink, conn, true);
 }
 
 void hub_unsubscribe(struct hub_sub *sub)

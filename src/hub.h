@@ -52,7 +52,13 @@ struct hub_limits {
 	 * though they are sent on hub_flush, when the connection drains);
 	 * 0: 100 */
 	uint64_t flush_ms;
+	/* batched subscribers: the largest array of events in one message
+	 * (one event larger than this goes alone); 0: HUB_ARRAY_BYTES; at
+	 * most high_water */
+	size_t array_bytes;
 };
+
+#define HUB_ARRAY_BYTES (64 * 1024)
 
 /* A hub over idx (borrowed; the hub listens to it until hub_free). links
  * (borrowed, must outlive the hub) shape the builds' JSON. */
@@ -68,6 +74,16 @@ void hub_free(struct hub *hub);
  * hub_unsubscribe. */
 struct hub_sub *hub_subscribe(struct hub *hub, const struct index_filter *f,
 			      const struct hub_sink *sink, void *conn);
+/* The same, batched: the snapshot (all of it from the backlog, as the
+ * connection drains) and any later backlog go out as JSON arrays of events
+ * ("[{"event":"upd","build":...},...]", at most lim.array_bytes each unless
+ * one event alone is larger), and right after the snapshot's last event
+ * comes one {"event":"synced"}; a change that finds no backlog is sent as
+ * one event, as for hub_subscribe. Conflation and the kick apply alike
+ * (the marker is never conflated away: every build of the snapshot, or
+ * its later state, precedes it). */
+struct hub_sub *hub_subscribe_batched(struct hub *hub, const struct index_filter *f,
+				      const struct hub_sink *sink, void *conn);
 void hub_unsubscribe(struct hub_sub *sub);
 
 /* Sends the next batch (up to 32 KiB unsent) of a subscriber's backlog:

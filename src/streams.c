@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "api.h"
 #include "app.h"
@@ -45,6 +46,28 @@ static struct http_bytes *sse_chunk(const char *json, size_t len)
 	struct http_bytes *c = http_chunk_bytes(b.data, b.len);
 	buf_free(&b);
 	return c;
+}
+
+/* ?batch= of a stream request: 0 (or absent or empty, as the filters: the
+ * default stream, one event per message) or 1 (hub_subscribe_batched:
+ * arrays, then {"event":"synced"}). On false the request got a 400. */
+static bool parse_batch(struct http_req *req, bool *batched)
+{
+	bool bad = false;
+	char *v = http_req_query(req, "batch", &bad);
+	bool ok = !bad && (!v || !*v || !strcmp(v, "0") || !strcmp(v, "1"));
+	*batched = ok && v && !strcmp(v, "1");
+	if (!ok)
+		http_respond_error(req, 400, "batch must be 0 or 1, got \"%.40s\"", v ? v : "");
+	free(v);
+	return ok;
+}
+
+static struct hub_sub *subscribe(struct app *app, const struct index_filter *f, bool batched,
+				 const struct hub_sink *sink, void *conn)
+{
+	return batched ? hub_subscribe_batched(app->hub, f, sink, conn)
+		       : hub_subscribe(app->hub, f, sink, conn);
 }
 
 /* ---- streams: Server-Sent Events ---- */
@@ -130,7 +153,9 @@ static void on_build_events(struct http_req *req, void *data)
 {
 	struct app *app = data;
 	struct api_filter q;
-	if (!api_require_ready(req, app) || !api_parse_filter(req, &q, false, true))
+	bool batched;
+	if (!api_require_ready(req, app) || !parse_batch(req, &batched) ||
+	    !api_parse_filter(req, &q, false, true))
 		return;
 	struct sse *s = xcalloc(1, sizeof *s);
 	s->req = req;
@@ -143,7 +168,7 @@ static void on_build_events(struct http_req *req, void *data)
 	uv_timer_init(app->loop, &s->keepalive);
 	s->keepalive.data = s;
 	uv_timer_start(&s->keepalive, on_sse_keepalive, SSE_KEEPALIVE_MS, SSE_KEEPALIVE_MS);
-	s->sub = hub_subscribe(app->hub, &q.f, &sse_sink, s);
+	s->sub = subscribe(app, &q.f, batched, &sse_sink, s);
 	metrics_stream_subscribers("sse", 1);
 	api_filter_free(&q);
 }
@@ -217,14 +242,16 @@ static void on_ws(struct http_req *req, void *data)
 		return;
 	}
 	struct api_filter q;
-	if (!api_require_ready(req, app) || !api_parse_filter(req, &q, false, true))
+	bool batched;
+	if (!api_require_ready(req, app) || !parse_batch(req, &batched) ||
+	    !api_parse_filter(req, &q, false, true))
 		return;
 	struct wsconn *w = xcalloc(1, sizeof *w);
 	struct ws_opts wo = {.max_message = WS_MAX_MESSAGE};
 	struct ws_cbs cbs = {.on_message = on_ws_message, .on_close = on_ws_close,
 			     .on_drain = on_ws_drain};
 	w->ws = ws_accept(req, app->loop, accept, &wo, &cbs, w);
-	w->sub = hub_subscribe(app->hub, &q.f, &ws_sink, w);
+	w->sub = subscribe(app, &q.f, batched, &ws_sink, w);
 	metrics_stream_subscribers("websocket", 1);
 	api_filter_free(&q);
 }

@@ -1,7 +1,7 @@
 // runboat dashboard: ES modules, no framework, no build step, no network
 // resource other than runboat's own API. This module does the DOM, the
 // network and the timers; the pure logic (grouping, filters, sorting, the
-// resynchronization merge, status words, ages, URLs) is in logic.mjs, which
+// end-of-snapshot removals, status words, ages, URLs) is in logic.mjs, which
 // test/web/ tests with node's test runner.
 //
 // Safety: builds carry hostile strings (branch names, repos). Every piece of
@@ -10,23 +10,24 @@
 //
 // Live updates and resynchronization
 // ----------------------------------
-// The WebSocket /api/v1/ws?repo=... sends {"event": "upd"|"del", "build"}: first
-// an "upd" for every matching build (the snapshot), then changes. There is no
-// end-of-snapshot marker, so the page does not try to detect one. Instead:
+// The WebSocket /api/v1/ws?batch=1&repo=... sends the snapshot (an "upd" for
+// every matching build) as JSON arrays of {"event": "upd"|"del", "build"},
+// then one {"event": "synced"}, then changes (single events, or arrays when
+// the server had a backlog for this page). So:
 //   1. Events are applied as they come (upd replaces or adds, del removes), and
 //      every name an event mentions after the socket opened is remembered in
 //      `seen` (name -> "upd" | "del").
-//   2. Once the socket is open (so the server has registered the subscription),
-//      the page fetches GET /api/v1/builds with the same filters. That list is
-//      at least as new as the subscription, so a build that is neither in it
-//      nor announced by an "upd" since the socket opened no longer exists: it
-//      is removed (this is what drops builds deleted while disconnected). A
-//      build in the list that no event mentioned yet is taken from the list;
-//      one the stream already mentioned keeps the stream's version (the stream
-//      is ordered, and any newer change will arrive on it); one the stream
-//      deleted stays deleted.
+//   2. At the marker, every build the stream has announced with an "upd"
+//      since the socket opened is the server's; a build of the page that it
+//      did not announce no longer exists: it is removed (this is what drops
+//      builds deleted while disconnected; syncedRemovals). From then on the
+//      stream alone is authoritative.
+// Until the marker the page renders at most every LOADING_RENDER_MS (a
+// snapshot of thousands of builds takes a fraction of a second: one render
+// at its end), and at once on the marker.
 // The same happens on the first connection and on every reconnection, so a
-// reconnect converges to the server's state without a page reload.
+// reconnect converges to the server's state without a page reload or a
+// GET /api/v1/builds.
 //
 // Reconnection: exponential backoff 1 s, 2 s, 4 s ... capped at 30 s, with
 // "equal jitter" (a delay d is drawn in [d/2, d]). The attempt counter resets
@@ -44,9 +45,9 @@
 
 import {
   ACTION_WORDS, PAGE_BUILDS, STATUS_WORDS, age, allowedActions, b64utf8, backoffDelay, buildLabel,
-  counterView, createdOf, filterRows, filtersUrl, groupBuilds, logTail, matcher, moreText, parseEvent, parseLocation,
-  parseTime, prOf, resyncPlan, rowKey, safeUrl as safeUrlFrom, shortSha, showsLogTail, statusLine,
-  statusWord, str, summaryText, validBuild, visibleRows,
+  counterView, createdOf, filterRows, filtersUrl, groupBuilds, logTail, matcher, moreText, parseLocation,
+  parseMessage, parseTime, prOf, rowKey, safeUrl as safeUrlFrom, shortSha, showsLogTail, statusLine,
+  statusWord, str, streamQuery, summaryText, syncedRemovals, validBuild, visibleRows,
 } from "./logic.mjs";
 
 const API = "/api/v1";
@@ -262,7 +263,7 @@ let wsGen = 0;          // bumps on every connect(): stale callbacks are ignored
 let attempt = 0;        // consecutive failed attempts, for the backoff
 let retryTimer = null;
 let stableTimer = null;
-let seen = null;        // name -> "upd" | "del" since the socket opened
+let seen = null;        // name -> "upd" | "del" since the socket opened, until the marker
 let lastPoll = 0;
 
 function setConn(s, detail = "") {
@@ -285,6 +286,11 @@ function connect() {
     ws = null;
   }
   seen = null;
+  // the marks of the last connection only (the benchmark reads them)
+  for (const m of ["runboat:connect", "runboat:open", "runboat:synced", "runboat:rendered"]) {
+    performance.clearMarks(m);
+  }
+  performance.mark("runboat:connect");
   // navigator.onLine === false is only a hint (a local runboat may still be
   // reachable): try anyway, but say "offline" until a socket opens
   if (navigator.onLine === false) setConn("offline", "The browser is offline");
@@ -292,7 +298,7 @@ function connect() {
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
   let sock;
   try {
-    sock = new WebSocket(`${proto}//${location.host}${API}/ws${scopeQuery()}`);
+    sock = new WebSocket(`${proto}//${location.host}${API}/ws${streamQuery(scopeQuery())}`);
   } catch {
     scheduleReconnect();
     return;
@@ -300,14 +306,14 @@ function connect() {
   ws = sock;
   sock.onopen = () => {
     if (gen !== wsGen) return;
+    performance.mark("runboat:open");
     seen = new Map();
     setConn("live");
     stableTimer = setTimeout(() => { attempt = 0; }, STABLE_MS);
-    resync(gen);
   };
   sock.onmessage = (ev) => {
     if (gen !== wsGen) return;
-    onEvent(ev.data);
+    onMessage(ev.data);
   };
   sock.onclose = () => {
     if (gen !== wsGen) return;
@@ -353,52 +359,53 @@ async function poll() {
   fetchStatus();
 }
 
-// The snapshot fetch after the socket opened (see the comment at the top).
-async function resync(gen) {
-  let list;
-  try {
-    list = await api("GET", `/builds${scopeQuery()}`);
-    if (!Array.isArray(list)) throw new ApiError(0, "unexpected answer");
-  } catch (e) {
-    if (gen !== wsGen) return;
-    showMessage(`Could not load the builds: ${e.message}`);
-    // retry the whole connection with backoff
-    if (ws) ws.close();
-    return;
-  }
-  if (gen !== wsGen || !seen) return;
-  const plan = resyncPlan(state.builds, list, seen);
-  for (const name of plan.remove) state.builds.delete(name);
-  if (plan.remove.length) allRows = null;
-  for (const b of plan.add) setBuild(b);
+// The end of the snapshot (see the comment at the top).
+function onSynced() {
+  if (!seen) return; // a marker without a snapshot: nothing to conclude
+  performance.mark("runboat:synced");
+  const gone = syncedRemovals(state.builds, seen);
+  for (const name of gone) state.builds.delete(name);
+  if (gone.length) allRows = null;
+  seen = null; // the stream alone is authoritative from here on
   state.loaded = true;
   state.loadError = "";
   if (reposFailed) fetchRepos();
   lastPoll = Date.now();
-  seen = null; // the stream alone is authoritative from here on
+  clearTimeout(snapshotTimer);
+  snapshotTimer = null;
   render();
+  performance.mark("runboat:rendered");
   fetchStatus();
 }
 
-function onEvent(data) {
-  const msg = parseEvent(data);
-  if (!msg) return;
-  const b = msg.build;
-  if (msg.event === "upd") {
-    setBuild(b);
-    if (seen) seen.set(b.name, "upd");
-    if (b.commit_info.repo && !knownRepo(b.commit_info.repo)) fetchRepos();
-  } else {
-    const old = state.builds.get(b.name);
-    state.builds.delete(b.name);
-    if (old) allRows = null;
-    if (seen) seen.set(b.name, "del");
-    if (old && (state.watched.has(b.name) || b.name === state.buildName)) {
-      announce(`Build ${buildLabel(old)} was undeployed`);
+// One stream message: its events applied in order, one render asked for.
+function onMessage(data) {
+  let changed = false;
+  for (const msg of parseMessage(data)) {
+    if (msg.event === "synced") {
+      onSynced();
+      continue;
+    }
+    changed = true;
+    const b = msg.build;
+    if (msg.event === "upd") {
+      setBuild(b);
+      if (seen) seen.set(b.name, "upd");
+      if (b.commit_info.repo && !knownRepo(b.commit_info.repo)) fetchRepos();
+    } else {
+      const old = state.builds.get(b.name);
+      state.builds.delete(b.name);
+      if (old) allRows = null;
+      if (seen) seen.set(b.name, "del");
+      if (old && (state.watched.has(b.name) || b.name === state.buildName)) {
+        announce(`Build ${buildLabel(old)} was undeployed`);
+      }
     }
   }
-  scheduleRender();
-  scheduleStatus();
+  if (changed) {
+    scheduleRender();
+    scheduleStatus();
+  }
 }
 
 // The rows of every build (groupBuilds), kept until a build is added,
@@ -583,14 +590,26 @@ async function undeploy(name, force = false) {
 // quarter of the main thread: after a render that took d ms, the next one
 // waits RENDER_SPACING * d ms. A snapshot or a burst of thousands of events
 // then costs a few renders, not one per frame. What the user does (filters,
-// buttons) renders at once. Until the first list has arrived, the stream's
-// snapshot is shown every LOADING_RENDER_MS at most.
+// buttons) renders at once. While a snapshot is coming (before its marker),
+// renders wait LOADING_RENDER_MS (the marker renders at once), and until the
+// first snapshot is complete they are spaced by LOADING_RENDER_MS at least.
 const RENDER_SPACING = 3;
 const LOADING_RENDER_MS = 300;
 let renderQueued = false;
 let renderNotBefore = 0;
+let snapshotTimer = null;
 
 function scheduleRender() {
+  if (seen) {
+    if (!snapshotTimer) {
+      snapshotTimer = setTimeout(() => { snapshotTimer = null; queueRender(); }, LOADING_RENDER_MS);
+    }
+    return;
+  }
+  queueRender();
+}
+
+function queueRender() {
   if (renderQueued) return;
   renderQueued = true;
   const wait = renderNotBefore - performance.now();

@@ -302,33 +302,62 @@ export function backoffDelay(attempt, random) {
   return base / 2 + random * (base / 2);
 }
 
-// One stream message (text) as {event: "upd"|"del", build}, or null when it
-// is not JSON, not an object, names another event or carries no valid build.
-export function parseEvent(data) {
-  let msg;
-  try { msg = JSON.parse(data); } catch { return null; }
-  if (!msg || typeof msg !== "object" || !validBuild(msg.build)) return null;
+// The stream's query: the page's filters (a URLSearchParams or a string)
+// plus batch=1, which asks for the snapshot as arrays of events followed by
+// the end-of-snapshot marker (see parseMessage).
+export function streamQuery(filters = "") {
+  const q = new URLSearchParams(filters);
+  q.set("batch", "1");
+  return `?${q.toString()}`;
+}
+
+// One event (a parsed object) as {event: "upd"|"del", build}, or null when
+// it names another event or carries no valid build.
+function eventOf(msg) {
+  if (!msg || typeof msg !== "object" || Array.isArray(msg) || !validBuild(msg.build)) return null;
   if (msg.event !== "upd" && msg.event !== "del") return null;
   return { event: msg.event, build: msg.build };
 }
 
-// The resynchronization after a (re)connection (app.js explains it): current
-// is the page's Map name -> build, list the GET /builds answer (fetched
-// after the socket opened), seen the Map name -> "upd"|"del" of what the
-// stream said since it opened. Returns what to do, without doing it:
-// remove (names that are gone: neither listed nor announced by an "upd"),
-// and add (listed builds the stream has not mentioned: the list's version;
-// one the stream mentioned keeps the stream's, one it deleted stays deleted).
-export function resyncPlan(current, list, seen) {
-  const listed = new Map();
-  for (const b of Array.isArray(list) ? list : []) if (validBuild(b)) listed.set(b.name, b);
-  const remove = [];
-  for (const name of current.keys()) {
-    if (!listed.has(name) && seen.get(name) !== "upd") remove.push(name);
+// One stream message (text) of the default stream as {event, build}, or
+// null when it is not JSON, not an object, names another event or carries
+// no valid build.
+export function parseEvent(data) {
+  let msg;
+  try { msg = JSON.parse(data); } catch { return null; }
+  return eventOf(msg);
+}
+
+// One message of a ?batch=1 stream as the list of what it says, in order:
+// {event: "upd"|"del", build} per event and {event: "synced"} for the
+// end-of-snapshot marker. A message is one event, a JSON array of events,
+// or the marker {"event": "synced"}; what is not JSON gives [], and invalid
+// entries (of an array, or the message itself) are skipped.
+export function parseMessage(data) {
+  let msg;
+  try { msg = JSON.parse(data); } catch { return []; }
+  const out = [];
+  for (const m of Array.isArray(msg) ? msg : [msg]) {
+    if (m && typeof m === "object" && m.event === "synced") out.push({ event: "synced" });
+    else {
+      const e = eventOf(m);
+      if (e) out.push(e);
+    }
   }
-  const add = [];
-  for (const [name, b] of listed) if (!seen.has(name)) add.push(b);
-  return { remove, add };
+  return out;
+}
+
+// What the end-of-snapshot marker removes (app.js explains it): current is
+// the page's Map name -> build, seen the Map name -> "upd"|"del" of what
+// the stream said since the socket opened. The marker follows an "upd" of
+// every build that existed when the subscription began (or a later event
+// of it), so a build of the page that the stream did not announce with an
+// "upd" is gone: it was deleted while the page was not listening (one the
+// stream deleted is gone already). Returns those names.
+export function syncedRemovals(current, seen) {
+  const remove = [];
+  for (const name of current.keys()) if (seen.get(name) !== "upd") remove.push(name);
+  return remove;
 }
 
 // ------------------------------------------------------------ counters and summary

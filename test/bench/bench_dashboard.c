@@ -9,7 +9,12 @@
  * some started, a few initializing or failed with a reason; created over
  * the last 60 days. Deterministic (a fixed seed).
  *
- *   build/bench/bench_dashboard [--builds 7000] [--port 0]
+ *   build/bench/bench_dashboard [--builds 7000] [--port 0] [--array-bytes N]
+ *
+ * --array-bytes sets the hub's bound on a batched stream's arrays (the
+ * hub_limits field; default HUB_ARRAY_BYTES), and raises the connections'
+ * buffer (stream_buffer_bytes, which bounds the arrays too) to it when it
+ * is larger: to measure the page with other message sizes.
  *
  * Prints "port P builds N" on stdout once it serves, then reads commands on
  * stdin, one a line:
@@ -190,6 +195,8 @@ static void on_command(uv_async_t *a)
 	}
 }
 
+static size_t array_bytes; /* --array-bytes, 0: the hub's default */
+
 static void server_setup(const char *listen)
 {
 	uv_loop_init(&srv.loop);
@@ -209,8 +216,11 @@ static void server_setup(const char *listen)
 	app->links.github_url = "https://github.com";
 	app->base_origin = ws_origin_of(app->cfg->server.base_url);
 	app->index = index_new();
+	if (array_bytes > app->cfg->server.stream_buffer_bytes)
+		app->cfg->server.stream_buffer_bytes = array_bytes;
 	struct hub_limits hl = {.high_water = app->cfg->server.stream_buffer_bytes,
-				.stuck_ms = (uint64_t)(app->cfg->server.stream_stall_timeout * 1000)};
+				.stuck_ms = (uint64_t)(app->cfg->server.stream_stall_timeout * 1000),
+				.array_bytes = array_bytes};
 	app->hub = hub_new(&srv.loop, app->index, &app->links, &hl);
 	app->controller = (struct controller *)&srv; /* never dereferenced */
 	app->router = router_new();
@@ -243,13 +253,16 @@ int main(int argc, char **argv)
 			n = strtoul(argv[++i], NULL, 10);
 		else if (strcmp(argv[i], "--port") == 0 && i + 1 < argc)
 			port = atoi(argv[++i]);
+		else if (strcmp(argv[i], "--array-bytes") == 0 && i + 1 < argc)
+			array_bytes = strtoul(argv[++i], NULL, 10);
 		else {
-			fprintf(stderr, "usage: %s [--builds N] [--port P]\n", argv[0]);
+			fprintf(stderr, "usage: %s [--builds N] [--port P] [--array-bytes N]\n",
+				argv[0]);
 			return 2;
 		}
 	}
-	if (n < 1 || n > 200000 || port < 0 || port > 65535) {
-		fprintf(stderr, "--builds 1..200000, --port 0..65535\n");
+	if (n < 1 || n > 200000 || port < 0 || port > 65535 || array_bytes > (64u << 20)) {
+		fprintf(stderr, "--builds 1..200000, --port 0..65535, --array-bytes 0..64 MiB\n");
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);

@@ -7,8 +7,9 @@ as the UI tests) at 1280x900 and prints:
 
 - first render: from the navigation's start (performance.timeOrigin) to the
   end of the first frame painted once the page holds every build (its state
-  has all N and has been synchronized with GET /api/v1/builds, the summary no
-  longer says "Loading") - a requestAnimationFrame poll, the time taken by a
+  has all N and has been synchronized - by the stream's "synced" marker, by
+  GET /api/v1/builds before it - the summary no longer says "Loading") - a
+  requestAnimationFrame poll, the time taken by a
   message posted from the rAF callback of that frame, which runs after the
   frame's style, layout and paint. Each run in a fresh browser context.
   Also the long tasks (> 50 ms, PerformanceObserver) until then.
@@ -27,7 +28,7 @@ as the UI tests) at 1280x900 and prints:
 
   cmake --build build --target bench_dashboard
   ~/.cache/runboat/venv/bin/python test/bench/bench_dashboard.py [--builds 7000] [--runs 3]
-      [--server build/bench/bench_dashboard] [--bursts 100,1000]
+      [--server build/bench/bench_dashboard] [--bursts 100,1000] [--array-bytes N]
 
 The page's files are those embedded in the server binary: to compare two
 versions of web/, build bench_dashboard from each tree and pass --server.
@@ -127,8 +128,8 @@ def fmt(values):
 
 
 class Server:
-    def __init__(self, binary, builds):
-        self.p = subprocess.Popen([binary, "--builds", str(builds)], stdin=subprocess.PIPE,
+    def __init__(self, binary, builds, extra=()):
+        self.p = subprocess.Popen([binary, "--builds", str(builds), *extra], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, text=True, bufsize=1)
         line = self.p.stdout.readline().split()
         if len(line) < 4 or line[0] != "port":
@@ -223,7 +224,10 @@ def first_render(page, server, timeout_s=300):
         if t is not None:
             lt = page.evaluate("window.__bench.longtasks")
             before = [d for s, d in lt if s < t]
-            return t, len(before), sum(before)
+            marks = page.evaluate("Object.fromEntries(performance.getEntriesByType('mark')"
+                                  ".filter((m) => m.name.startsWith('runboat:'))"
+                                  ".map((m) => [m.name.slice(8), Math.round(m.startTime)]))")
+            return t, len(before), sum(before), marks
         time.sleep(0.05)
     raise SystemExit("the dashboard never showed every build")
 
@@ -341,11 +345,13 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--server", default=str(ROOT / "build" / "bench" / "bench_dashboard"))
     ap.add_argument("--bursts", default="100,1000")
+    ap.add_argument("--array-bytes", type=int, default=0,
+                    help="the server's bound on the batched stream's arrays (0: its default)")
     a = ap.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # figures as they come
     if not os.path.exists(CHROMIUM):
         raise SystemExit(f"no Chromium at {CHROMIUM}")
-    server = Server(a.server, a.builds)
+    server = Server(a.server, a.builds, ["--array-bytes", str(a.array_bytes)] if a.array_bytes else [])
     try:
         with open("/proc/loadavg") as f:
             load = " ".join(f.read().split()[:3])
@@ -355,7 +361,7 @@ def main():
             firsts, firsts_cpu, settles = [], [], []
             for run in range(a.runs):
                 ctx, page, errors = new_page(browser, server)
-                t, nlong, long_ms = first_render(page, server)
+                t, nlong, long_ms, marks = first_render(page, server)
                 rend = Renderer(browser)
                 cpu = rend.cpu_ms()
                 firsts.append(t)
@@ -368,6 +374,8 @@ def main():
                       f"({nlong} long tasks, {long_ms:.0f} ms in them; renderer main thread "
                       f"CPU since its start {cpu if cpu is None else round(cpu)} ms); "
                       f"idle (snapshot applied) at {idle_at:.0f} ms, CPU {idle_cpu:.0f} ms")
+                if marks:  # the page's own marks (web/app.js), ms since navigation
+                    print("    page marks: " + ", ".join(f"{k} {v} ms" for k, v in marks.items()))
                 if run < a.runs - 1:
                     if errors:
                         print(f"  JavaScript errors: {errors}")

@@ -369,21 +369,35 @@ static const char WS_REQ[] = "GET /api/v1/ws HTTP/1.1\r\nHost: runboat.test\r\n"
 			     "Sec-WebSocket-Version: 13\r\n"
 			     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
 
-/* ns from the request to the n-th "upd" event of a fresh stream. */
-static uint64_t snapshot(bool ws, size_t n)
+static const char WS_REQ_BATCH[] = "GET /api/v1/ws?batch=1 HTTP/1.1\r\nHost: runboat.test\r\n"
+				   "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+				   "Sec-WebSocket-Version: 13\r\n"
+				   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+
+/* ns from the request to the n-th "upd" event of a fresh stream (batched:
+ * to its end-of-snapshot marker, after n "upd"). */
+static uint64_t snapshot(bool ws, bool batched, size_t n)
 {
 	int fd = connect_server();
 	uint64_t t0 = mono_ns();
-	send_all(fd, ws ? WS_REQ : "GET /api/v1/build-events HTTP/1.1\r\nHost: runboat.test\r\n\r\n");
-	struct counter c = {0};
-	while (c.count < n) {
+	if (batched)
+		send_all(fd, ws ? WS_REQ_BATCH
+				: "GET /api/v1/build-events?batch=1 HTTP/1.1\r\nHost: runboat.test\r\n\r\n");
+	else
+		send_all(fd, ws ? WS_REQ : "GET /api/v1/build-events HTTP/1.1\r\nHost: runboat.test\r\n\r\n");
+	struct counter c = {0}, marker = {0};
+	while (batched ? !marker.count : c.count < n) {
 		ssize_t r = read(fd, rbuf, sizeof rbuf);
 		if (r <= 0) {
 			fprintf(stderr, "snapshot: connection closed after %zu events\n", c.count);
 			break;
 		}
 		count_in(&c, "{\"event\":\"upd\"", rbuf, (size_t)r);
+		if (batched)
+			count_in(&marker, "\"event\":\"synced\"", rbuf, (size_t)r); /* <= 16 chars */
 	}
+	if (batched && c.count != n)
+		fprintf(stderr, "snapshot: %zu events before the marker, expected %zu\n", c.count, n);
 	uint64_t t = mono_ns() - t0;
 	close(fd);
 	return t;
@@ -416,11 +430,17 @@ static void bench_snapshots(size_t n, int runs)
 	snprintf(what, sizeof what, "same, gzip asked (%zu B%s)", body, gz ? ", gzip" : ", plain");
 	print_ms_series(what, v, (size_t)runs);
 	for (int i = 0; i < runs; i++)
-		v[i] = snapshot(false, n);
+		v[i] = snapshot(false, false, n);
 	print_ms_series("SSE snapshot", v, (size_t)runs);
 	for (int i = 0; i < runs; i++)
-		v[i] = snapshot(true, n);
+		v[i] = snapshot(true, false, n);
 	print_ms_series("WebSocket snapshot", v, (size_t)runs);
+	for (int i = 0; i < runs; i++)
+		v[i] = snapshot(false, true, n);
+	print_ms_series("SSE snapshot, batch=1 (to synced)", v, (size_t)runs);
+	for (int i = 0; i < runs; i++)
+		v[i] = snapshot(true, true, n);
+	print_ms_series("WebSocket snapshot, batch=1", v, (size_t)runs);
 	fflush(stdout);
 }
 

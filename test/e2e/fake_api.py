@@ -5,7 +5,9 @@ UI (web/) without Kubernetes.
 It serves web/ at the same paths as runboat (/, /webui/..., /builds,
 /builds/{name}), the /api/v1 routes the UI uses from an in-memory set of builds,
 and /api/v1/ws as a real WebSocket (RFC 6455, server side, text frames) that
-starts with an "upd" for every matching build and then pushes changes. Start,
+starts with an "upd" for every matching build and then pushes changes (with
+?batch=1, as runboat: the snapshot as JSON arrays of events, at most 50 a
+message, then {"event": "synced"}, then single events). Start,
 stop, reset and undeploy go through the intermediate statuses over a few
 `step` seconds, like the real thing.
 
@@ -75,6 +77,7 @@ class ApiError(Exception):
 class Subscriber:
     def __init__(self, filters):
         self.filters = filters
+        self.batched = filters.get("batch") == "1"
         self.q = queue.Queue()
 
 
@@ -273,9 +276,16 @@ class FakeRunboat:
         """Registers sub and queues its snapshot atomically, so that no change
         falls between the snapshot and the stream."""
         with self.lock:
-            for b in sorted(self.builds.values(), key=lambda b: b["created"]):
-                if self.matches(b, sub.filters):
-                    sub.q.put(json.dumps({"event": "upd", "build": self.to_json(b)}))
+            events = [{"event": "upd", "build": self.to_json(b)}
+                      for b in sorted(self.builds.values(), key=lambda b: b["created"])
+                      if self.matches(b, sub.filters)]
+            if sub.batched:
+                for i in range(0, len(events), 50):
+                    sub.q.put(json.dumps(events[i:i + 50]))
+                sub.q.put(json.dumps({"event": "synced"}))
+            else:
+                for e in events:
+                    sub.q.put(json.dumps(e))
             self.subs.add(sub)
 
     def unsubscribe(self, sub):
@@ -548,6 +558,8 @@ class Handler(BaseHTTPRequestHandler):
         key = self.headers.get("Sec-WebSocket-Key")
         if not key:
             raise ApiError(400, "missing Sec-WebSocket-Key")
+        if q.get("batch", "0") not in ("", "0", "1"):
+            raise ApiError(400, f"batch must be 0 or 1, got {q['batch']!r}")
         if time.monotonic() < self.fake.refuse_ws_until:
             raise ApiError(503, "not accepting WebSocket connections right now")
         accept = base64.b64encode(hashlib.sha1((key.strip() + WS_GUID).encode()).digest()).decode()

@@ -146,6 +146,53 @@ def test_snapshot_then_live_updates(env):
             ws.recv(timeout=2)
 
 
+def test_batched_snapshot_marker_then_live(env):
+    """?batch=1: the snapshot in arrays of events, then {"event": "synced"},
+    then single events; bad values refused; the default stream unchanged."""
+    env.webhook("push", push_payload("16.0", sha(11)))
+    env.webhook("push", push_payload("17.0", sha(12)))
+    env.wait_build(lambda b: b["commit_info"]["target_branch"] == "17.0", 20)
+    names = [b["name"] for b in requests.get(env.rb.url("/api/v1/builds"), timeout=10).json()]
+    assert len(names) == 2
+    env.wait_status(names[0], "started", 60)
+    assert RawWS(env.rb.port, path="/api/v1/ws?batch=yes").status == 400
+    assert requests.get(env.rb.url("/api/v1/build-events?batch=2"), timeout=10).status_code == 400
+    with ws_connect(ws_url(env, "?batch=1")) as ws:
+        got = []
+        while True:
+            msg = json.loads(ws.recv(timeout=10))
+            if msg == {"event": "synced"}:
+                break
+            assert isinstance(msg, list) and msg, msg
+            got += msg
+        assert [e["event"] for e in got] == ["upd", "upd"]
+        assert sorted(e["build"]["name"] for e in got) == sorted(names)
+        env.post(f"/api/v1/builds/{names[0]}/stop")
+        ev = json.loads(ws.recv(timeout=30))
+        assert isinstance(ev, dict) and ev["event"] == "upd", ev
+    with ws_connect(ws_url(env)) as ws:
+        msgs = [json.loads(ws.recv(timeout=10)), json.loads(ws.recv(timeout=10))]
+        try:
+            while True:
+                msgs.append(json.loads(ws.recv(timeout=1)))
+        except TimeoutError:
+            pass
+        # one event per message, no marker
+        assert all(isinstance(m, dict) and m["event"] in ("upd", "del") for m in msgs), msgs
+        assert {m["build"]["name"] for m in msgs[:2]} == set(names)
+    with requests.get(env.rb.url("/api/v1/build-events"), params={"batch": "1"},
+                      stream=True, timeout=30) as r:
+        assert r.status_code == 200
+        data = []
+        for line in r.iter_lines(decode_unicode=True):
+            if line.startswith("data: "):
+                data.append(json.loads(line[6:]))
+                if data[-1] == {"event": "synced"}:
+                    break
+        assert all(isinstance(d, list) for d in data[:-1])
+        assert sorted(e["build"]["name"] for d in data[:-1] for e in d) == sorted(names)
+
+
 def test_build_events_sse(env):
     env.webhook("push", push_payload("16.0", sha(3)))
     b = env.wait_build(lambda b: True, 20)

@@ -161,7 +161,11 @@ class Page:
         self.page = self.ctx.new_page()
         self.errors = []
         self.dialogs = []
+        self.requests = []  # the paths (and queries) of the page's requests
+        self.sockets = []  # the URLs of the page's WebSockets
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("request", lambda r: self.requests.append(urllib.parse.urlsplit(r.url)))
+        self.page.on("websocket", lambda ws: self.sockets.append(ws.url))
 
         def on_dialog(d):
             self.dialogs.append(d.message)
@@ -177,6 +181,11 @@ class Page:
 
     def card(self, name):
         return self.page.locator(f'#builds article.card[data-name="{name}"]')
+
+    def list_fetches(self):
+        """How many times the page asked for a list of builds (GET
+        /api/v1/builds, any query)."""
+        return sum(1 for u in self.requests if u.path == "/api/v1/builds")
 
     def mark(self):
         """Marks the document: the mark survives anything but a reload."""
@@ -367,6 +376,11 @@ def test_reconnect_resyncs_from_snapshot(ui, backend):
     expect(p.card(changed["name"])).to_have_attribute("data-status", "undeploying")
     expect(p.card(new)).to_have_attribute("data-status", "started")
     assert p.not_reloaded()
+    # the stream's end-of-snapshot marker did it: no list was fetched, on
+    # the first connection or on the reconnection (the poll that covers a
+    # refused socket waits 30 s after a synchronization)
+    assert len(p.sockets) >= 2 and all("batch=1" in u for u in p.sockets), p.sockets
+    assert p.list_fetches() == 0, [u for u in p.requests if u.path == "/api/v1/builds"]
     # and the stream works again after the reconnection
     backend.set_status(new, "stopped")
     expect(p.card(new)).to_have_attribute("data-status", "stopped")

@@ -4,7 +4,9 @@
  * answers (sync and async, each error code), admin auth and CSRF, triggers,
  * logs, the webhook (signature at the headers and on the body, form
  * encoding, deploy/undeploy, bodies big enough for the thread pool, clients
- * that leave while it works), SSE, and the UI routes.
+ * that leave while it works), SSE and WebSocket streams (the default one
+ * and ?batch=1: arrays of events, the end-of-snapshot marker), and the UI
+ * routes.
  *
  * The fake controller is the set of controller_* definitions below. They
  * replace src/controller.c without any build change: the linker takes a
@@ -1299,6 +1301,209 @@ static void test_sse_backlog(void)
 	teardown();
 }
 
+/* The payloads of the unmasked server frames after a 101's headers in got,
+ * one string each, joined by "\n" (owned by the caller). */
+static char *ws_payloads(const struct buf *got)
+{
+	struct buf out = {0};
+	buf_append(&out, "", 0);
+	const char *p = got->data ? strstr(got->data, "\r\n\r\n") : NULL;
+	if (!p)
+		return xstrdup("");
+	const uint8_t *f = (const uint8_t *)p + 4, *end = (const uint8_t *)got->data + got->len;
+	while (end - f >= 2) {
+		size_t len = f[1] & 0x7f, hl = 2;
+		CHECK_INT(f[1] & 0x80, 0); /* never masked */
+		if (len == 126) {
+			if (end - f < 4)
+				break;
+			len = (size_t)f[2] << 8 | f[3], hl = 4;
+		} else if (len == 127) {
+			if (end - f < 10)
+				break;
+			len = 0;
+			for (int i = 0; i < 8; i++)
+				len = len << 8 | f[2 + i];
+			hl = 10;
+		}
+		if ((size_t)(end - f) < hl + len)
+			break;
+		CHECK_INT(f[0], 0x81); /* FIN, text: one message per frame */
+		if (out.len)
+			buf_append(&out, "\n", 1);
+		buf_append(&out, f + hl, len);
+		f += hl + len;
+	}
+	if (!out.data)
+		return xstrdup("");
+	return out.data;
+}
+
+static bool starts(const char *s, const char *prefix)
+{
+	return s && strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+#define WS_HANDSHAKE(target)                                                               \
+	"GET " target " HTTP/1.1\r\nHost: runboat.test\r\nUpgrade: websocket\r\n"           \
+	"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"                              \
+	"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+
+/* ?batch=1 on both streams: the snapshot as JSON arrays of events, the
+ * marker right after it, then single events; the default stream (no
+ * parameter, or 0) carries neither; bad values are refused. */
+static void test_streams_batched(void)
+{
+	setup(false);
+	struct client c;
+	/* WebSocket: oca/a's b1, b2 in one array, then the marker */
+	const char *req = WS_HANDSHAKE("/api/v1/ws?repo=oca/a&batch=1");
+	client_start(&c, req, strlen(req));
+	while (!c.got.data || !strstr(c.got.data, "{\"event\":\"synced\"}"))
+		uv_run(&loop, UV_RUN_ONCE);
+	CHECK(starts(c.got.data, "HTTP/1.1 101"));
+	char *msgs = ws_payloads(&c.got);
+	CHECK(starts(msgs, "[{\"event\":\"upd\",\"build\":{\"name\":\"b1\""));
+	const char *b2 = strstr(msgs, "},{\"event\":\"upd\",\"build\":{\"name\":\"b2\"");
+	const char *nl = strchr(msgs, '\n');
+	CHECK(b2 && nl && b2 < nl && nl[-1] == ']');
+	CHECK_STR(nl ? nl + 1 : "", "{\"event\":\"synced\"}");
+	CHECK(strstr(msgs, "\"b3\"") == NULL);
+	free(msgs);
+	/* live: one event per message after the marker */
+	c.until = "\"event\":\"del\"";
+	index_remove(app.index, "b1");
+	run_until(&c.closed);
+	msgs = ws_payloads(&c.got);
+	const char *last = strrchr(msgs, '\n');
+	CHECK(last && starts(last + 1, "{\"event\":\"del\",\"build\":{\"name\":\"b1\""));
+	free(msgs);
+	buf_free(&c.out);
+	buf_free(&c.got);
+	index_upsert(app.index, mk("b1", "oca/a", "16.0", 0, 100, true));
+
+	/* SSE: the same as data: lines */
+	const char *sse = "GET /api/v1/build-events?batch=1&repo=oca/a HTTP/1.1\r\nHost: x\r\n\r\n";
+	client_start(&c, sse, strlen(sse));
+	c.until = "data: {\"event\":\"synced\"}\n\n";
+	run_until(&c.closed);
+	const char *arr = strstr(c.got.data, "data: [{\"event\":\"upd\",\"build\":{\"name\":\"b1\"");
+	const char *mark = strstr(c.got.data, "data: {\"event\":\"synced\"}");
+	CHECK(arr && mark && arr < mark);
+	CHECK(arr && strstr(arr, "\"name\":\"b2\"") < mark);
+	CHECK(strstr(c.got.data, "\"b3\"") == NULL);
+	buf_free(&c.out);
+	buf_free(&c.got);
+
+	/* an empty snapshot: the marker alone */
+	req = WS_HANDSHAKE("/api/v1/ws?repo=oca/none&batch=1");
+	client_start(&c, req, strlen(req));
+	c.until = "{\"event\":\"synced\"}";
+	run_until(&c.closed);
+	msgs = ws_payloads(&c.got);
+	CHECK_STR(msgs, "{\"event\":\"synced\"}");
+	free(msgs);
+	buf_free(&c.out);
+	buf_free(&c.got);
+
+	/* the default stream, and batch=0: single events, no marker */
+	const char *plain[] = {WS_HANDSHAKE("/api/v1/ws?repo=oca/a"),
+			       WS_HANDSHAKE("/api/v1/ws?repo=oca/a&batch=0")};
+	for (size_t i = 0; i < ARRAY_SIZE(plain); i++) {
+		client_start(&c, plain[i], strlen(plain[i]));
+		while (!c.got.data || !strstr(c.got.data, "\"name\":\"b2\""))
+			uv_run(&loop, UV_RUN_ONCE);
+		for (int k = 0; k < 20; k++)
+			uv_run(&loop, UV_RUN_NOWAIT);
+		msgs = ws_payloads(&c.got);
+		CHECK(starts(msgs, "{\"event\":\"upd\",\"build\":{\"name\":\"b1\""));
+		CHECK(strstr(msgs, "\n{\"event\":\"upd\",\"build\":{\"name\":\"b2\"") != NULL);
+		CHECK(strstr(msgs, "synced") == NULL);
+		CHECK(msgs[0] != '[' && strstr(msgs, "\n[") == NULL);
+		free(msgs);
+		client_close(&c);
+		run_until(&c.closed);
+		buf_free(&c.out);
+		buf_free(&c.got);
+	}
+
+	/* bad values: 400 before any stream */
+	const char *bad[] = {"/api/v1/build-events?batch=2", "/api/v1/build-events?batch=true",
+			     "/api/v1/build-events?batch=01", "/api/v1/build-events?batch=%zz"};
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		struct resp r = get(bad[i]);
+		CHECK_INT(r.status, 400);
+		CHECK(strstr(detail(&r), "batch") != NULL);
+		resp_free(&r);
+	}
+	req = WS_HANDSHAKE("/api/v1/ws?batch=yes");
+	client_start(&c, req, strlen(req));
+	c.until = "\r\n\r\n";
+	run_until(&c.closed);
+	CHECK(starts(c.got.data ? c.got.data : "", "HTTP/1.1 400"));
+	buf_free(&c.out);
+	buf_free(&c.got);
+	for (int i = 0; i < 5; i++)
+		uv_run(&loop, UV_RUN_NOWAIT);
+	CHECK_INT(hub_subscribers(app.hub), 0);
+	teardown();
+}
+
+/* A batched snapshot of many builds, on a hub with a small array bound:
+ * every message is an array within the bound (or one event), each build
+ * comes once and in order, and the marker comes after the last. */
+static void test_streams_batched_bounded(void)
+{
+	setup(false);
+	hub_free(app.hub);
+	struct hub_limits hl = {.array_bytes = 4096, .flush_ms = 3600000};
+	app.hub = hub_new(&loop, app.index, &app.links, &hl);
+	enum { N = 300 };
+	for (int i = 0; i < N; i++) {
+		char name[16];
+		snprintf(name, sizeof name, "s%03d", i);
+		index_upsert(app.index, mk(name, "oca/z", "16.0", 0, 1000 + i, false));
+	}
+	struct client c;
+	const char *req = WS_HANDSHAKE("/api/v1/ws?repo=oca/z&batch=1");
+	client_start(&c, req, strlen(req));
+	c.until = "{\"event\":\"synced\"}";
+	run_until(&c.closed);
+	char *msgs = ws_payloads(&c.got);
+	int next = 0, arrays = 0, markers = 0;
+	for (char *m = strtok(msgs, "\n"); m; m = strtok(NULL, "\n")) {
+		if (!strcmp(m, "{\"event\":\"synced\"}")) {
+			markers++;
+			CHECK_INT(next, N);
+			continue;
+		}
+		json_t *a = json_loads(m, 0, NULL);
+		CHECK(json_is_array(a));
+		CHECK(strlen(m) <= 4096 || json_array_size(a) == 1);
+		arrays++;
+		size_t i;
+		json_t *ev;
+		json_array_foreach(a, i, ev) {
+			char want[16];
+			snprintf(want, sizeof want, "s%03d", next++);
+			CHECK_STR(json_string_value(json_object_get(ev, "event")), "upd");
+			CHECK_STR(json_string_value(json_object_get(json_object_get(ev, "build"), "name")),
+				  want);
+		}
+		json_decref(a);
+	}
+	free(msgs);
+	CHECK_INT(next, N);
+	CHECK_INT(markers, 1);
+	CHECK(arrays > 10 && arrays < N / 2);
+	buf_free(&c.out);
+	buf_free(&c.got);
+	for (int i = 0; i < 5; i++)
+		uv_run(&loop, UV_RUN_NOWAIT);
+	CHECK_INT(hub_subscribers(app.hub), 0);
+	teardown();
+}
+
 static void test_ui(void)
 {
 	setup(false);
@@ -1474,6 +1679,8 @@ int main(void)
 	RUN(test_webhook_big_bodies);
 	RUN(test_sse);
 	RUN(test_sse_backlog);
+	RUN(test_streams_batched);
+	RUN(test_streams_batched_bounded);
 	RUN(test_ui);
 	return UNIT_DONE();
 }

@@ -285,85 +285,109 @@ test("stream messages", () => {
   }
 });
 
-test("resync: the list and the stream merged", () => {
-  const keep = build({ name: "keep", status: "stopped" });
-  const gone = build({ name: "gone" });
-  const streamed = build({ name: "streamed", status: "started" }); // the stream's newer version
-  const deleted = build({ name: "deleted" });
-  const fresh = build({ name: "fresh" });
-  const current = new Map([[keep.name, keep], [gone.name, gone], [streamed.name, streamed]]);
-  const list = [
-    { ...keep, status: "starting" }, // listed, not mentioned by the stream: the list's version
-    { ...streamed, status: "stopped" }, // older than what the stream said
-    deleted, // the stream deleted it after the list was made
-    fresh, // new in the list
-    { name: "" }, null, "junk", // invalid entries are ignored
-  ];
-  const seen = new Map([["streamed", "upd"], ["deleted", "del"], ["brandnew", "upd"]]);
-  current.set("brandnew", build({ name: "brandnew" })); // announced after the list was made
-  const plan = L.resyncPlan(current, list, seen);
-  assert.deepEqual(plan.remove, ["gone"]);
-  assert.deepEqual(names(plan.add), ["keep", "fresh"]);
-  assert.equal(plan.add[0].status, "starting");
-  // not a list: everything not announced is gone, nothing added
-  assert.deepEqual(L.resyncPlan(current, null, new Map()), {
-    remove: ["keep", "gone", "streamed", "brandnew"], add: [],
-  });
+test("batched stream messages", () => {
+  const b1 = build({ name: "b1" });
+  const b2 = build({ name: "b2" });
+  const upd = (b) => ({ event: "upd", build: b });
+  assert.deepEqual(L.parseMessage(JSON.stringify(upd(b1))), [upd(b1)]);
+  assert.deepEqual(L.parseMessage(JSON.stringify([upd(b1), { event: "del", build: b2 }])),
+    [upd(b1), { event: "del", build: b2 }]);
+  assert.deepEqual(L.parseMessage('{"event":"synced"}'), [{ event: "synced" }]);
+  // order kept, invalid entries skipped
+  assert.deepEqual(L.parseMessage(JSON.stringify([upd(b1), null, 7, [upd(b2)], { event: "new", build: b2 },
+    { event: "upd", build: { name: "x" } }, { event: "synced" }, upd(b2)])),
+  [upd(b1), { event: "synced" }, upd(b2)]);
+  for (const bad of ["", "{", "null", "[]", "42", '"synced"', JSON.stringify({ event: "upd" })]) {
+    assert.deepEqual(L.parseMessage(bad), [], bad);
+  }
+  assert.equal(L.streamQuery(""), "?batch=1");
+  assert.equal(L.streamQuery("?repo=oca%2Fweb"), "?repo=oca%2Fweb&batch=1");
 });
 
-test("resync converges whatever the interleaving (model check)", () => {
-  // A server with builds changing over time; the page applies the events
-  // after its socket opened, then the plan of a list taken at a random point
-  // in the stream, then the rest of the stream: it must end equal to the
-  // server.
-  let rnd = 1;
+test("the marker removes what the stream did not announce", () => {
+  const current = new Map(["keep", "gone", "deleted-again", "seen-deleted"].map((n) => [n, build({ name: n })]));
+  const seen = new Map([["keep", "upd"], ["seen-deleted", "del"], ["brandnew", "upd"]]);
+  assert.deepEqual(L.syncedRemovals(current, seen), ["gone", "deleted-again", "seen-deleted"]);
+  assert.deepEqual(L.syncedRemovals(new Map(), seen), []);
+});
+
+test("reconnection converges whatever the interleaving (model of the hub's batched stream)", () => {
+  // The server's hub for one batched subscriber: a backlog of names (the
+  // snapshot, oldest first, then the marker); a change to a build still in
+  // the backlog replaces it in place (conflation), any other is appended.
+  // The backlog goes out in arrays of random sizes that never cross the
+  // marker; changes may also arrive while the backlog is empty (single
+  // events). The page, which held a stale state from before a
+  // disconnection, applies the messages as app.js does; it must end equal
+  // to the server.
+  let rnd = 7;
   const random = () => ((rnd = (rnd * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
   for (let round = 0; round < 500; round++) {
     const server = new Map();
     const page = new Map();
-    for (let i = 0; i < 6; i++) {
+    for (let i = 0; i < 8; i++) {
       if (random() < 0.5) {
         const b = build({ name: `n${i}`, status: "stopped" });
         server.set(b.name, b);
-        if (random() < 0.7) page.set(b.name, b); // the page saw it before a disconnection
-      } else if (random() < 0.3) {
+        if (random() < 0.7) page.set(b.name, build({ name: b.name, status: "started" })); // stale
+      } else if (random() < 0.4) {
         page.set(`n${i}`, build({ name: `n${i}` })); // deleted while disconnected
       }
     }
-    // the stream after the socket opened: a snapshot upd of each build, then changes
-    const events = [...server.values()].map((b) => ({ event: "upd", build: b }));
-    const steps = Math.floor(random() * 8);
-    for (let k = 0; k < steps; k++) {
-      const name = `n${Math.floor(random() * 6)}`;
+    // the backlog: [name, "upd"|"del"|"marker"]; updates read the server when sent
+    const backlog = [...server.keys()].map((n) => [n, "upd"]);
+    backlog.push([null, "marker"]);
+    const lastDel = new Map(); // name -> its deleted state, for del events
+    const messages = [];
+    const change = () => {
+      const name = `n${Math.floor(random() * 8)}`;
+      let kind;
       if (server.has(name) && random() < 0.4) {
+        lastDel.set(name, server.get(name));
         server.delete(name);
-        events.push({ event: "del", build: build({ name }) });
+        kind = "del";
       } else {
-        const b = build({ name, status: random() < 0.5 ? "started" : "stopping" });
-        server.set(name, b);
-        events.push({ event: "upd", build: b });
+        server.set(name, build({ name, status: random() < 0.5 ? "started" : "stopping" }));
+        kind = "upd";
+      }
+      const at = backlog.findIndex(([n]) => n === name);
+      if (at >= 0) backlog[at][1] = kind;
+      else if (backlog.length) backlog.push([name, kind]);
+      else messages.push(JSON.stringify({ event: kind, build: kind === "upd" ? server.get(name) : lastDel.get(name) }));
+    };
+    const event = ([n, kind]) => ({ event: kind, build: kind === "upd" ? server.get(n) : lastDel.get(n) });
+    while (backlog.length || random() < 0.3) {
+      if (random() < 0.4) change();
+      if (!backlog.length) continue;
+      if (backlog[0][1] === "marker") {
+        backlog.shift();
+        messages.push('{"event":"synced"}');
+        continue;
+      }
+      const arr = [];
+      const size = 1 + Math.floor(random() * 3);
+      while (arr.length < size && backlog.length && backlog[0][1] !== "marker") arr.push(event(backlog.shift()));
+      messages.push(JSON.stringify(arr));
+    }
+    // the page (app.js's onMessage / onSynced)
+    let seen = new Map();
+    let synced = 0;
+    for (const data of messages) {
+      for (const msg of L.parseMessage(data)) {
+        if (msg.event === "synced") {
+          for (const n of L.syncedRemovals(page, seen)) page.delete(n);
+          seen = null;
+          synced++;
+        } else if (msg.event === "upd") {
+          page.set(msg.build.name, msg.build);
+          if (seen) seen.set(msg.build.name, "upd");
+        } else {
+          page.delete(msg.build.name);
+          if (seen) seen.set(msg.build.name, "del");
+        }
       }
     }
-    // the list is the server's state after some prefix of the changes:
-    // replay the events up to a cut to know it
-    const cut = Math.floor(random() * (events.length + 1));
-    const atCut = new Map();
-    events.slice(0, cut).forEach((e) => (e.event === "upd" ? atCut.set(e.build.name, e.build) : atCut.delete(e.build.name)));
-    // page: applies the events it received before the list came back
-    const delivered = Math.floor(random() * (events.length - cut + 1)) + cut;
-    const seen = new Map();
-    const apply = (e) => {
-      if (e.event === "upd") page.set(e.build.name, e.build);
-      else page.delete(e.build.name);
-    };
-    for (const e of events.slice(0, delivered)) {
-      apply(e);
-      seen.set(e.build.name, e.event);
-    }
-    const plan = L.resyncPlan(page, [...atCut.values()], seen);
-    for (const n of plan.remove) page.delete(n);
-    for (const b of plan.add) page.set(b.name, b);
-    for (const e of events.slice(delivered)) apply(e);
+    assert.equal(synced, 1, `round ${round}`);
     const want = [...server.keys()].sort();
     assert.deepEqual([...page.keys()].sort(), want, `round ${round}`);
     for (const n of want) assert.equal(page.get(n).status, server.get(n).status, `round ${round} ${n}`);
