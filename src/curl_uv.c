@@ -511,6 +511,9 @@ static void on_defer(uv_timer_t *t)
 			}
 		}
 	}
+	/* transfers that completed inside curl_uv_flush */
+	if (!cu->closing)
+		drain(cu);
 	if (cu->closing && !cu->torn_down && cu->depth == 0)
 		teardown(cu);
 }
@@ -518,6 +521,34 @@ static void on_defer(uv_timer_t *t)
 static void schedule(struct curl_uv *cu)
 {
 	uv_timer_start(&cu->defer, on_defer, 0, 0);
+}
+
+void curl_uv_flush(struct curl_uv *cu)
+{
+	if (!cu || cu->closing || cu->torn_down || cu->depth > 0)
+		return;
+	bool added = false;
+	struct curl_uv_request *r, *tmp;
+	list_each_safe(r, tmp, &cu->todo, todo_link)
+	{
+		/* cancelled ones, and a failed add (reported there), are left
+		 * to on_defer: it may complete them */
+		if (r->cancelled || r->added || curl_multi_add_handle(cu->multi, r->easy) != CURLM_OK)
+			continue;
+		r->added = true;
+		todo_unlink(cu, r);
+		added = true;
+	}
+	if (!added)
+		return;
+	/* a new handle is due at once: this runs it as far as it can go now
+	 * (on a ready connection: the request written); libcurl calls none of
+	 * our code that completes a request (no streams in this instance) */
+	int running = 0;
+	cu->depth++;
+	curl_multi_socket_action(cu->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	cu->depth--;
+	schedule(cu); /* on_defer drains what completed */
 }
 
 /* libcurl is about to send the request on a ready connection (also again

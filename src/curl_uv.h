@@ -151,6 +151,15 @@ void curl_uv_close(struct curl_uv *cu);
  * valid until its done callback returns, or NULL if cu is closing or o is
  * invalid (no url, no on_done). */
 struct curl_uv_request *curl_uv_start(struct curl_uv *cu, const struct curl_uv_request_opts *o);
+/* Hands the requests started so far to libcurl at once and lets it run
+ * them, instead of on the loop's next turn: a request started just before
+ * a long synchronous job (parsing a large answer) is then written to its
+ * connection before that job, when the connection is ready (kept alive,
+ * idle); a new connection is only begun. No done callback runs inside this
+ * call: what completes is collected from the loop. Does nothing when called
+ * from inside a libcurl callback or once cu is closing. Streamed requests
+ * (their own instance) are not concerned. */
+void curl_uv_flush(struct curl_uv *cu);
 /* Stops a request: done runs with -ECANCELED, never from inside this call
  * (on a later loop iteration, or right after on_data returns when called from
  * on_data), and no on_data call happens after this one. Must not be called

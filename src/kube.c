@@ -126,6 +126,12 @@ struct kube_call {
 	bool uncertain;    /* an attempt may have reached the server unanswered */
 	int conn_retries;
 	uint64_t deadline_ms; /* 0: not sent yet (this page) */
+	/* a list by page text: inside the page callback (a completion there
+	 * leaves the freeing to list_page), and the body to complete with
+	 * once the next page, asked for ahead, is cancelled (the caller
+	 * stopped the list) */
+	bool in_page, freed_in_page;
+	json_t *stop_body;
 	struct backoff bo;
 	/* result of a call finished from the wake timer */
 	int err;
@@ -457,6 +463,7 @@ static void call_free(struct kube_call *c)
 	free(c->content_type);
 	free(c->cont);
 	json_decref(c->acc);
+	json_decref(c->stop_body);
 	kube_lines_free(&c->lines);
 	free(c->stream_error);
 	free(c->message);
@@ -512,6 +519,12 @@ static void finish(struct kube_call *c, int err, int status, json_t *body, const
 	};
 	if (c->done)
 		c->done(&r, c->data);
+	if (c->in_page) {
+		/* completed from inside its own page callback (kube_close):
+		 * list_page frees it once that callback returns */
+		c->freed_in_page = true;
+		return;
+	}
 	call_free(c);
 }
 
@@ -794,6 +807,7 @@ static void advance(struct kube_call *c)
 }
 
 static void send_call(struct kube_call *c);
+static void send_call_as(struct kube_call *c, bool later);
 
 static void on_cred_ready(int err, const char *message, void *data)
 {
@@ -848,7 +862,19 @@ static bool on_stream_data(struct curl_uv_request *req, const char *bytes, size_
 static void on_http_done(struct curl_uv_request *req, const struct curl_uv_response *res,
 			 void *data);
 
-static void send_call(struct kube_call *c)
+/* A call that cannot be sent completes: now, or with later (from inside
+ * another completion of the same call) on the next wake. */
+static void send_fail(struct kube_call *c, bool later, int err, const char *message)
+{
+	if (later)
+		finish_later(c, err, message ? xstrdup(message) : NULL);
+	else
+		finish(c, err, 0, NULL, NULL, 0, message, NULL);
+}
+
+/* Sends c's request (its credentials first: it may wait for them); a call
+ * that cannot be sent completes, on the next wake with later. */
+static void send_call_as(struct kube_call *c, bool later)
 {
 	struct kube *k = c->k;
 	struct kube_creds cr;
@@ -859,7 +885,7 @@ static void send_call(struct kube_call *c)
 		return;
 	}
 	if (rc) {
-		finish(c, -EACCES, 0, NULL, NULL, 0, why, NULL);
+		send_fail(c, later, -EACCES, why);
 		return;
 	}
 	long timeout = 0, first_byte = 0, stale_first_byte = 0;
@@ -870,7 +896,7 @@ static void send_call(struct kube_call *c)
 		if (c->deadline_ms <= now) {
 			char *m = xasprintf("%s %s: no time left for another attempt", c->method,
 					    c->path);
-			finish(c, -ETIMEDOUT, 0, NULL, NULL, 0, m, NULL);
+			send_fail(c, later, -ETIMEDOUT, m);
 			free(m);
 			return;
 		}
@@ -947,7 +973,12 @@ static void send_call(struct kube_call *c)
 		free(auth);
 	}
 	if (!c->req)
-		finish(c, -ECANCELED, 0, NULL, NULL, 0, "the client is closing", NULL);
+		send_fail(c, later, -ECANCELED, "the client is closing");
+}
+
+static void send_call(struct kube_call *c)
+{
+	send_call_as(c, false);
 }
 
 static void schedule_retry(struct kube_call *c, long delay_ms)
@@ -1020,19 +1051,80 @@ static json_t *page_metadata(const char *text, size_t len)
 	return json_pack("{s:o}", "metadata", md);
 }
 
-/* A list page arrived (text: its JSON text, for on_page_text). Returns true
- * when another page was requested. */
-static bool list_page(struct kube_call *c, json_t *page, const char *text, size_t len)
+/* What became of a call once a list page was handed over. */
+enum page_outcome {
+	PAGE_LAST,    /* the list ends here: complete it with this page */
+	PAGE_PENDING, /* the next page was asked for, or the call completes
+	               * from the loop (cancelled, or stopped with the next
+	               * page in flight) */
+	PAGE_GONE,    /* completed and freed inside the page callback */
+};
+
+/* Asks for the list's next page, the one after cont. By page text, ahead of
+ * the caller's parse of the page at hand: sent at once and written to its
+ * connection (curl_uv_flush) when the rate limiter has a token, so that the
+ * server prepares it while the caller parses (both sides then work at the
+ * same time); otherwise it waits its turn in the limiter's queue. Only the
+ * request goes ahead: its answer is read once the parse is over. */
+static void list_request_next(struct kube_call *c, const char *cont)
 {
-	if (!c->on_page_text)
-		fill_item_types(c, page);
+	struct kube *k = c->k;
+	free(c->cont);
+	c->cont = xstrdup(cont);
+	c->deadline_ms = 0; /* each page has the call's time */
+	c->conn_retries = 0;
+	backoff_reset(&c->bo);
+	if (!c->on_page_text || q_head(&k->rl) || kube_bucket_take(&k->bucket, now_ms())) {
+		q_push(&k->rl, c);
+		kick(k);
+		return;
+	}
+	send_call_as(c, true); /* a failure completes c on the next wake */
+	if (c->req)
+		curl_uv_flush(k->cu);
+}
+
+/* A page by text: the next one is asked for, then this one handed over. */
+static enum page_outcome list_page_text(struct kube_call *c, const json_t *page,
+					const char *text, size_t len, const char *cont)
+{
+	if (cont)
+		list_request_next(c, cont);
+	c->in_page = true;
+	bool go_on = c->on_page_text(text, len, c->data);
+	c->in_page = false;
+	if (c->freed_in_page) { /* kube_close from the callback */
+		call_free(c);
+		return PAGE_GONE;
+	}
+	if (c->cancelled) /* kube_cancel arranged its completion */
+		return PAGE_PENDING;
+	if (go_on || !cont)
+		return cont ? PAGE_PENDING : PAGE_LAST;
+	/* stopped by the caller: the next page, asked for ahead, is called off */
+	if (c->req) {
+		c->stop_body = json_deep_copy(page);
+		curl_uv_cancel(c->req); /* on_http_done completes with stop_body */
+		return PAGE_PENDING;
+	}
+	q_remove(c); /* waiting for a token or credentials, or failed to send */
+	free(c->message);
+	c->message = NULL;
+	c->err = 0;
+	return PAGE_LAST;
+}
+
+/* A list page arrived (text: its JSON text, for on_page_text). */
+static enum page_outcome list_page(struct kube_call *c, json_t *page, const char *text,
+				   size_t len)
+{
 	json_t *md = json_object_get(page, "metadata");
 	const char *cont = json_string_value(json_object_get(md, "continue"));
 	bool more = cont && *cont;
-	if (c->on_page_text) {
-		if (!c->on_page_text(text, len, c->data) || c->cancelled)
-			more = false;
-	} else if (c->on_page) {
+	if (c->on_page_text)
+		return list_page_text(c, page, text, len, more ? cont : NULL);
+	fill_item_types(c, page);
+	if (c->on_page) {
 		if (!c->on_page(page, c->data) || c->cancelled)
 			more = false;
 	} else if (!c->acc) {
@@ -1055,16 +1147,10 @@ static bool list_page(struct kube_call *c, json_t *page, const char *text, size_
 			json_object_del(amd, "continue");
 			json_object_del(amd, "remainingItemCount");
 		}
-		return false;
+		return PAGE_LAST;
 	}
-	free(c->cont);
-	c->cont = xstrdup(cont);
-	c->deadline_ms = 0; /* each page has the call's time */
-	c->conn_retries = 0;
-	backoff_reset(&c->bo);
-	q_push(&c->k->rl, c);
-	kick(c->k);
-	return true;
+	list_request_next(c, cont);
+	return PAGE_PENDING;
 }
 
 static void on_http_done(struct curl_uv_request *req, const struct curl_uv_response *res,
@@ -1076,6 +1162,15 @@ static void on_http_done(struct curl_uv_request *req, const struct curl_uv_respo
 	/* sent, and no complete answer: it may have been done anyway */
 	if (res->error && res->request_sent)
 		c->uncertain = true;
+	if (c->stop_body && !c->cancelled && !k->closing) {
+		/* the list's next page, asked for ahead, called off: the caller
+		 * had stopped at the page before */
+		json_t *b = c->stop_body;
+		c->stop_body = NULL;
+		finish(c, 0, 200, b, NULL, 0, NULL, NULL);
+		json_decref(b);
+		return;
+	}
 	if (res->error == -ECANCELED || c->cancelled || k->closing) {
 		finish(c, -ECANCELED, 0, NULL, NULL, 0, "cancelled", NULL);
 		return;
@@ -1168,7 +1263,7 @@ answered:;
 		return;
 	}
 	if (ok && c->op == OP_LIST) {
-		if (list_page(c, body, res->body, res->body_len)) {
+		if (list_page(c, body, res->body, res->body_len) != PAGE_LAST) {
 			json_decref(body);
 			return;
 		}

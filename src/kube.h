@@ -191,7 +191,15 @@ struct kube_list_opts {
 	 * filled in. Same return convention; the call's body is then the last
 	 * page's {"metadata": {...}}. A page that does not start as a JSON
 	 * object with a metadata object fails the call with -EPROTO; the text
-	 * after the metadata is for the caller to check. */
+	 * after the metadata is for the caller to check. The next page is
+	 * asked for BEFORE this callback runs (its request written to the
+	 * connection when the rate limiter has a token), so that the server
+	 * prepares it while the caller parses; its answer is read only once
+	 * the callback has returned, so pages are handed over in order, at
+	 * most one being received while one is parsed. A next page that
+	 * fails fails the call after this page was handed over. Returning
+	 * false (or kube_cancel, kube_close from the callback) calls the next
+	 * page off; no page callback runs after. */
 	bool (*on_page_text)(const char *text, size_t len, void *data);
 };
 

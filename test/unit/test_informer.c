@@ -3,8 +3,10 @@
  * detached informer, and the kube_lines framing the watch stream relies on. */
 #include "informer.h"
 #include "kube.h"
+#include "kubeconfig.h"
 #include "util.h"
 #include "unit.h"
+#include "http_stub.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -1041,6 +1043,164 @@ static void test_lines_limits(void)
 	buf_free(&l2.got);
 }
 
+/* ---- the informer on the real client, against a scripted server ---- */
+
+/* Three lists of ConfigMaps in pages of 2 over one kept-alive connection
+ * (the client asks for each next page before the informer parses the page
+ * at hand): the first fails with 410 on its second page, the second has a
+ * malformed second page (the informer cancels it while the third page is
+ * in flight), the third completes. */
+struct relist {
+	struct rec *rec;
+	int attempt;           /* first pages asked for */
+	int watches;
+	int synced_at_watch;   /* on_synced calls when the watch was asked */
+	char seen[512];        /* "1:p1;1:p2;2:p1;..." */
+};
+
+static void relist_seen(struct relist *x, const char *page)
+{
+	size_t n = strlen(x->seen);
+	snprintf(x->seen + n, sizeof x->seen - n, "%d:%s;", x->attempt, page);
+}
+
+static void relist_handler(struct stub_conn *c, const struct stub_request *rq, void *data)
+{
+	struct relist *x = data;
+	const char *t = rq->target;
+	if (strcmp(t, "/api/v1") == 0) {
+		stub_respond_keepalive(c, 200, "", "{\"kind\":\"APIResourceList\",\"groupVersion\":\"v1\","
+			"\"resources\":[{\"name\":\"configmaps\",\"namespaced\":true,\"kind\":\"ConfigMap\"}]}");
+	} else if (str_starts_with(t, "/api/v1/namespaces/ns/configmaps?watch=1")) {
+		x->watches++;
+		x->synced_at_watch = x->rec->synced;
+		stub_stream_start(c, 200); /* stays open */
+	} else if (strcmp(t, "/api/v1/namespaces/ns/configmaps?limit=2") == 0) {
+		x->attempt++;
+		relist_seen(x, "p1");
+		stub_respond_keepalive(c, 200, "", x->attempt == 1
+			? "{\"metadata\":{\"resourceVersion\":\"5\",\"continue\":\"p2\"},\"items\":["
+			  "{\"metadata\":{\"name\":\"a\",\"namespace\":\"ns\",\"resourceVersion\":\"1\"}},"
+			  "{\"metadata\":{\"name\":\"x\",\"namespace\":\"ns\",\"resourceVersion\":\"1\"}}]}"
+			: "{\"metadata\":{\"resourceVersion\":\"7\",\"continue\":\"p2\"},\"items\":["
+			  "{\"metadata\":{\"name\":\"a\",\"namespace\":\"ns\",\"resourceVersion\":\"1\"}},"
+			  "{\"metadata\":{\"name\":\"b\",\"namespace\":\"ns\",\"resourceVersion\":\"2\"}}]}");
+	} else if (strcmp(t, "/api/v1/namespaces/ns/configmaps?limit=2&continue=p2") == 0) {
+		relist_seen(x, "p2");
+		if (x->attempt == 1)
+			stub_respond_keepalive(c, 410, "", "{\"kind\":\"Status\",\"reason\":\"Expired\","
+				"\"message\":\"The provided continue parameter is too old\",\"code\":410}");
+		else if (x->attempt == 2) /* a trailing comma in the item */
+			stub_respond_keepalive(c, 200, "", "{\"metadata\":{\"resourceVersion\":\"7\","
+				"\"continue\":\"p3\"},\"items\":[{\"metadata\":{\"name\":\"c\"},}]}");
+		else
+			stub_respond_keepalive(c, 200, "", "{\"metadata\":{\"resourceVersion\":\"7\","
+				"\"continue\":\"p3\"},\"items\":[{\"metadata\":{\"name\":\"c\","
+				"\"namespace\":\"ns\",\"resourceVersion\":\"3\"}}]}");
+	} else if (strcmp(t, "/api/v1/namespaces/ns/configmaps?limit=2&continue=p3") == 0) {
+		relist_seen(x, "p3");
+		stub_respond_keepalive(c, 200, "", "{\"metadata\":{\"resourceVersion\":\"9\"},\"items\":[]}");
+	} else {
+		stub_respond(c, 500, "", "{\"kind\":\"Status\",\"message\":\"unexpected request\"}");
+	}
+}
+
+static struct kube *relist_kube(uv_loop_t *loop, int port)
+{
+	struct kubeconfig *kc = xcalloc(1, sizeof(*kc));
+	kc->server = xasprintf("http://127.0.0.1:%d", port);
+	kc->token = xstrdup("tok");
+	kc->namespace = xstrdup("ns");
+	struct kube_options ko = {.qps = -1};
+	return kube_new(loop, kc, &ko);
+}
+
+static struct informer *relist_informer(uv_loop_t *loop, struct kube *k, struct rec *r)
+{
+	struct informer_opts o = { .api_version = "v1", .kind = "ConfigMap", .namespace = "ns",
+				   .page_size = 2, .backoff_base_ms = 5, .backoff_max_ms = 10,
+				   .seed = 1 };
+	struct informer_callbacks cb = { on_add, on_update, on_delete, on_synced, r };
+	memset(r, 0, sizeof(*r));
+	rec_reset(r);
+	return informer_new(loop, k, &o, &cb);
+}
+
+/* Lists that fail part way (410 on the page asked for ahead, a malformed
+ * page cancelled with the next one in flight) keep what they applied, the
+ * informer lists again and never watches before a complete list; the
+ * deletions come after the last page of the complete one. */
+static void test_list_ahead_on_the_wire(void)
+{
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct stub stub;
+	struct rec r;
+	struct relist x = { .rec = &r };
+	CHECK_INT(stub_start(&loop, &stub, relist_handler, &x), 0);
+	struct kube *k = relist_kube(&loop, stub.port);
+	struct informer *inf = relist_informer(&loop, k, &r);
+	CHECK_INT(informer_start(inf), 0);
+	loop_run_until(&loop, &x.watches, 1);
+	CHECK_STR(rec_log(&r), "add a@1;add x@1;add b@2;add c@3;del x@1;synced;");
+	CHECK_INT(x.synced_at_watch, 1);
+	CHECK_INT(x.attempt, 3);
+	/* the third page of the second list was asked for before the second
+	 * was found malformed */
+	CHECK_STR(x.seen, "1:p1;1:p2;2:p1;2:p2;2:p3;3:p1;3:p2;3:p3;");
+	struct informer_stats st = informer_stats(inf);
+	CHECK_INT(st.lists, 3);
+	CHECK_INT(st.list_failures, 2);
+	CHECK_INT(st.expired, 1);
+	CHECK_STR(informer_resource_version(inf), "9");
+	CHECK_INT(informer_count(inf), 3);
+	/* the calls' connection, a new one after the cancelled page (whose
+	 * answer was never read), the watch's */
+	CHECK_INT(stub.accepted, 3);
+	informer_free(inf);
+	kube_close(k);
+	stub_stop(&stub);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	CHECK_INT(uv_loop_close(&loop), 0);
+	rec_free(&r);
+}
+
+/* informer_stop from the first callback of a page, the next page in
+ * flight: nothing more is applied; started again, it lists from the start;
+ * freed with a page in flight, nothing leaks. */
+static void test_list_ahead_stop(void)
+{
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct stub stub;
+	struct rec r;
+	struct relist x = { .rec = &r, .attempt = 2 }; /* lists that complete */
+	CHECK_INT(stub_start(&loop, &stub, relist_handler, &x), 0);
+	struct kube *k = relist_kube(&loop, stub.port);
+	struct informer *inf = relist_informer(&loop, k, &r);
+	r.stop_after = 1;
+	CHECK_INT(informer_start(inf), 0);
+	loop_run_until(&loop, &r.calls, 1);
+	/* the second page's request had been sent: it reaches the server
+	 * (discovery, first page, second page), its answer is not used */
+	loop_run_until(&loop, &stub.requests, 3);
+	uv_run(&loop, UV_RUN_NOWAIT);
+	CHECK_STR(rec_log(&r), "add a@1;");
+	CHECK_STR(x.seen, "3:p1;3:p2;");
+	CHECK(!informer_synced(inf));
+	r.stop_after = 0;
+	CHECK_INT(informer_start(inf), 0);
+	loop_run_until(&loop, &x.watches, 1);
+	CHECK_STR(rec_log(&r), "add a@1;add b@2;add c@3;synced;");
+	/* freed while a third list's first page is asked for */
+	informer_free(inf);
+	kube_close(k);
+	stub_stop(&stub);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	CHECK_INT(uv_loop_close(&loop), 0);
+	rec_free(&r);
+}
+
 int main(void)
 {
 	RUN(test_new_validates);
@@ -1050,6 +1210,8 @@ int main(void)
 	RUN(test_list_page_stop_and_free);
 	RUN(test_list_page_text);
 	RUN(test_list_page_text_rejects);
+	RUN(test_list_ahead_on_the_wire);
+	RUN(test_list_ahead_stop);
 	RUN(test_replace_rejects);
 	RUN(test_events);
 	RUN(test_namespaces_and_iteration);

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -535,6 +536,280 @@ static void test_list_pages(void)
 	json_decref(all.body);
 	json_decref(first.body);
 	env_stop(&e);
+}
+
+/* ---- a list by page text asks for its next page ahead ---- */
+
+/* A keep-alive stub of a three-page ConfigMap list (continue tokens p2, p3),
+ * whose second page may fail. */
+enum page2 { P2_OK, P2_GONE, P2_ERROR, P2_NOT_JSON, P2_NO_METADATA, P2_RESET_ONCE };
+
+struct pager {
+	struct result r; /* first: the list's data is the pager, on_done's too */
+	struct stub *stub;
+	enum page2 page2;
+	int resets;
+	char log[512]; /* "req1;page1;req2;..." */
+	/* the page callback */
+	int pages;
+	int ahead;            /* pages during whose callback the next request had arrived */
+	bool expect_ahead;    /* ... and whether that is expected */
+	int stop_at;          /* return false at that page */
+	int cancel_at;        /* kube_cancel at that page */
+	int close_at;         /* kube_close at that page */
+	struct kube_call *call;
+	struct kube *k;
+	int done_in_close;    /* completions seen before kube_close returned */
+};
+
+static void pager_log(struct pager *p, const char *what)
+{
+	size_t n = strlen(p->log);
+	snprintf(p->log + n, sizeof p->log - n, "%s;", what);
+}
+
+static void pager_handler(struct stub_conn *c, const struct stub_request *rq, void *data)
+{
+	struct pager *p = data;
+	const char *t = rq->target;
+	if (strcmp(t, "/api/v1") == 0) {
+		stub_respond_keepalive(c, 200, "", CORE_V1);
+		return;
+	}
+	const char *cont = strstr(t, "&continue=");
+	if (!str_starts_with(t, "/api/v1/namespaces/ns/configmaps?limit=2")) {
+		stub_respond(c, 500, "", "{\"kind\":\"Status\",\"message\":\"unexpected request\"}");
+	} else if (!cont) {
+		pager_log(p, "req1");
+		stub_respond_keepalive(c, 200, "", "{\"metadata\":{\"resourceVersion\":\"1\",\"continue\":\"p2\"},"
+			"\"items\":[{\"metadata\":{\"name\":\"a\"}},{\"metadata\":{\"name\":\"b\"}}]}");
+	} else if (strcmp(cont, "&continue=p2") == 0) {
+		pager_log(p, "req2");
+		switch (p->page2) {
+		case P2_OK:
+			break;
+		case P2_GONE:
+			stub_respond_keepalive(c, 410, "", "{\"kind\":\"Status\",\"reason\":\"Expired\","
+				"\"message\":\"The provided continue parameter is too old\",\"code\":410}");
+			return;
+		case P2_ERROR:
+			stub_respond_keepalive(c, 500, "", "{\"kind\":\"Status\",\"message\":\"etcd down\"}");
+			return;
+		case P2_NOT_JSON:
+			stub_respond_keepalive(c, 200, "", "<html>proxy</html>");
+			return;
+		case P2_NO_METADATA:
+			stub_respond_keepalive(c, 200, "", "{\"items\":[],\"metadata\":");
+			return;
+		case P2_RESET_ONCE:
+			if (p->resets++ == 0) {
+				stub_close_conn(c); /* no answer: a safe call is repeated */
+				return;
+			}
+			break;
+		}
+		stub_respond_keepalive(c, 200, "", "{\"metadata\":{\"resourceVersion\":\"2\",\"continue\":\"p3\"},"
+			"\"items\":[{\"metadata\":{\"name\":\"c\"}},{\"metadata\":{\"name\":\"d\"}}]}");
+	} else if (strcmp(cont, "&continue=p3") == 0) {
+		pager_log(p, "req3");
+		stub_respond_keepalive(c, 200, "", "{\"metadata\":{\"resourceVersion\":\"3\"},"
+			"\"items\":[{\"metadata\":{\"name\":\"e\"}}]}");
+	} else {
+		stub_respond(c, 500, "", "{\"kind\":\"Status\",\"message\":\"unexpected token\"}");
+	}
+}
+
+/* Whether the request for continue token tok is already in one of the
+ * stub's sockets (peeked, not read), waiting at most wait_ms: the loop does
+ * not run meanwhile, so only a request written before the page callback
+ * can be there. */
+static bool request_arrived(struct stub *s, const char *tok, int wait_ms)
+{
+	char want[64];
+	snprintf(want, sizeof want, "continue=%s ", tok);
+	uint64_t end = now_ms() + (uint64_t)wait_ms;
+	do {
+		for (struct stub_conn *c = s->conns; c; c = c->next) {
+			uv_os_fd_t fd;
+			if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0)
+				continue;
+			char buf[2048];
+			ssize_t n = recv(fd, buf, sizeof buf - 1, MSG_PEEK | MSG_DONTWAIT);
+			if (n <= 0)
+				continue;
+			buf[n] = '\0';
+			if (strstr(buf, want))
+				return true;
+		}
+		uv_sleep(5);
+	} while (now_ms() < end);
+	return false;
+}
+
+static bool on_pager_page(const char *text, size_t len, void *data)
+{
+	struct pager *p = data;
+	p->pages++;
+	char what[16];
+	snprintf(what, sizeof what, "page%d", p->pages);
+	pager_log(p, what);
+	CHECK(len > 0 && text[0] == '{');
+	if (p->pages < 3 && p->page2 != P2_NOT_JSON) {
+		char tok[16];
+		snprintf(tok, sizeof tok, "p%d", p->pages + 1);
+		/* expected: at once; not expected: given time to show up anyway */
+		bool arrived = request_arrived(p->stub, tok, p->expect_ahead ? 2000 : 200);
+		CHECK_INT(arrived, p->expect_ahead);
+		p->ahead += arrived;
+	}
+	if (p->cancel_at == p->pages)
+		kube_cancel(p->call);
+	if (p->close_at == p->pages) {
+		kube_close(p->k);
+		p->done_in_close = p->r.done;
+	}
+	return p->stop_at != p->pages;
+}
+
+static void pager_list(struct env *e, struct pager *p)
+{
+	p->stub = &e->stub;
+	p->k = e->k;
+	e->stub.handler = pager_handler;
+	e->stub.data = p;
+	struct kube_ref ref = {.api_version = "v1", .kind = "ConfigMap", .namespace = "ns"};
+	struct kube_list_opts lo = {.limit = 2, .on_page_text = on_pager_page};
+	p->call = kube_list(e->k, &ref, &lo, on_done, p);
+	run_until(&e->loop, &p->r.done, 1);
+}
+
+/* The next page's request is on the wire before the page at hand is handed
+ * over (the server prepares it meanwhile), the pages still come in order,
+ * and without a token the request waits its turn. */
+static void test_list_ahead(void)
+{
+	struct env e;
+	env_start(&e, NULL);
+	struct pager p = {.expect_ahead = true};
+	pager_list(&e, &p);
+	CHECK_INT(p.r.error, 0);
+	CHECK_INT(p.pages, 3);
+	CHECK_INT(p.ahead, 2);
+	CHECK_STR(p.log, "req1;page1;req2;page2;req3;page3;");
+	CHECK_STR(json_string_value(json_object_get(json_object_get(p.r.body, "metadata"),
+						    "resourceVersion")), "3");
+	CHECK_INT(e.stub.accepted, 1); /* one kept-alive connection */
+	json_decref(p.r.body);
+	env_stop(&e);
+
+	/* the rate limiter's tokens are spent: the next page waits for one */
+	struct kube_options o = {.qps = 20, .burst = 1};
+	env_start(&e, &o);
+	struct pager q = {.expect_ahead = false};
+	pager_list(&e, &q);
+	CHECK_INT(q.r.error, 0);
+	CHECK_INT(q.pages, 3);
+	CHECK_INT(q.ahead, 0);
+	CHECK_STR(q.log, "req1;page1;req2;page2;req3;page3;");
+	json_decref(q.r.body);
+	env_stop(&e);
+}
+
+/* The page asked for ahead fails after the page before was handed over:
+ * the call fails with that page's error, no page after it is handed over;
+ * a connection that dies before answering is repeated (a list is safe). */
+static void test_list_ahead_fails(void)
+{
+	static const struct {
+		enum page2 mode;
+		int error, status;
+		const char *reason;
+	} cases[] = {
+		{P2_GONE, -EREMOTEIO, 410, "Expired"},
+		{P2_ERROR, -EREMOTEIO, 500, ""},
+		{P2_NOT_JSON, -EPROTO, 200, ""},
+		{P2_NO_METADATA, -EPROTO, 200, ""},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+		struct env e;
+		env_start(&e, NULL);
+		struct pager p = {.page2 = cases[i].mode, .expect_ahead = true};
+		pager_list(&e, &p);
+		CHECK_INT(p.r.error, cases[i].error);
+		CHECK_INT(p.r.status, cases[i].status);
+		CHECK_STR(p.r.reason, cases[i].reason);
+		CHECK_INT(p.pages, 1);
+		CHECK_STR(p.log, "req1;page1;req2;");
+		json_decref(p.r.body);
+		env_stop(&e);
+	}
+	struct env e;
+	env_start(&e, NULL);
+	struct pager p = {.page2 = P2_RESET_ONCE, .expect_ahead = true};
+	pager_list(&e, &p);
+	CHECK_INT(p.r.error, 0);
+	CHECK_INT(p.pages, 3);
+	CHECK_STR(p.log, "req1;page1;req2;req2;page2;req3;page3;");
+	json_decref(p.r.body);
+	env_stop(&e);
+}
+
+/* Stopped, cancelled or closed from a page callback while the next page is
+ * in flight: one completion, no page callback after, nothing leaked (ASan,
+ * uv_loop_close). */
+static void test_list_ahead_stop_cancel_close(void)
+{
+	/* the caller stops: success, the last page handed over is the body */
+	struct env e;
+	env_start(&e, NULL);
+	struct pager p = {.expect_ahead = true, .stop_at = 1};
+	pager_list(&e, &p);
+	CHECK_INT(p.r.error, 0);
+	CHECK_INT(p.r.done, 1);
+	CHECK_INT(p.pages, 1);
+	CHECK_STR(json_string_value(json_object_get(json_object_get(p.r.body, "metadata"),
+						    "continue")), "p2");
+	uv_run(&e.loop, UV_RUN_NOWAIT);
+	CHECK_INT(p.r.done, 1);
+	json_decref(p.r.body);
+	env_stop(&e);
+
+	/* stopped at page 1 while the next page waits for a token */
+	struct kube_options o = {.qps = 20, .burst = 1};
+	env_start(&e, &o);
+	struct pager q = {.expect_ahead = false, .stop_at = 1};
+	pager_list(&e, &q);
+	CHECK_INT(q.r.error, 0);
+	CHECK_INT(q.pages, 1);
+	json_decref(q.r.body);
+	env_stop(&e);
+
+	/* kube_cancel from the callback, the next page in flight */
+	for (int at = 1; at <= 3; at++) {
+		env_start(&e, NULL);
+		struct pager c = {.expect_ahead = true, .cancel_at = at};
+		pager_list(&e, &c);
+		CHECK_INT(c.r.done, 1);
+		CHECK_INT(c.r.error, -ECANCELED);
+		CHECK_INT(c.pages, at);
+		json_decref(c.r.body);
+		env_stop(&e);
+	}
+
+	/* kube_close from the callback: the call completes inside kube_close,
+	 * is freed once the callback has returned */
+	for (int at = 1; at <= 3; at++) {
+		env_start(&e, NULL);
+		struct pager c = {.expect_ahead = true, .close_at = at};
+		pager_list(&e, &c);
+		CHECK_INT(c.r.done, 1);
+		CHECK_INT(c.done_in_close, 1);
+		CHECK_INT(c.r.error, -ECANCELED);
+		CHECK_INT(c.pages, at);
+		json_decref(c.r.body);
+		e.k = NULL; /* closed */
+		env_stop(&e);
+	}
 }
 
 static void test_writes(void)
@@ -1242,6 +1517,9 @@ int main(void)
 	RUN(test_get_and_discovery);
 	RUN(test_retries);
 	RUN(test_list_pages);
+	RUN(test_list_ahead);
+	RUN(test_list_ahead_fails);
+	RUN(test_list_ahead_stop_cancel_close);
 	RUN(test_writes);
 	RUN(test_watch);
 	RUN(test_cancel_timeout_close);
