@@ -134,7 +134,10 @@ static bool failed(struct op *op, const struct kube_result *res, const char *wha
 	const char *why = res->message ? res->message : strerror(-res->error);
 	snprintf(op->message, sizeof op->message, "%s failed: %s", what, why);
 	op->transient = transient(op, res);
-	op->behind = op->test_guarded && (res->status == 409 || res->status == 422);
+	/* only the reconciler's init-status patches wait for the index
+	 * (the cleanup's finalizer patch is planned without that hold) */
+	op->behind = op->test_guarded && op->kind == ACTION_INIT_STATUS && !op->deploy &&
+		     (res->status == 409 || res->status == 422);
 	op->maybe_applied = res->maybe_applied;
 	/* the controller logs the outcome once (retried or refused for good),
 	 * with this message: one line per failure, not two */

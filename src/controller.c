@@ -1245,6 +1245,11 @@ static void retry_now(struct controller *c, struct build_work *w, const char *na
 {
 	w->retry_at_ms = 0;
 	w->blocked_rv[0] = '\0';
+	if (w->behind_until_ms) {
+		/* a hold on the index, which on_retry would have ended */
+		w->behind_until_ms = 0;
+		w->stale_rv[0] = '\0';
+	}
 	strmap_del(&c->backoff, name);
 	mark_dirty(c, name);
 }

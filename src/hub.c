@@ -338,7 +338,9 @@ static void on_tick(uv_timer_t *t)
 				sub->kicked = true;
 				hub->kicked++;
 				backlog_clear(sub);
+				/* may unsubscribe, and free sub, at once (SSE) */
 				sub->sink.kick(sub->conn, "too slow");
+				continue;
 			}
 			busy = busy || has_backlog(sub);
 		}

@@ -22,6 +22,14 @@
 //      did not announce no longer exists: it is removed (this is what drops
 //      builds deleted while disconnected; syncedRemovals). From then on the
 //      stream alone is authoritative.
+// A server that predates ?batch=1 (during a rolling upgrade this page may
+// come from a new replica and its socket reach an old one) ignores the
+// parameter: single events, never a marker. When the first message is not
+// an array or the marker, or nothing comes within LEGACY_WAIT_MS of the
+// socket opening (an empty snapshot), the page resynchronizes as it did
+// before the marker existed: GET /api/v1/builds with the same filters (at
+// least as new as the subscription), and a build neither listed nor
+// announced by an "upd" since the socket opened is gone (resyncPlan).
 // Until the marker the page renders at most every LOADING_RENDER_MS (a
 // snapshot of thousands of builds takes a fraction of a second: one render
 // at its end), and at once on the marker.
@@ -48,6 +56,7 @@ import {
   counterView, createdOf, filterRows, filtersUrl, groupBuilds, logTail, matcher, moreText, parseLocation,
   parseMessage, parseTime, prOf, rowKey, safeUrl as safeUrlFrom, shortSha, showsLogTail, statusLine,
   statusWord, str, streamQuery, summaryText, syncedRemovals, validBuild, visibleRows,
+  batchedStart, resyncPlan,
 } from "./logic.mjs";
 
 const API = "/api/v1";
@@ -264,6 +273,9 @@ let attempt = 0;        // consecutive failed attempts, for the backoff
 let retryTimer = null;
 let stableTimer = null;
 let seen = null;        // name -> "upd" | "del" since the socket opened, until the marker
+let firstMessage = false; // the socket is open and has sent nothing yet
+let legacyTimer = null;   // no message since the socket opened: an old server?
+const LEGACY_WAIT_MS = 3000;
 let lastPoll = 0;
 
 function setConn(s, detail = "") {
@@ -286,6 +298,9 @@ function connect() {
     ws = null;
   }
   seen = null;
+  firstMessage = false;
+  clearTimeout(legacyTimer);
+  legacyTimer = null;
   // the marks of the last connection only (the benchmark reads them)
   for (const m of ["runboat:connect", "runboat:open", "runboat:synced", "runboat:rendered"]) {
     performance.clearMarks(m);
@@ -310,15 +325,25 @@ function connect() {
     seen = new Map();
     setConn("live");
     stableTimer = setTimeout(() => { attempt = 0; }, STABLE_MS);
+    firstMessage = true;
+    legacyTimer = setTimeout(() => { legacyTimer = null; legacyResync(gen); }, LEGACY_WAIT_MS);
   };
   sock.onmessage = (ev) => {
     if (gen !== wsGen) return;
+    if (firstMessage) {
+      firstMessage = false;
+      clearTimeout(legacyTimer);
+      legacyTimer = null;
+      if (!batchedStart(ev.data)) legacyResync(gen);
+    }
     onMessage(ev.data);
   };
   sock.onclose = () => {
     if (gen !== wsGen) return;
     ws = null;
     seen = null;
+    clearTimeout(legacyTimer);
+    legacyTimer = null;
     clearTimeout(stableTimer);
     scheduleReconnect();
   };
@@ -366,7 +391,32 @@ function onSynced() {
   const gone = syncedRemovals(state.builds, seen);
   for (const name of gone) state.builds.delete(name);
   if (gone.length) allRows = null;
-  seen = null; // the stream alone is authoritative from here on
+  synced();
+}
+
+// The snapshot fetch of a server that sends no marker (see the top).
+async function legacyResync(gen) {
+  let list;
+  try {
+    list = await api("GET", `/builds${scopeQuery()}`);
+    if (!Array.isArray(list)) throw new ApiError(0, "unexpected answer");
+  } catch (e) {
+    if (gen !== wsGen) return;
+    showMessage(`Could not load the builds: ${e.message}`);
+    if (ws) ws.close(); // the whole connection again, with backoff
+    return;
+  }
+  if (gen !== wsGen || !seen) return; // closed, or the marker came meanwhile
+  const plan = resyncPlan(state.builds, list, seen);
+  for (const name of plan.remove) state.builds.delete(name);
+  if (plan.remove.length) allRows = null;
+  for (const b of plan.add) setBuild(b);
+  synced();
+}
+
+// The page holds the server's state: the stream alone updates it now.
+function synced() {
+  seen = null;
   state.loaded = true;
   state.loadError = "";
   if (reposFailed) fetchRepos();

@@ -347,6 +347,35 @@ export function parseMessage(data) {
   return out;
 }
 
+// Whether the first message of a ?batch=1 stream comes from a server that
+// knows the parameter: an array of events or the marker. A server that
+// predates it (a rolling upgrade) ignores it and sends single events.
+export function batchedStart(data) {
+  let msg;
+  try { msg = JSON.parse(data); } catch { return false; }
+  return Array.isArray(msg) || (!!msg && typeof msg === "object" && msg.event === "synced");
+}
+
+// The resynchronization with a server that sends no marker (batchedStart
+// false): current is the page's Map name -> build, list the GET /builds
+// answer (fetched after the socket opened, so at least as new as the
+// subscription), seen the Map name -> "upd"|"del" of what the stream said
+// since it opened. Returns what to do: remove (names neither listed nor
+// announced by an "upd": gone) and add (listed builds the stream has not
+// mentioned: the list's version; one the stream mentioned keeps the
+// stream's, one it deleted stays deleted).
+export function resyncPlan(current, list, seen) {
+  const listed = new Map();
+  for (const b of Array.isArray(list) ? list : []) if (validBuild(b)) listed.set(b.name, b);
+  const remove = [];
+  for (const name of current.keys()) {
+    if (!listed.has(name) && seen.get(name) !== "upd") remove.push(name);
+  }
+  const add = [];
+  for (const [name, b] of listed) if (!seen.has(name)) add.push(b);
+  return { remove, add };
+}
+
 // What the end-of-snapshot marker removes (app.js explains it): current is
 // the page's Map name -> build, seen the Map name -> "upd"|"del" of what
 // the stream said since the socket opened. The marker follows an "upd" of

@@ -93,6 +93,8 @@ class FakeRunboat:
         self.builds = {}
         self.subs = set()
         self.refuse_ws_until = 0.0
+        # a runboat that predates ?batch=1: ignores it (single events, no marker)
+        self.legacy_streams = False
         self.fail_next = None
         self.limits = {"max_started": 6, "max_deployed": 40, "max_initializing": 2}
         self.closed = False
@@ -279,7 +281,7 @@ class FakeRunboat:
             events = [{"event": "upd", "build": self.to_json(b)}
                       for b in sorted(self.builds.values(), key=lambda b: b["created"])
                       if self.matches(b, sub.filters)]
-            if sub.batched:
+            if sub.batched and not self.legacy_streams:
                 for i in range(0, len(events), 50):
                     sub.q.put(json.dumps(events[i:i + 50]))
                 sub.q.put(json.dumps({"event": "synced"}))
@@ -558,7 +560,7 @@ class Handler(BaseHTTPRequestHandler):
         key = self.headers.get("Sec-WebSocket-Key")
         if not key:
             raise ApiError(400, "missing Sec-WebSocket-Key")
-        if q.get("batch", "0") not in ("", "0", "1"):
+        if not self.fake.legacy_streams and q.get("batch", "0") not in ("", "0", "1"):
             raise ApiError(400, f"batch must be 0 or 1, got {q['batch']!r}")
         if time.monotonic() < self.fake.refuse_ws_until:
             raise ApiError(503, "not accepting WebSocket connections right now")

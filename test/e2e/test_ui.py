@@ -387,6 +387,36 @@ def test_reconnect_resyncs_from_snapshot(ui, backend):
     shot(page, "after-reconnect", full_page=False)
 
 
+def test_reconnect_to_a_server_without_batch(ui, backend):
+    # a rolling upgrade: the page of a new runboat, its socket on an old one
+    # that ignores ?batch=1 (single events, no marker): the page falls back to
+    # the list fetch and still drops what was deleted while it was away
+    if not isinstance(backend, FakeBackend):
+        pytest.skip("needs the fake API's old-server mode")
+    repo = main_repo(backend)
+    builds = backend.builds(repo=repo)
+    gone = builds[0]
+    backend.fake.legacy_streams = True
+    try:
+        p = ui()
+        page = p.open(f"/builds?repo={repo}")
+        p.mark()
+        expect(p.card(gone["name"])).to_have_count(1)
+        conn = page.locator("#conn")
+        backend.drop_websockets(refuse_s=2)
+        expect(conn).to_have_attribute("data-state", "reconnecting")
+        backend.remove_build(gone["name"])
+        new = backend.add_build(repo, "feature/old-server", status="started")
+        expect(conn).to_have_attribute("data-state", "live", timeout=20_000)
+        expect(p.card(gone["name"])).to_have_count(0)
+        expect(p.card(new)).to_have_attribute("data-status", "started")
+        expect(page.locator("#summary")).not_to_contain_text("Loading")
+        assert p.list_fetches() >= 2, [u for u in p.requests if u.path == "/api/v1/builds"]
+        assert p.not_reloaded()
+    finally:
+        backend.fake.legacy_streams = False
+
+
 def test_deep_link_filters(ui, backend):
     repo = main_repo(backend)
     builds = backend.builds(repo=repo)

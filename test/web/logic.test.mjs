@@ -311,6 +311,28 @@ test("the marker removes what the stream did not announce", () => {
   assert.deepEqual(L.syncedRemovals(new Map(), seen), []);
 });
 
+test("a server without ?batch=1 is told by its first message", () => {
+  assert.equal(L.batchedStart(JSON.stringify([{ event: "upd", build: build({ name: "a" }) }])), true);
+  assert.equal(L.batchedStart("[]"), true);
+  assert.equal(L.batchedStart(JSON.stringify({ event: "synced" })), true);
+  // an old server's snapshot: single events
+  assert.equal(L.batchedStart(JSON.stringify({ event: "upd", build: build({ name: "a" }) })), false);
+  for (const bad of ["", "{", "null", "42", '"synced"']) assert.equal(L.batchedStart(bad), false, bad);
+});
+
+test("the list resynchronization (no marker) keeps the stream's word", () => {
+  const current = new Map(["keep", "gone", "announced", "deleted"].map((n) => [n, build({ name: n })]));
+  const seen = new Map([["announced", "upd"], ["deleted", "del"], ["new-on-stream", "upd"]]);
+  const list = [build({ name: "keep" }), build({ name: "announced", status: "stopped" }),
+    build({ name: "deleted" }), build({ name: "listed-only" }), { name: "bad" }];
+  const plan = L.resyncPlan(current, list, seen);
+  // gone: neither listed nor announced; "deleted" stays deleted (the stream said so)
+  assert.deepEqual(plan.remove, ["gone"]);
+  // the list's version only for builds the stream has not mentioned
+  assert.deepEqual(plan.add.map((b) => b.name), ["keep", "listed-only"]);
+  assert.deepEqual(L.resyncPlan(new Map(), "not a list", seen), { remove: [], add: [] });
+});
+
 test("reconnection converges whatever the interleaving (model of the hub's batched stream)", () => {
   // The server's hub for one batched subscriber: a backlog of names (the
   // snapshot, oldest first, then the marker); a change to a build still in
