@@ -464,13 +464,35 @@ static const char *key_name(const char *key, size_t klen, bool esc, char *buf, s
 	return json_string_value(*own);
 }
 
-/* The object text of member (of an item) with only the fields the cache
- * keeps: metadata without managedFields, or the fields of member the keep
- * list names. NULL if malformed. */
-static json_t *parse_fields(const struct informer *inf, const char *member, const char *text,
-			    size_t len)
+/* What the cache keeps of one member of an object being parsed. */
+enum pick { PICK_SKIP, PICK_WHOLE, PICK_FIELDS };
+
+/* For member name (object: its value is an object) of an item (member
+ * NULL), or of the item's object member: what trim() would leave of it.
+ * Only an item's members may be PICK_FIELDS: metadata without
+ * managedFields, or an object whose fields the keep list names. */
+static enum pick pick(const struct informer *inf, const char *member, const char *name,
+		      bool object)
 {
-	bool metadata = strcmp(member, "metadata") == 0;
+	if (member)
+		return (strcmp(member, "metadata") == 0 ? strcmp(name, "managedFields") != 0
+							: kept(inf->keep, member, name))
+			       ? PICK_WHOLE
+			       : PICK_SKIP;
+	if (!strcmp(name, "metadata") && object && !inf->keep_managed_fields)
+		return PICK_FIELDS;
+	if (!inf->keep || !strcmp(name, "metadata") || !strcmp(name, "kind") ||
+	    !strcmp(name, "apiVersion") || kept(inf->keep, name, NULL))
+		return PICK_WHOLE;
+	return object && kept_fields(inf->keep, name) ? PICK_FIELDS : PICK_SKIP;
+}
+
+/* The object text of an item (member NULL), or of the item's object
+ * member, with only what the cache keeps (pick): the rest is only
+ * skimmed over (json_skim.h), never built. NULL if malformed. */
+static json_t *parse_kept(const struct informer *inf, const char *member, const char *text,
+			  size_t len)
+{
 	struct json_skim it;
 	const char *key, *val;
 	size_t klen, vlen;
@@ -483,10 +505,15 @@ static json_t *parse_fields(const struct informer *inf, const char *member, cons
 		char buf[128];
 		json_t *own;
 		const char *name = key_name(key, klen, esc, buf, sizeof buf, &own);
-		bool want = name && (metadata ? strcmp(name, "managedFields") != 0
-					      : kept(inf->keep, member, name));
-		json_t *v = want ? json_skim_parse(val, vlen) : NULL;
-		if (!name || (want && !v)) {
+		if (!name) {
+			r = -EPROTO;
+			break;
+		}
+		enum pick p = pick(inf, member, name, vlen && val[0] == '{');
+		json_t *v = p == PICK_WHOLE    ? json_skim_parse(val, vlen)
+			    : p == PICK_FIELDS ? parse_kept(inf, name, val, vlen)
+					       : NULL;
+		if (p != PICK_SKIP && !v) {
 			json_decref(own);
 			r = -EPROTO;
 			break;
@@ -503,8 +530,7 @@ static json_t *parse_fields(const struct informer *inf, const char *member, cons
 }
 
 /* Parses a listed item's JSON text into what trim() would leave of it,
- * without building the rest: the members and fields not kept are only
- * skimmed over (json_skim.h). Returns a new reference, or NULL if the text
+ * without building the rest. Returns a new reference, or NULL if the text
  * is not a valid JSON object. */
 static json_t *parse_item(const struct informer *inf, const char *text, size_t len)
 {
@@ -516,48 +542,7 @@ static json_t *parse_item(const struct informer *inf, const char *text, size_t l
 		}
 		return o;
 	}
-	struct json_skim it;
-	const char *key, *val;
-	size_t klen, vlen;
-	bool esc;
-	int r;
-	if (json_skim_open(&it, text, len, '{') < 0)
-		return NULL;
-	json_t *o = json_object();
-	while ((r = json_skim_member(&it, &key, &klen, &esc, &val, &vlen)) > 0) {
-		char buf[128];
-		json_t *own;
-		const char *name = key_name(key, klen, esc, buf, sizeof buf, &own);
-		json_t *v = NULL;
-		bool want = true;
-		if (!name) {
-			r = -EPROTO;
-			break;
-		}
-		bool object = vlen && val[0] == '{';
-		if (!strcmp(name, "metadata") && object && !inf->keep_managed_fields)
-			v = parse_fields(inf, name, val, vlen);
-		else if (!inf->keep || !strcmp(name, "metadata") || !strcmp(name, "kind") ||
-			 !strcmp(name, "apiVersion") || kept(inf->keep, name, NULL))
-			v = json_skim_parse(val, vlen);
-		else if (object && kept_fields(inf->keep, name))
-			v = parse_fields(inf, name, val, vlen);
-		else
-			want = false;
-		if (want && !v) {
-			json_decref(own);
-			r = -EPROTO;
-			break;
-		}
-		if (v)
-			json_object_set_new(o, name, v);
-		json_decref(own);
-	}
-	if (r < 0) {
-		json_decref(o);
-		return NULL;
-	}
-	return o;
+	return parse_kept(inf, NULL, text, len);
 }
 
 /* Applies the items of a list page's JSON text one at a time, each parsed
