@@ -201,39 +201,12 @@ static void server_setup(const char *listen)
 {
 	uv_loop_init(&srv.loop);
 	uv_sem_init(&srv.done, 0);
-	char err[256];
-	struct app *app = &srv.app;
-	app->loop = &srv.loop;
-	app->cfg = config_default("ns", "runboat.test", err, sizeof err);
-	if (!app->cfg) {
-		fprintf(stderr, "config: %s\n", err);
-		exit(1);
-	}
-	free(app->cfg->server.base_url);
-	app->cfg->server.base_url = xasprintf("http://%s", listen);
-	app->links.base_url = app->cfg->server.base_url;
-	app->links.build_domain = app->cfg->build.domain;
-	app->links.github_url = "https://github.com";
-	app->base_origin = ws_origin_of(app->cfg->server.base_url);
-	app->index = index_new();
-	if (array_bytes > app->cfg->server.stream_buffer_bytes)
-		app->cfg->server.stream_buffer_bytes = array_bytes;
-	struct hub_limits hl = {.high_water = app->cfg->server.stream_buffer_bytes,
-				.stuck_ms = (uint64_t)(app->cfg->server.stream_stall_timeout * 1000),
-				.array_bytes = array_bytes};
-	app->hub = hub_new(&srv.loop, app->index, &app->links, &hl);
-	app->controller = (struct controller *)&srv; /* never dereferenced */
-	app->router = router_new();
-	srv.api = api_register(app->router, app);
+	char *base_url = xasprintf("http://%s", listen);
 	struct http_limits lim;
 	http_limits_default(&lim);
-	lim.stream_send_buffer = (int)app->cfg->server.stream_buffer_bytes;
-	app->http = http_server_new(&srv.loop, &lim, app->router);
-	if (http_server_listen(app->http, listen) != 0) {
-		fprintf(stderr, "listen on %s failed\n", listen);
-		exit(1);
-	}
-	srv.port = http_server_port(app->http);
+	srv.api = bench_app_start(&srv.app, &srv.loop, &srv, base_url, array_bytes, &lim, listen);
+	free(base_url);
+	srv.port = http_server_port(srv.app.http);
 	uv_async_init(&srv.loop, &srv.async, on_command);
 }
 

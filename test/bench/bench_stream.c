@@ -207,39 +207,13 @@ static void server_setup(void)
 {
 	uv_loop_init(&srv.loop);
 	uv_sem_init(&srv.done, 0);
-	char err[256];
-	struct app *app = &srv.app;
-	app->loop = &srv.loop;
-	app->cfg = config_default("ns", "runboat.test", err, sizeof err);
-	if (!app->cfg) {
-		fprintf(stderr, "config: %s\n", err);
-		exit(1);
-	}
-	free(app->cfg->server.base_url);
-	app->cfg->server.base_url = xstrdup("http://runboat.test");
-	app->links.base_url = app->cfg->server.base_url;
-	app->links.build_domain = app->cfg->build.domain;
-	app->links.github_url = "https://github.com";
-	app->base_origin = ws_origin_of(app->cfg->server.base_url);
-	app->index = index_new();
-	/* the defaults of runboat.toml.sample */
-	struct hub_limits hl = {.high_water = app->cfg->server.stream_buffer_bytes,
-				.stuck_ms = (uint64_t)(app->cfg->server.stream_stall_timeout * 1000)};
-	app->hub = hub_new(&srv.loop, app->index, &app->links, &hl);
-	app->controller = (struct controller *)&srv; /* never dereferenced */
-	app->router = router_new();
-	srv.api = api_register(app->router, app);
 	struct http_limits lim;
 	http_limits_default(&lim);
 	lim.max_connections = 8192;
 	lim.max_connections_per_client = 0;
-	lim.stream_send_buffer = (int)app->cfg->server.stream_buffer_bytes;
-	app->http = http_server_new(&srv.loop, &lim, app->router);
-	if (http_server_listen(app->http, "127.0.0.1:0") != 0) {
-		fprintf(stderr, "listen failed\n");
-		exit(1);
-	}
-	srv.port = http_server_port(app->http);
+	srv.api = bench_app_start(&srv.app, &srv.loop, &srv, "http://runboat.test", 0, &lim,
+				  "127.0.0.1:0");
+	srv.port = http_server_port(srv.app.http);
 	uv_async_init(&srv.loop, &srv.async, on_command);
 	uv_timer_init(&srv.loop, &srv.upd_timer);
 }
