@@ -248,17 +248,23 @@ uint64_t kube_dead_connections(const struct kube *k)
 	return 0;
 }
 
-struct kube_call *kube_create(struct kube *k, const json_t *obj, const struct kube_write_opts *o,
-			      kube_done_cb done, void *data)
+/* What obj (a whole object: created or applied) names. Borrowed from obj. */
+static struct kube_ref fake_kube_ref_of(const json_t *obj)
 {
-	UNUSED(o);
 	json_t *meta = json_object_get(obj, "metadata");
-	struct kube_ref ref = {
+	return (struct kube_ref){
 		.api_version = json_string_value(json_object_get(obj, "apiVersion")),
 		.kind = json_string_value(json_object_get(obj, "kind")),
 		.namespace = json_string_value(json_object_get(meta, "namespace")),
 		.name = json_string_value(json_object_get(meta, "name")),
 	};
+}
+
+struct kube_call *kube_create(struct kube *k, const json_t *obj, const struct kube_write_opts *o,
+			      kube_done_cb done, void *data)
+{
+	UNUSED(o);
+	struct kube_ref ref = fake_kube_ref_of(obj);
 	struct kube_call *c = fake_kube_call(k, "create", &ref, done, data);
 	if (c)
 		c->sent = json_deep_copy(obj);
@@ -268,13 +274,7 @@ struct kube_call *kube_create(struct kube *k, const json_t *obj, const struct ku
 struct kube_call *kube_apply(struct kube *k, const json_t *obj, const struct kube_write_opts *o,
 			     kube_done_cb done, void *data)
 {
-	json_t *meta = json_object_get(obj, "metadata");
-	struct kube_ref ref = {
-		.api_version = json_string_value(json_object_get(obj, "apiVersion")),
-		.kind = json_string_value(json_object_get(obj, "kind")),
-		.namespace = json_string_value(json_object_get(meta, "namespace")),
-		.name = json_string_value(json_object_get(meta, "name")),
-	};
+	struct kube_ref ref = fake_kube_ref_of(obj);
 	struct kube_call *c = fake_kube_call(k, "apply", &ref, done, data);
 	if (c) {
 		c->sent = json_deep_copy(obj);

@@ -1261,21 +1261,27 @@ static void test_sse(void)
 	teardown();
 }
 
+/* setup(false) with a hub of limits hl, and n builds s000, s001 ... of
+ * oca/z, created in that order. */
+static void setup_many(const struct hub_limits *hl, int n)
+{
+	setup(false);
+	hub_free(app.hub);
+	app.hub = hub_new(&loop, app.index, &app.links, hl);
+	for (int i = 0; i < n; i++) {
+		char name[16];
+		snprintf(name, sizeof name, "s%03d", i);
+		index_upsert(app.index, mk(name, "oca/z", "16.0", 0, 1000 + i, false));
+	}
+}
+
 /* A snapshot far beyond the hub's high-water mark is sent as fast as the
  * client reads: the backlog drains when a write completes, not on the
  * hub's timer (set here to an hour), each build once and in order. */
 static void test_sse_backlog(void)
 {
-	setup(false);
-	hub_free(app.hub);
-	struct hub_limits hl = {.high_water = 2048, .flush_ms = 3600000};
-	app.hub = hub_new(&loop, app.index, &app.links, &hl);
 	enum { N = 300 };
-	for (int i = 0; i < N; i++) {
-		char name[16];
-		snprintf(name, sizeof name, "s%03d", i);
-		index_upsert(app.index, mk(name, "oca/z", "16.0", 0, 1000 + i, false));
-	}
+	setup_many(&(struct hub_limits){.high_water = 2048, .flush_ms = 3600000}, N);
 	struct client c;
 	const char *req = "GET /api/v1/build-events?repo=oca/z HTTP/1.1\r\nHost: x\r\n\r\n";
 	client_start(&c, req, strlen(req));
@@ -1454,16 +1460,8 @@ static void test_streams_batched(void)
  * comes once and in order, and the marker comes after the last. */
 static void test_streams_batched_bounded(void)
 {
-	setup(false);
-	hub_free(app.hub);
-	struct hub_limits hl = {.array_bytes = 4096, .flush_ms = 3600000};
-	app.hub = hub_new(&loop, app.index, &app.links, &hl);
 	enum { N = 300 };
-	for (int i = 0; i < N; i++) {
-		char name[16];
-		snprintf(name, sizeof name, "s%03d", i);
-		index_upsert(app.index, mk(name, "oca/z", "16.0", 0, 1000 + i, false));
-	}
+	setup_many(&(struct hub_limits){.array_bytes = 4096, .flush_ms = 3600000}, N);
 	struct client c;
 	const char *req = WS_HANDSHAKE("/api/v1/ws?repo=oca/z&batch=1");
 	client_start(&c, req, strlen(req));
