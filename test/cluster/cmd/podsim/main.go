@@ -32,8 +32,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/binary"
 	"flag"
 	"fmt"
+	"hash/fnv"
 	"log"
 	"math/big"
 	"net"
@@ -69,7 +71,8 @@ const controlConfigMap = "podsim"
 var (
 	kubeconfig  = flag.String("kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig (admin)")
 	nodeName    = flag.String("node-name", "podsim-node", "name of the fake node")
-	nodeIP      = flag.String("node-ip", "127.0.0.1", "InternalIP of the fake node (also pod/host IP)")
+	nodeIP      = flag.String("node-ip", "127.0.0.1", "InternalIP of the fake node (also the pods' host IP)")
+	podCIDR     = flag.String("pod-cidr", "10.244.0.0/16", "IPv4 range of the pods' IPs (not loopback: the endpoint controllers refuse those)")
 	kubeletPort = flag.Int("kubelet-port", 0, "serve fake kubelet log endpoint on 127.0.0.1:PORT over HTTPS (0: off)")
 	jobDelay    = flag.Duration("job-delay", time.Second, "default time a Job pod runs before it completes")
 	heartbeat   = flag.Duration("heartbeat", 10*time.Second, "node status / lease renew interval")
@@ -431,13 +434,38 @@ func containerID(p *corev1.Pod, c string) string {
 	return "podsim://" + string(p.UID) + "-" + c
 }
 
+// podIP is the pod's address in --pod-cidr, derived from its UID: the same
+// for the pod's whole life, distinct for most pods. A kubelet gives pods
+// addresses of the node's pod range; the node's own 127.0.0.1 would make
+// kube-controller-manager's endpoint controllers fail on every ready pod of a
+// Service (EndpointSlice and Endpoints refuse loopback addresses) and retry,
+// with a warning Event each time.
+func podIP(p *corev1.Pod) string {
+	_, cidr, err := net.ParseCIDR(*podCIDR)
+	if err != nil || cidr.IP.To4() == nil {
+		log.Fatalf("--pod-cidr %q: not an IPv4 range", *podCIDR)
+	}
+	ones, _ := cidr.Mask.Size()
+	hosts := uint32(1)<<(32-ones) - 2 // no network or broadcast address
+	if ones > 30 {
+		log.Fatalf("--pod-cidr %q: too small", *podCIDR)
+	}
+	h := fnv.New32a()
+	h.Write([]byte(p.UID))
+	base := binary.BigEndian.Uint32(cidr.IP.To4())
+	ip := make(net.IP, 4)
+	binary.BigEndian.PutUint32(ip, base+1+h.Sum32()%hosts)
+	return ip.String()
+}
+
 func setRunning(p *corev1.Pod) {
 	now := metav1.Now()
 	p.Status.Phase = corev1.PodRunning
 	p.Status.HostIP = *nodeIP
 	p.Status.HostIPs = []corev1.HostIP{{IP: *nodeIP}}
-	p.Status.PodIP = *nodeIP
-	p.Status.PodIPs = []corev1.PodIP{{IP: *nodeIP}}
+	ip := podIP(p)
+	p.Status.PodIP = ip
+	p.Status.PodIPs = []corev1.PodIP{{IP: ip}}
 	p.Status.ObservedGeneration = p.Generation
 	if p.Status.StartTime == nil {
 		p.Status.StartTime = &now
