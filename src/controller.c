@@ -1067,6 +1067,8 @@ static void on_pass(uv_timer_t *t)
 		.pending_undeploys = undeploys.n,
 		.debounce_ms = (int64_t)(c->cfg->github.debounce * 1000),
 		.wall_ms = wall_ms(),
+		/* run_deploys above started every deploy that is due */
+		.objects_pending = c->deploys_applying + c->rests.count + c->rests_running,
 	};
 	struct plan plan = {0};
 	policy_plan(&in, &plan);

@@ -232,6 +232,13 @@ static void initializer(struct pass *p)
 			wake_at(p, b->created_ms + p->in->debounce_ms);
 			continue;
 		}
+		if (p->in->objects_pending && used >= POLICY_OBJECTS_FIRST_INITS &&
+		    b->created_ms + POLICY_OBJECTS_FIRST_MS > p->in->wall_ms) {
+			/* the burst's objects first; a pass comes when they are
+			 * applied (each result marks its build dirty) */
+			wake_at(p, b->created_ms + POLICY_OBJECTS_FIRST_MS);
+			continue;
+		}
 		add(p, ACTION_INITIALIZE, b, 0, "its turn came");
 		used++;
 	}

@@ -25,6 +25,7 @@ struct world {
 	uint64_t now;
 	size_t pending_undeploys;
 	int64_t debounce_ms, wall; /* [github] debounce, the wall clock */
+	size_t objects_pending;    /* new builds whose objects are being applied */
 };
 
 static const struct build_work *lookup(const char *name, void *data)
@@ -119,7 +120,8 @@ static void plan(struct world *w, const char *const *dirty, size_t n, struct pla
 	struct policy_input in = {.idx = w->idx, .limits = w->lim, .work = lookup, .work_data = w,
 				  .dirty = dirty, .n_dirty = n, .now_ms = w->now,
 				  .pending_undeploys = w->pending_undeploys,
-				  .debounce_ms = w->debounce_ms, .wall_ms = w->wall};
+				  .debounce_ms = w->debounce_ms, .wall_ms = w->wall,
+				  .objects_pending = w->objects_pending};
 	*out = (struct plan){0};
 	policy_plan(&in, out);
 }
@@ -378,6 +380,44 @@ static void test_debounce(void)
 	expect(&w, NULL, 0, "initialize c1, undeploy a1, initialize b1, initialize a2");
 	w.debounce_ms = 0;
 	expect(&w, NULL, 0, "initialize c1, undeploy a1, initialize b1, initialize a2");
+	world_free(&w);
+}
+
+/* While new builds' objects are being applied, at most
+ * POLICY_OBJECTS_FIRST_INITS initializations run, except for builds created
+ * POLICY_OBJECTS_FIRST_MS ago or more; a pass is asked for when that wait
+ * ends. */
+static void test_objects_first(void)
+{
+	struct world w;
+	world_init(&w, 10, 10, 100);
+	w.wall = 20000;
+	add(&w, &(struct spec){"ba", "a", .created_ms = 19000});
+	add(&w, &(struct spec){"bb", "b", .created_ms = 19100});
+	add(&w, &(struct spec){"bc", "c", .created_ms = 19200});
+	add(&w, &(struct spec){"bd", "d", .created_ms = 19300});
+	w.objects_pending = 3;
+	struct plan p;
+	plan(&w, NULL, 0, &p);
+	CHECK_STR(show(&p), "initialize ba, initialize bb");
+	CHECK_INT(p.wake_wall_ms, 19200 + POLICY_OBJECTS_FIRST_MS);
+	plan_free(&p);
+	/* a running initialization counts */
+	add(&w, &(struct spec){"bz", "z", .init = BUILD_INIT_STARTED, .created_ms = 500});
+	job(&w, "bz", BUILD_JOB_INITIALIZE, BUILD_JOB_ACTIVE);
+	expect(&w, NULL, 0, "initialize ba");
+	/* a build waiting for longer goes, whatever the count (and takes
+	 * the slot, oldest first) */
+	add(&w, &(struct spec){"by", "y", .created_ms = 20000 - POLICY_OBJECTS_FIRST_MS});
+	expect(&w, NULL, 0, "initialize by");
+	/* the wait ends on the clock */
+	w.wall = 19100 + POLICY_OBJECTS_FIRST_MS;
+	expect(&w, NULL, 0, "initialize by, initialize ba, initialize bb");
+	/* and when the objects are applied */
+	w.wall = 20000;
+	w.objects_pending = 0;
+	expect(&w, NULL, 0,
+	       "initialize by, initialize ba, initialize bb, initialize bc, initialize bd");
 	world_free(&w);
 }
 
@@ -758,6 +798,9 @@ static void model(struct world *w, struct mbuild *all, size_t n, const size_t *d
 		}
 		if (w->debounce_ms && m->s.created_ms + w->debounce_ms > w->wall)
 			continue;
+		if (w->objects_pending && used >= POLICY_OBJECTS_FIRST_INITS &&
+		    m->s.created_ms + POLICY_OBJECTS_FIRST_MS > w->wall)
+			continue;
 		madd(p, all, m, ACTION_INITIALIZE, 0);
 		used++;
 	}
@@ -846,6 +889,11 @@ static void random_world(struct world *w, uint64_t *s, struct mbuild *all, size_
 	w->debounce_ms = rnd(s, 3) ? 0 : 100 * (int64_t)rnd(s, 20);
 	w->lim.stop_idle_after_ms = rnd(s, 3) ? 0 : 1000 * (int64_t)rnd(s, 20);
 	w->wall = 100 * (int64_t)rnd(s, 40);
+	/* builds' objects being applied; and sometimes every build has waited
+	 * for them long enough */
+	w->objects_pending = rnd(s, 3) ? 0 : 1 + rnd(s, 3);
+	if (w->objects_pending && rnd(s, 4) == 0)
+		w->wall += POLICY_OBJECTS_FIRST_MS - 100 * (int64_t)rnd(s, 40);
 	w->pending_undeploys = rnd(s, 3);
 	for (size_t i = 0; i < n; i++) {
 		struct mbuild *m = &all[i];
@@ -1013,6 +1061,7 @@ int main(void)
 	RUN(test_undeployer);
 	RUN(test_ref_cap);
 	RUN(test_debounce);
+	RUN(test_objects_first);
 	RUN(test_idle_stopper);
 	RUN(test_wants);
 	RUN(test_cleanup_steps);
