@@ -1178,8 +1178,15 @@ static void on_resync(uv_timer_t *t)
 	/* a deploy whose Deployment never showed up (deleted at once) */
 	size_t n;
 	struct deploy **old = deploys_where(c, stale, &n);
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
+		/* nor will its other objects be applied: it no longer counts
+		 * as pending (objects first) */
+		struct build_work *w = strmap_get(&c->work, old[i]->name);
+		if (w)
+			w->rest_pending = false;
+		strmap_del(&c->rests, old[i]->name);
 		deploy_forget(c, old[i]);
+	}
 	free(old);
 }
 
@@ -1198,7 +1205,9 @@ static void on_index_event(enum index_event ev, const struct build *b, void *dat
 		strmap_del(&c->dirty, b->name);
 		strmap_del(&c->backoff, b->name);
 		strmap_del(&c->undeploys, b->name);
-		strmap_del(&c->rests, b->name);
+		/* held initializations may go when the last pending objects do */
+		if (strmap_del(&c->rests, b->name))
+			schedule_pass(c);
 		return;
 	}
 	struct build_work *w = strmap_get(&c->work, b->name);

@@ -138,6 +138,8 @@ static void setup_with(json_t *deployments, json_t *jobs);
 static uint64_t retry_ms = 20;
 /* [build] kubefiles, when not the repository's */
 static const char *test_kubefiles;
+/* more of the configuration (whole tables) */
+static const char *test_extra_toml;
 
 static void setup(json_t *deployments)
 {
@@ -151,10 +153,10 @@ static void setup_with(json_t *deployments, json_t *jobs)
 	fake_kube_init(&k, &loop);
 	char err[512] = "";
 	char *toml = xasprintf("[kubernetes]\nnamespace = \"ns\"\n[build]\n"
-			       "domain = \"runboat.test\"\n%s%s%s[[repos]]\nrepo = 'oca/.*'\n"
+			       "domain = \"runboat.test\"\n%s%s%s%s[[repos]]\nrepo = 'oca/.*'\n"
 			       "image = \"ghcr.io/oca/oca-ci/py3.10-odoo16.0:latest\"\n",
 			       test_kubefiles ? "kubefiles = \"" : "", test_kubefiles ? test_kubefiles : "",
-			       test_kubefiles ? "\"\n" : "");
+			       test_kubefiles ? "\"\n" : "", test_extra_toml ? test_extra_toml : "");
 	cfg = config_load_string(toml, "t.toml", NULL, err, sizeof err);
 	free(toml);
 	if (!cfg) {
@@ -602,6 +604,121 @@ static void test_deploy_nothing_else(void)
 	rmdir(dir);
 }
 
+/* Calls in flight about build (its objects' names start with it). */
+static size_t calls_of(const char *build)
+{
+	size_t n = 0;
+	for (struct list *l = k.calls.next; l != &k.calls; l = l->next) {
+		struct kube_call *c = list_entry(l, struct kube_call, link);
+		if (!c->cancelled && strcmp(c->verb, "watch") != 0 &&
+		    strcmp(c->verb, "create") != 0 && strncmp(c->name, build, strlen(build)) == 0)
+			n++;
+	}
+	return n;
+}
+
+/* Answers every call about build in flight with 200, until none is left
+ * (its objects are applied one after the other). */
+static void answer_all_of(const char *build)
+{
+	uint64_t end = mono_ms() + 20000;
+	for (;;) {
+		struct kube_call *c = NULL;
+		for (struct list *l = k.calls.next; l != &k.calls && !c; l = l->next) {
+			struct kube_call *x = list_entry(l, struct kube_call, link);
+			if (!x->cancelled && strcmp(x->verb, "watch") != 0 &&
+			    strcmp(x->verb, "create") != 0 && strncmp(x->name, build, strlen(build)) == 0)
+				c = x;
+		}
+		if (c)
+			fake_kube_answer(c, 200, "{}");
+		else if (mono_ms() >= end)
+			break;
+		for (int i = 0; i < 5; i++)
+			turn();
+		if (!c && !calls_of(build))
+			break;
+	}
+}
+
+/* A todo build of PR pr whose push was accepted just now. */
+static json_t *todo_build(const char *name, int pr)
+{
+	json_t *d = deployment(name, "5", 0, SHA);
+	json_t *ann = json_object_get(json_object_get(d, "metadata"), "annotations");
+	json_object_set_new(ann, BUILD_ANN_INIT_STATUS, json_string("todo"));
+	json_object_set_new(ann, BUILD_ANN_PR, json_sprintf("%d", pr));
+	json_object_del(ann, BUILD_ANN_LAST_SCALED);
+	time_t now = time(NULL);
+	char when[40];
+	strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S.000Z", gmtime(&now));
+	json_object_set_new(ann, BUILD_ANN_CREATED, json_string(when));
+	return d;
+}
+
+/* Objects first, through the controller's books: while a new build's
+ * Deployment is being applied, and then while its other objects are queued
+ * and applied, only 2 of 3 young todo builds initialize (max_initializing
+ * 10); the third goes once the last object is applied. */
+static void test_objects_first(void)
+{
+	test_extra_toml = "[limits]\nmax_initializing = 10\nmax_started = 10\n";
+	setup(json_array());
+	test_extra_toml = NULL;
+	struct told t = {0};
+	char err[256] = "";
+	CHECK_INT(controller_deploy(ctl, &CM, on_told, &t, err, sizeof err), 0);
+	char name[256];
+	snprintf(name, sizeof name, "%s", err + strlen("deploying as "));
+	struct kube_call *dep = wait_call();
+	CHECK_STR(dep->kind, "Deployment");
+	json_t *sent = json_deep_copy(dep->sent);
+	static const char *const todo[] = {"b1111111111111111111111111111111a",
+					   "b2222222222222222222222222222222b",
+					   "b3333333333333333333333333333333c"};
+	struct kube_call *w = watch_of("Deployment");
+	for (int i = 0; i < 3; i++) {
+		json_t *d = todo_build(todo[i], i + 1);
+		w->on_event("ADDED", d, w->data);
+		json_decref(d);
+	}
+	for (int i = 0; i < 50; i++)
+		turn();
+	/* the Deployment's apply unanswered: two initialize, the third waits */
+	size_t busy = 0;
+	for (int i = 0; i < 3; i++)
+		busy += calls_of(todo[i]) > 0;
+	CHECK_INT(busy, 2);
+	const char *waiting = NULL;
+	for (int i = 0; i < 3; i++)
+		if (!calls_of(todo[i]))
+			waiting = todo[i];
+	/* answered: its other objects are queued until the informer shows it */
+	fake_kube_answer(dep, 200, "{}");
+	CHECK_INT(t.n, 1);
+	for (int i = 0; i < 50; i++)
+		turn();
+	CHECK_INT(calls_of(waiting), 0);
+	json_t *md = json_object_get(sent, "metadata");
+	json_object_set_new(md, "resourceVersion", json_string("11"));
+	json_object_set_new(md, "uid", json_string("8d3c7c1e-5d0e-4b0a-9d6e-1c2b3a4d5e70"));
+	json_object_set_new(md, "creationTimestamp", json_string("2021-11-28T10:20:30Z"));
+	w->on_event("ADDED", sent, w->data);
+	json_decref(sent);
+	for (int i = 0; i < 50; i++)
+		turn();
+	/* being applied: still waiting */
+	CHECK(calls_of(name) > 0);
+	CHECK_INT(calls_of(waiting), 0);
+	/* the last of them applied: its turn comes */
+	answer_all_of(name);
+	uint64_t end = mono_ms() + 20000;
+	while (!calls_of(waiting) && mono_ms() < end)
+		turn();
+	CHECK(calls_of(waiting) > 0);
+	teardown();
+}
+
 int main(void)
 {
 	RUN(test_deploy);
@@ -610,5 +727,6 @@ int main(void)
 	RUN(test_free_tells_waiters);
 	RUN(test_init_status_behind);
 	RUN(test_deploy_nothing_else);
+	RUN(test_objects_first);
 	return UNIT_DONE();
 }

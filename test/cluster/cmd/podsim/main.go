@@ -101,6 +101,7 @@ func vlogf(format string, args ...any) {
 func main() {
 	klog.InitFlags(nil)
 	flag.Parse()
+	parsePodCIDR()
 	log.SetFlags(log.Ltime | log.Lmicroseconds)
 	log.SetPrefix("podsim ")
 
@@ -441,21 +442,31 @@ func containerID(p *corev1.Pod, c string) string {
 // Service (EndpointSlice and Endpoints refuse loopback addresses) and retry,
 // with a warning Event each time.
 func podIP(p *corev1.Pod) string {
+	h := fnv.New32a()
+	h.Write([]byte(p.UID))
+	ip := make(net.IP, 4)
+	binary.BigEndian.PutUint32(ip, podBase+1+h.Sum32()%podHosts)
+	return ip.String()
+}
+
+// podBase and podHosts: --pod-cidr's network address and how many host
+// addresses it has (no network or broadcast address), set once in main.
+var podBase, podHosts uint32
+
+func parsePodCIDR() {
 	_, cidr, err := net.ParseCIDR(*podCIDR)
 	if err != nil || cidr.IP.To4() == nil {
 		log.Fatalf("--pod-cidr %q: not an IPv4 range", *podCIDR)
 	}
-	ones, _ := cidr.Mask.Size()
-	hosts := uint32(1)<<(32-ones) - 2 // no network or broadcast address
-	if ones > 30 {
-		log.Fatalf("--pod-cidr %q: too small", *podCIDR)
+	ones, bits := cidr.Mask.Size()
+	if bits != 32 || ones < 8 || ones > 30 {
+		log.Fatalf("--pod-cidr %q: an IPv4 range of /8 to /30 is needed", *podCIDR)
 	}
-	h := fnv.New32a()
-	h.Write([]byte(p.UID))
-	base := binary.BigEndian.Uint32(cidr.IP.To4())
-	ip := make(net.IP, 4)
-	binary.BigEndian.PutUint32(ip, base+1+h.Sum32()%hosts)
-	return ip.String()
+	if cidr.Contains(net.IPv4(127, 0, 0, 1)) {
+		log.Fatalf("--pod-cidr %q: loopback addresses are refused by the endpoint controllers", *podCIDR)
+	}
+	podBase = binary.BigEndian.Uint32(cidr.IP.To4())
+	podHosts = uint32(1)<<(32-ones) - 2
 }
 
 func setRunning(p *corev1.Pod) {
