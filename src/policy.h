@@ -141,8 +141,8 @@ struct policy_input {
  * initialization Jobs, their pods and the starts after them compete with
  * those applies for the apiserver (test/bench/README.md has the figures
  * of a burst of 100 with and without it). A build whose push was accepted
- * POLICY_OBJECTS_FIRST_MS ago or more (created_ms) no longer waits, so that a steady
- * stream of pushes delays an initialization by no more than that. */
+ * (created_ms) POLICY_OBJECTS_FIRST_MS ago or more no longer waits, so that
+ * a steady stream of pushes delays an initialization by no more than that. */
 #define POLICY_OBJECTS_FIRST_MS 10000
 #define POLICY_OBJECTS_FIRST_INITS 2
 
