@@ -528,6 +528,16 @@ static void pick_rest(const char *name, void *value, void *data)
 	/* not shown by the feed yet: later */
 }
 
+/* The other objects of name will not be applied by the queue (its build is
+ * being deleted, or its Deployment never showed up): no longer pending. */
+static void drop_rest(struct controller *c, const char *name)
+{
+	struct build_work *w = strmap_get(&c->work, name);
+	if (w)
+		w->rest_pending = false;
+	strmap_del(&c->rests, name);
+}
+
 /* Applies the other objects of new builds, a few at a time. */
 static void run_rests(struct controller *c)
 {
@@ -554,12 +564,8 @@ static void run_rests(struct controller *c)
 		}
 		strmap_del(&c->rests, x.start[i]); /* after: the key is the map's */
 	}
-	for (size_t i = 0; i < x.n_drop; i++) {
-		struct build_work *w = strmap_get(&c->work, x.drop[i]);
-		if (w)
-			w->rest_pending = false;
-		strmap_del(&c->rests, x.drop[i]);
-	}
+	for (size_t i = 0; i < x.n_drop; i++)
+		drop_rest(c, x.drop[i]);
 	free(x.start);
 	free(x.drop);
 }
@@ -1179,12 +1185,9 @@ static void on_resync(uv_timer_t *t)
 	size_t n;
 	struct deploy **old = deploys_where(c, stale, &n);
 	for (size_t i = 0; i < n; i++) {
-		/* nor will its other objects be applied: it no longer counts
+		/* nor will its other objects be applied: they no longer count
 		 * as pending (objects first) */
-		struct build_work *w = strmap_get(&c->work, old[i]->name);
-		if (w)
-			w->rest_pending = false;
-		strmap_del(&c->rests, old[i]->name);
+		drop_rest(c, old[i]->name);
 		deploy_forget(c, old[i]);
 	}
 	free(old);

@@ -367,10 +367,8 @@ export function batchedStart(data) {
 export function resyncPlan(current, list, seen) {
   const listed = new Map();
   for (const b of Array.isArray(list) ? list : []) if (validBuild(b)) listed.set(b.name, b);
-  const remove = [];
-  for (const name of current.keys()) {
-    if (!listed.has(name) && seen.get(name) !== "upd") remove.push(name);
-  }
+  // the marker's rule (syncedRemovals), but for what the list still has
+  const remove = syncedRemovals(current, seen).filter((name) => !listed.has(name));
   const add = [];
   for (const [name, b] of listed) if (!seen.has(name)) add.push(b);
   return { remove, add };

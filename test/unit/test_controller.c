@@ -604,16 +604,30 @@ static void test_deploy_nothing_else(void)
 	rmdir(dir);
 }
 
-/* Calls in flight about build (its objects' names start with it). */
+/* Whether c is a call in flight about build (its objects' names start with
+ * it), not a watch or an Event's create. */
+static bool is_call_of(const struct kube_call *c, const char *build)
+{
+	return !c->cancelled && strcmp(c->verb, "watch") != 0 && strcmp(c->verb, "create") != 0 &&
+	       strncmp(c->name, build, strlen(build)) == 0;
+}
+
+/* The first call in flight about build, or NULL. */
+static struct kube_call *call_of(const char *build)
+{
+	for (struct list *l = k.calls.next; l != &k.calls; l = l->next) {
+		struct kube_call *c = list_entry(l, struct kube_call, link);
+		if (is_call_of(c, build))
+			return c;
+	}
+	return NULL;
+}
+
 static size_t calls_of(const char *build)
 {
 	size_t n = 0;
-	for (struct list *l = k.calls.next; l != &k.calls; l = l->next) {
-		struct kube_call *c = list_entry(l, struct kube_call, link);
-		if (!c->cancelled && strcmp(c->verb, "watch") != 0 &&
-		    strcmp(c->verb, "create") != 0 && strncmp(c->name, build, strlen(build)) == 0)
-			n++;
-	}
+	for (struct list *l = k.calls.next; l != &k.calls; l = l->next)
+		n += is_call_of(list_entry(l, struct kube_call, link), build);
 	return n;
 }
 
@@ -622,22 +636,11 @@ static size_t calls_of(const char *build)
 static void answer_all_of(const char *build)
 {
 	uint64_t end = mono_ms() + 20000;
-	for (;;) {
-		struct kube_call *c = NULL;
-		for (struct list *l = k.calls.next; l != &k.calls && !c; l = l->next) {
-			struct kube_call *x = list_entry(l, struct kube_call, link);
-			if (!x->cancelled && strcmp(x->verb, "watch") != 0 &&
-			    strcmp(x->verb, "create") != 0 && strncmp(x->name, build, strlen(build)) == 0)
-				c = x;
-		}
-		if (c)
-			fake_kube_answer(c, 200, "{}");
-		else if (mono_ms() >= end)
-			break;
+	struct kube_call *c;
+	while ((c = call_of(build)) && mono_ms() < end) {
+		fake_kube_answer(c, 200, "{}");
 		for (int i = 0; i < 5; i++)
 			turn();
-		if (!c && !calls_of(build))
-			break;
 	}
 }
 
