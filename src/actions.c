@@ -265,6 +265,10 @@ static int init_status(struct op *op, const struct build *b, const char *reason,
 		json_array_append_new(patch, json_pack("{s:s,s:s,s:s}", "op", "add", "path",
 						       "/metadata/annotations/runboat~1reason",
 						       "value", reason));
+	/* deployed paused (kubefiles.c): from its initialization on, the
+	 * build's Deployment is a plain one, in the same call */
+	json_array_append_new(patch, json_pack("{s:s,s:s,s:b}", "op", "add", "path", "/spec/paused",
+					       "value", 0));
 	if (start_too && op->to == BUILD_INIT_SUCCEEDED) {
 		/* the start that follows an initialization, in the same call
 		 * (what scale_patch writes): one patch instead of two */
@@ -299,6 +303,8 @@ static void scale_patch(struct op *op, int replicas, const char *reason, op_step
 	json_t *patch = json_pack("{s:{s:{s:s}},s:{s:i}}", "metadata", "annotations",
 				  BUILD_ANN_LAST_SCALED, now, "spec", "replicas", replicas);
 	json_t *ann = json_object_get(json_object_get(patch, "metadata"), "annotations");
+	if (replicas > 0) /* a paused Deployment would not make its pod */
+		json_object_set_new(json_object_get(patch, "spec"), "paused", json_false());
 	if (reason)
 		json_object_set_new(ann, BUILD_ANN_REASON, json_string(reason));
 	else if (replicas > 0 && b->reason && strcmp(b->reason, POLICY_CRASH_REASON) == 0)

@@ -817,6 +817,11 @@ static int enforce_object(struct enforce *e, json_t *obj, size_t idx)
 		if (!spec)
 			return obj_fail(e, idx, kind, name, "spec is not a mapping");
 		json_object_set_new(spec, "replicas", json_integer(0));
+		/* no ReplicaSet until its initialization begins: the
+		 * controller-manager's writes for a new Deployment (a
+		 * ReplicaSet, its status, the Deployment's) wait until then,
+		 * not during a burst of deploys (actions.c unpauses it) */
+		json_object_set_new(spec, "paused", json_true());
 		if (!json_is_array(fin)) {
 			fin = json_array();
 			json_object_set_new(md, "finalizers", fin);

@@ -20,7 +20,8 @@
 
 2. resync after a restart with M builds (10,000): M Deployments are created
    through the API as runboat leaves a stopped build (its own rendering,
-   renamed; init-status succeeded, last-scaled set, replicas 0, finalizer),
+   renamed; init-status succeeded, last-scaled set, replicas 0, unpaused,
+   finalizer),
    the control plane is left to settle, then runboat is started (max_deployed
    above M, or its undeployer would start removing builds): time to /readyz
    200 and to /api/v1/status showing M deployed; VmRSS and VmHWM; time of a

@@ -24,7 +24,10 @@ if [ -z "${RUNBOAT_TEST_CLUSTER:-}" ]; then
 	# kube-controller-manager's own client rate limit (20/s by default) would
 	# take ~15 minutes to process 10,000 new Deployments before the resync
 	# RUNBOAT_AUDIT: an audit log, from which runboat's API requests are counted
-	RUNBOAT_AUDIT=1 RUNBOAT_KCM_ARGS="--kube-api-qps=500 --kube-api-burst=1000 ${RUNBOAT_KCM_ARGS:-}" \
+	# RUNBOAT_WATCH_CACHE: kube-apiserver's watch cache, on as in real clusters
+	# (the test suite's clusters have it off, for deterministic 410s)
+	RUNBOAT_WATCH_CACHE=${RUNBOAT_WATCH_CACHE:-true} RUNBOAT_AUDIT=1 \
+		RUNBOAT_KCM_ARGS="--kube-api-qps=500 --kube-api-burst=1000 ${RUNBOAT_KCM_ARGS:-}" \
 		test/cluster/cluster.sh start "$dir" >/dev/null
 	export RUNBOAT_TEST_CLUSTER=$dir
 	# the whole cluster goes away; its kube-controller-manager is ours to pause

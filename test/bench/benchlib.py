@@ -201,7 +201,8 @@ def create_stopped_builds(kube, config, namespace, n, workers=32, salt="", repos
     """Creates n builds' Deployments (only the Deployment: that is all the
     informers and the index look at) as runboat leaves a build that was
     initialized then stopped: init-status succeeded, last-scaled set,
-    replicas 0, its finalizer. The template is runboat's own rendering of
+    replicas 0, unpaused (its initialization unpaused it), its finalizer.
+    The template is runboat's own rendering of
     one build, renamed. Server-side apply, `workers` at a time. Returns the
     build names."""
     placeholder = "b" + "f" * 32
@@ -217,6 +218,7 @@ def create_stopped_builds(kube, config, namespace, n, workers=32, salt="", repos
         name = names[i]
         d = json.loads(text.replace(placeholder, name))
         d["metadata"]["namespace"] = namespace
+        d["spec"]["paused"] = False
         ann = d["metadata"]["annotations"]
         ann["runboat/repo"] = f"acme/repo{i % repos}"
         ann["runboat/target-branch"] = branches[(i // repos) % len(branches)]

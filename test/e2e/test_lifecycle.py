@@ -76,6 +76,58 @@ def test_init_failure(make_env, github):
     env.wait_status(b["name"], "started", 60)
 
 
+def test_paused_until_initialized(make_env):
+    """A build waiting for its turn to initialize is a paused Deployment
+    without a ReplicaSet: the controller-manager's writes for it wait (a
+    burst of deploys costs the control plane less). The patch that records
+    its initialization unpauses it; a reset pauses it again, until the next."""
+    env = make_env(limits="max_initializing = 1")
+    env.podsim(hold="-initialize-")
+    for i, branch in enumerate(["p1", "p2"]):
+        r = env.webhook("push", push_payload(branch, sha(300 + i)))
+        assert r.status_code == 202, r.text
+    wait_for(lambda: len(env.builds()) == 2, 20, "both builds")
+    names = [b["name"] for b in env.builds()]
+
+    def init_status(name):
+        return env.deployment(name)["metadata"]["annotations"]["runboat/init-status"]
+
+    def replicasets(name):
+        r = env.kube.request("GET", f"/apis/apps/v1/namespaces/{env.namespace}/replicasets",
+                             params={"labelSelector": f"runboat/build={name}"})
+        assert r.status_code == 200, r.text
+        return r.json()["items"]
+
+    # one initializes (its Job held running), the other waits its turn
+    wait_for(lambda: sorted(init_status(n) for n in names) == ["started", "todo"], 60,
+             "one initialization started, one waiting")
+    running = next(n for n in names if init_status(n) == "started")
+    waiting = next(n for n in names if n != running)
+    # (false is left out of what the apiserver answers)
+    assert not env.deployment(running)["spec"].get("paused")
+    wait_for(lambda: len(replicasets(running)) == 1, 30, "the initializing build's ReplicaSet")
+    dep = env.deployment(waiting)
+    assert dep["spec"]["paused"] is True and dep["spec"]["replicas"] == 0
+    assert replicasets(waiting) == []
+
+    # both initialize, then start (start_after_init), unpaused
+    env.podsim(hold="^$")
+    wait_for(lambda: all(env.build(n)["status"] == "started" for n in names), 90,
+             "both builds started")
+    for n in names:
+        assert not env.deployment(n)["spec"].get("paused")
+        assert len(replicasets(n)) == 1
+
+    # a reset: deployed again as new (paused, 0 replicas, todo), then
+    # initialized (unpaused) and started again
+    r = env.post(f"/api/v1/builds/{waiting}/reset")
+    assert r.status_code == 200, r.text
+    wait_for(lambda: env.build(waiting)["status"] == "started"
+             and env.deployment(waiting)["metadata"]["annotations"].get("runboat/init-status")
+             == "succeeded", 90, "the reset build started again")
+    assert not env.deployment(waiting)["spec"].get("paused")
+
+
 def test_limits(make_env):
     env = make_env(limits="max_initializing = 1\nmax_started = 1\nmax_deployed = 3")
     env.podsim(delay_ms=1500)

@@ -303,3 +303,35 @@ def test_runboat_objects_accept_the_python_apply(make_env):
     wait_for(lambda: env.build(build) is None, 60, "the build to go")
     wait_for(lambda: env.objects_of(build) == [], 30, f"objects to go: {env.objects_of(build)}")
     assert requests.get(env.rb.url("/readyz"), timeout=10).status_code == 200
+
+
+def test_back_to_python_builds_waiting_to_initialize(make_env):
+    """Back to the Python runboat: a build still waiting for its turn to
+    initialize is a paused Deployment, which the Python runboat's start (a
+    scale) would not bring up; unpaused as README.md says, it comes up."""
+    env = make_env(limits="max_initializing = 1")
+    env.podsim(hold="-initialize-")
+    for i, branch in enumerate(["w1", "w2"]):
+        r = env.webhook("push", push_payload(branch, sha(610 + i)))
+        assert r.status_code == 202, r.text
+    wait_for(lambda: len(env.builds()) == 2, 20, "both builds")
+    names = [b["name"] for b in env.builds()]
+
+    def init_status(name):
+        return env.deployment(name)["metadata"]["annotations"]["runboat/init-status"]
+
+    wait_for(lambda: sorted(init_status(n) for n in names) == ["started", "todo"], 60,
+             "one initialization started, one waiting")
+    waiting = next(n for n in names if init_status(n) == "todo")
+    assert env.deployment(waiting)["spec"]["paused"] is True
+    env.rb.stop()
+
+    path = f"/apis/apps/v1/namespaces/{env.namespace}/deployments/{waiting}-odoo"
+    merge = {"Content-Type": "application/merge-patch+json"}
+    r = env.kube.request("PATCH", path, data='{"spec": {"paused": false}}', headers=merge)
+    assert r.status_code == 200, r.text
+    # the Python runboat's start, once it has initialized the build
+    r = env.kube.request("PATCH", path, data='{"spec": {"replicas": 1}}', headers=merge)
+    assert r.status_code == 200, r.text
+    wait_for(lambda: (env.deployment(waiting).get("status") or {}).get("availableReplicas") == 1,
+             60, "the build's pod, available")

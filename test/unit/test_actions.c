@@ -229,6 +229,8 @@ static void test_start_and_stop(void)
 	CHECK_INT(c->patch_type, KUBE_PATCH_MERGE);
 	CHECK(c->idempotent);
 	CHECK_INT(json_integer_value(json_object_get(json_object_get(c->sent, "spec"), "replicas")), 1);
+	/* a Deployment still paused (deployed so) would make no pod */
+	CHECK(json_is_false(json_object_get(json_object_get(c->sent, "spec"), "paused")));
 	CHECK(str_at(json_object_get(c->sent, "metadata"), "annotations", BUILD_ANN_LAST_SCALED)[0]);
 	/* the index still shows version 5 while the answer is version 9 */
 	fake_kube_answer(c, 200, "{\"kind\":\"Deployment\",\"metadata\":{\"resourceVersion\":\"9\"}}");
@@ -245,6 +247,8 @@ static void test_start_and_stop(void)
 	c = fake_kube_next(&k);
 	CHECK_STR(c->verb, "patch");
 	CHECK_INT(json_integer_value(json_object_get(json_object_get(c->sent, "spec"), "replicas")), 0);
+	/* a stop leaves it unpaused: its ReplicaSet scales down */
+	CHECK(json_object_get(json_object_get(c->sent, "spec"), "paused") == NULL);
 	CHECK_STR(str_at(json_object_get(c->sent, "metadata"), "annotations", BUILD_ANN_REASON),
 		  POLICY_CRASH_REASON);
 	/* the index caught up already: nothing stale */
@@ -279,7 +283,7 @@ static void test_init_status(void)
 	CHECK_STR(c->verb, "patch");
 	CHECK_INT(c->patch_type, KUBE_PATCH_JSON);
 	/* a transition from what the controller saw */
-	CHECK_INT(json_array_size(c->sent), 3);
+	CHECK_INT(json_array_size(c->sent), 4);
 	CHECK_STR(str_at(json_array_get(c->sent, 0), "op", NULL), "test");
 	CHECK_STR(str_at(json_array_get(c->sent, 0), "value", NULL),
 		  build_init_status_str(BUILD_INIT_STARTED));
@@ -287,6 +291,10 @@ static void test_init_status(void)
 	CHECK_STR(str_at(json_array_get(c->sent, 1), "value", NULL),
 		  build_init_status_str(BUILD_INIT_FAILED));
 	CHECK_STR(str_at(json_array_get(c->sent, 2), "value", NULL), "the init job failed");
+	/* deployed paused: a plain Deployment from its initialization on */
+	CHECK_STR(str_at(json_array_get(c->sent, 3), "op", NULL), "add");
+	CHECK_STR(str_at(json_array_get(c->sent, 3), "path", NULL), "/spec/paused");
+	CHECK(json_is_false(json_object_get(json_array_get(c->sent, 3), "value")));
 	/* the test failed: the index was behind, worth another pass */
 	fake_kube_answer(c, 422, "{\"reason\":\"Invalid\",\"message\":\"the test failed\"}");
 	CHECK_INT(rep.n, 1);

@@ -292,6 +292,8 @@ static void test_defaults_deployment(void)
 	CHECK_STR(JSTR(d, "apiVersion"), "apps/v1");
 	CHECK(json_integer_value(jget(d, "spec", "replicas", NULL)) == 0 &&
 	      json_is_integer(jget(d, "spec", "replicas", NULL)));
+	/* no ReplicaSet until its initialization unpauses it */
+	CHECK(json_is_true(jget(d, "spec", "paused", NULL)));
 	CHECK_STR(JSTR(d, "metadata", "annotations", "runboat/init-status"), "todo");
 	CHECK_INT(json_array_size(jget(d, "metadata", "finalizers", NULL)), 1);
 	CHECK_STR(JSTR(d, "metadata", "finalizers", "#0"), "runboat/cleanup");
@@ -740,8 +742,8 @@ static void test_contract_overrides(void)
 		"  namespace: kube-system\n  labels:\n    runboat/build: someone-else\n    keep: me\n"
 		"  annotations:\n    runboat/init-status: succeeded\n    runboat/repo: evil/repo\n"
 		"  finalizers: [other/finalizer]\n"
-		"spec:\n  replicas: 3\n  selector:\n    matchLabels:\n      runboat/build: x\n"
-		"  template:\n    spec:\n      containers: []\n"
+		"spec:\n  replicas: 3\n  paused: false\n  selector:\n    matchLabels:\n"
+		"      runboat/build: x\n  template:\n    spec:\n      containers: []\n"
 		"---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: \"{{build_name}}.cfg\"\n"
 		"  finalizers: [runboat/cleanup, other/keep]\n"
 		"---\napiVersion: batch/v1\nkind: Job\nmetadata:\n  name: \"{{build_name}}-warmup\"\n"
@@ -771,6 +773,7 @@ static void test_contract_overrides(void)
 	CHECK_STR(JSTR(d, "metadata", "annotations", "runboat/init-status"), "todo");
 	CHECK_STR(JSTR(d, "metadata", "annotations", "runboat/repo"), "oca/mis-builder");
 	CHECK_INT(json_integer_value(jget(d, "spec", "replicas", NULL)), 0);
+	CHECK(json_is_true(jget(d, "spec", "paused", NULL)));
 	CHECK_INT(json_array_size(jget(d, "metadata", "finalizers", NULL)), 2);
 	CHECK_STR(JSTR(d, "metadata", "finalizers", "#0"), "other/finalizer");
 	CHECK_STR(JSTR(d, "metadata", "finalizers", "#1"), "runboat/cleanup");
