@@ -128,6 +128,7 @@ struct build *build_dup(const struct build *b)
 	d->created_ms = b->created_ms;
 	d->last_scaled = b->last_scaled;
 	d->deleting = b->deleting;
+	d->paused = b->paused;
 	d->has_finalizer = b->has_finalizer;
 	d->restarts = b->restarts;
 	d->crash_looping = b->crash_looping;
@@ -207,6 +208,7 @@ bool build_same_view(const struct build *a, const struct build *b)
 	       a->desired_replicas == b->desired_replicas && a->created == b->created &&
 	       a->created_ms == b->created_ms &&
 	       a->last_scaled == b->last_scaled && a->deleting == b->deleting &&
+	       a->paused == b->paused &&
 	       a->has_finalizer == b->has_finalizer && a->restarts == b->restarts &&
 	       a->crash_looping == b->crash_looping &&
 	       strcmp(a->reason ? a->reason : "", b->reason ? b->reason : "") == 0 &&
@@ -646,6 +648,7 @@ struct build *build_from_deployment(const json_t *dep, char *err, size_t errlen)
 	b->last_scaled = last_scaled;
 	b->deleting = del_s != NULL;
 	b->has_finalizer = finalizer;
+	b->paused = json_is_true(json_object_get(spec, "paused"));
 	const char *why = json_string_value(json_object_get(ann, BUILD_ANN_REASON));
 	if (why && *why) {
 		/* informative only: a bad one is cut, never a reason to refuse */

@@ -98,6 +98,8 @@ struct build {
 	                              * ms when present, else created * 1000 */
 	int64_t last_scaled;         /* runboat/last-scaled, epoch s; 0 if absent */
 	bool deleting;               /* metadata.deletionTimestamp set */
+	bool paused;                 /* spec.paused: deployed so, until its
+	                              * initialization (kubefiles.c) */
 	bool has_finalizer;          /* runboat/cleanup among the finalizers */
 	char *reason;                /* runboat/reason, NULL when absent or "" */
 	char *note;                  /* what the controller says of it now (a

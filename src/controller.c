@@ -1286,7 +1286,9 @@ static int scale_build(struct controller *c, const char *name, bool start, contr
 		return -EBUSY;
 	}
 	enum work_want want = start ? WANT_START : WANT_STOP;
-	bool there = start ? b->desired_replicas > 0 : b->desired_replicas == 0;
+	/* scaled up while paused (by someone else): not started, a start
+	 * unpauses it */
+	bool there = start ? b->desired_replicas > 0 && !b->paused : b->desired_replicas == 0;
 	if (w->want != want && there && !(w->ops & WORK_SCALE) && w->want == WANT_NONE) {
 		snprintf(err, errlen, "build %s is already %s", name, build_status_str(b->status));
 		return 1;

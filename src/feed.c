@@ -166,7 +166,7 @@ static void on_synced(struct informer *inf, void *data)
 /* What build_from_deployment and build_job_from_job read, beside the
  * metadata: the informers cache only that (a Deployment's pod template is
  * most of its size). */
-static const char *const DEPLOYMENT_KEEP[] = {"spec.replicas", "status.replicas",
+static const char *const DEPLOYMENT_KEEP[] = {"spec.replicas", "spec.paused", "status.replicas",
 					      "status.readyReplicas",
 					      "status.availableReplicas", NULL};
 static const char *const POD_KEEP[] = {"status.containerStatuses", NULL};

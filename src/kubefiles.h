@@ -41,8 +41,8 @@
  *     runboat/git-commit on every object (the Python runboat put them on
  *     every object too);
  *   - deployment mode: exactly one Deployment, which gets spec.replicas 0,
- *     the finalizer runboat/cleanup and runboat/init-status=todo; the other
- *     modes render no Deployment;
+ *     spec.paused true, the finalizer runboat/cleanup and
+ *     runboat/init-status=todo; the other modes render no Deployment;
  *   - initialize / cleanup modes: exactly one Job, which (and its pod
  *     template) gets runboat/job-kind=initialize / cleanup; that label is
  *     removed from every other object and pod template, and the

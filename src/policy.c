@@ -141,6 +141,14 @@ static void reconcile(struct pass *p, const struct build *b)
 			add(p, ACTION_STOP, b, 0, "asked");
 		return;
 	}
+	if (b->paused && b->desired_replicas > 0 && b->replicas == 0 &&
+	    b->init_status == BUILD_INIT_SUCCEEDED) {
+		/* scaled up by someone else (the Python runboat, an older
+		 * runboat) while paused as deployed: no pod would ever come;
+		 * a start unpauses it */
+		add(p, ACTION_START, b, 0, "scaled up while paused");
+		return;
+	}
 	if (p->in->limits.max_restarts && b->desired_replicas > 0 &&
 	    b->init_status == BUILD_INIT_SUCCEEDED && (unsigned)b->restarts >= p->in->limits.max_restarts) {
 		add(p, ACTION_STOP, b, 0, "its pod is crash-looping (max_restarts)");

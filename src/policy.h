@@ -13,7 +13,9 @@
  *   becomes "failed" with its reason; a build asked to run (replicas 1)
  *   whose pod restarted max_restarts times is stopped, with the reason
  *   POLICY_CRASH_REASON (recorded in runboat/reason: a stop for good,
- *   not retried by anyone but a person starting it again);
+ *   not retried by anyone but a person starting it again); an initialized
+ *   build scaled up by someone else while still paused as deployed (no pod
+ *   would come) is started, which unpauses it;
  * - every undeploying build: the next step of its cleanup;
  * - the cap per branch or PR (max_deployed_per_ref), on the branches and PRs
  *   of the dirty builds: the oldest beyond it are undeployed, whatever

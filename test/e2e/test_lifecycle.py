@@ -118,10 +118,25 @@ def test_paused_until_initialized(make_env):
         assert not env.deployment(n)["spec"].get("paused")
         assert len(replicasets(n)) == 1
 
-    # a reset: deployed again as new (paused, 0 replicas, todo), then
-    # initialized (unpaused) and started again
+    # a reset: deployed again as new (paused, 0 replicas, todo; its pod
+    # goes), seen while a third build holds the only initialization slot;
+    # then initialized (unpaused) and started again
+    env.podsim(hold="-initialize-")
+    r = env.webhook("push", push_payload("p3", sha(302)))
+    assert r.status_code == 202, r.text
+    third = env.wait_build(lambda b: b["commit_info"]["git_commit"] == sha(302), 20, "the third")
+    wait_for(lambda: init_status(third["name"]) == "started", 60, "the third initializing")
     r = env.post(f"/api/v1/builds/{waiting}/reset")
     assert r.status_code == 200, r.text
+
+    def reset_seen():
+        d = env.deployment(waiting)
+        return (d["spec"].get("paused") is True and d["spec"]["replicas"] == 0
+                and d["metadata"]["annotations"]["runboat/init-status"] == "todo"
+                and not (d.get("status") or {}).get("replicas")
+                and all(rs["spec"]["replicas"] == 0 for rs in replicasets(waiting)))
+    wait_for(reset_seen, 60, "the reset build paused, its pod gone")
+    env.podsim(hold="^$")
     wait_for(lambda: env.build(waiting)["status"] == "started"
              and env.deployment(waiting)["metadata"]["annotations"].get("runboat/init-status")
              == "succeeded", 90, "the reset build started again")

@@ -335,3 +335,36 @@ def test_back_to_python_builds_waiting_to_initialize(make_env):
     assert r.status_code == 200, r.text
     wait_for(lambda: (env.deployment(waiting).get("status") or {}).get("availableReplicas") == 1,
              60, "the build's pod, available")
+
+
+def test_scaled_up_while_paused_is_started(make_env):
+    """An older runboat (or the Python one, without the README's step)
+    initializes a build that was waiting, paused, then scales it up: no pod
+    would ever come. runboat sees it paused and scaled up, and starts it,
+    which unpauses it."""
+    env = make_env(limits="max_initializing = 1")
+    env.podsim(hold="-initialize-")
+    for i, branch in enumerate(["s1", "s2"]):
+        r = env.webhook("push", push_payload(branch, sha(620 + i)))
+        assert r.status_code == 202, r.text
+    wait_for(lambda: len(env.builds()) == 2, 20, "both builds")
+    names = [b["name"] for b in env.builds()]
+
+    def init_status(name):
+        return env.deployment(name)["metadata"]["annotations"]["runboat/init-status"]
+
+    wait_for(lambda: sorted(init_status(n) for n in names) == ["started", "todo"], 60,
+             "one initialization started, one waiting")
+    waiting = next(n for n in names if init_status(n) == "todo")
+    env.rb.stop()
+    # what the other runboat leaves: initialized, scaled up, still paused
+    path = f"/apis/apps/v1/namespaces/{env.namespace}/deployments/{waiting}-odoo"
+    patch = {"metadata": {"annotations": {"runboat/init-status": "succeeded"}},
+             "spec": {"replicas": 1}}
+    r = env.kube.request("PATCH", path, data=json.dumps(patch),
+                         headers={"Content-Type": "application/merge-patch+json"})
+    assert r.status_code == 200, r.text
+    assert r.json()["spec"]["paused"] is True
+    env.start()
+    wait_for(lambda: env.build(waiting)["status"] == "started", 60, "the build started")
+    assert not env.deployment(waiting)["spec"].get("paused")

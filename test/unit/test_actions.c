@@ -34,7 +34,7 @@ static struct report {
 	enum deploy_step step;
 	enum build_init_status to;
 	int error;
-	bool transient, maybe_applied;
+	bool transient, maybe_applied, started;
 	char message[512];
 	char stale_rv[32];
 } rep;
@@ -51,6 +51,7 @@ static void on_done(const struct action_result *r, void *data)
 	rep.error = r->error;
 	rep.transient = r->transient;
 	rep.maybe_applied = r->maybe_applied;
+	rep.started = r->started;
 	snprintf(rep.message, sizeof rep.message, "%s", r->message ? r->message : "(null)");
 	snprintf(rep.stale_rv, sizeof rep.stale_rv, "%s", r->stale_rv ? r->stale_rv : "(null)");
 }
@@ -302,6 +303,39 @@ static void test_init_status(void)
 	CHECK_INT(rep.to, BUILD_INIT_FAILED);
 	CHECK_INT(rep.error, -EIO);
 	CHECK(rep.transient);
+
+	/* todo -> started, without a reason: the unpause third */
+	memset(&rep, 0, sizeof rep);
+	b = put_build("6", BUILD_INIT_TODO);
+	a = (struct action){.kind = ACTION_INIT_STATUS, .b = b, .to = BUILD_INIT_STARTED};
+	CHECK_INT(actions_run(x, &a, err, sizeof err), 0);
+	c = fake_kube_next(&k);
+	CHECK_INT(json_array_size(c->sent), 3);
+	CHECK_STR(str_at(json_array_get(c->sent, 2), "path", NULL), "/spec/paused");
+	CHECK(json_is_false(json_object_get(json_array_get(c->sent, 2), "value")));
+	fake_kube_answer(c, 200, "{\"kind\":\"Deployment\",\"metadata\":{\"resourceVersion\":\"7\"}}");
+	CHECK_INT(rep.n, 1);
+	CHECK_INT(rep.error, 0);
+
+	/* started -> succeeded with the start that follows, in one call:
+	 * unpaused and scaled up */
+	memset(&rep, 0, sizeof rep);
+	b = put_build("7", BUILD_INIT_STARTED);
+	a = (struct action){.kind = ACTION_INIT_STATUS, .b = b, .to = BUILD_INIT_SUCCEEDED,
+			    .start_too = true};
+	CHECK_INT(actions_run(x, &a, err, sizeof err), 0);
+	c = fake_kube_next(&k);
+	CHECK_INT(json_array_size(c->sent), 5);
+	CHECK_STR(str_at(json_array_get(c->sent, 2), "path", NULL), "/spec/paused");
+	CHECK(json_is_false(json_object_get(json_array_get(c->sent, 2), "value")));
+	CHECK_STR(str_at(json_array_get(c->sent, 3), "path", NULL),
+		  "/metadata/annotations/runboat~1last-scaled");
+	CHECK_STR(str_at(json_array_get(c->sent, 4), "path", NULL), "/spec/replicas");
+	CHECK_INT(json_integer_value(json_object_get(json_array_get(c->sent, 4), "value")), 1);
+	fake_kube_answer(c, 200, "{\"kind\":\"Deployment\",\"metadata\":{\"resourceVersion\":\"8\"}}");
+	CHECK_INT(rep.n, 1);
+	CHECK_INT(rep.error, 0);
+	CHECK(rep.started);
 	teardown();
 }
 
@@ -335,6 +369,9 @@ static void test_undeploy_and_reset(void)
 	c = fake_kube_next(&k);
 	CHECK_STR(c->verb, "apply");
 	CHECK_STR(c->kind, "Deployment");
+	/* as new: paused again until its next initialization */
+	CHECK(json_is_true(json_object_get(json_object_get(c->sent, "spec"), "paused")));
+	CHECK_INT(json_integer_value(json_object_get(json_object_get(c->sent, "spec"), "replicas")), 0);
 	fake_kube_answer(c, 200, "{}");
 	while ((c = fake_kube_next(&k))) {
 		CHECK_STR(c->verb, "apply");

@@ -154,6 +154,7 @@ static void test_parse_fields(void)
 	CHECK_INT(build_last_scaled(b), 1638097200);
 	CHECK(!b->deleting);
 	CHECK(b->has_finalizer);
+	CHECK(!b->paused);
 
 	/* a deep copy is equal and independent */
 	struct build *c = build_dup(b);
@@ -163,7 +164,25 @@ static void test_parse_fields(void)
 	c->desired_replicas = 0;
 	CHECK(!build_same_view(b, c));
 	build_free(c);
+	c = build_dup(b);
+	c->paused = true;
+	CHECK(!build_same_view(b, c));
+	build_free(c);
 	build_free(b);
+
+	/* paused (deployed so); false is what the apiserver leaves out */
+	json_object_set_new(spec(d), "paused", json_true());
+	b = build_from_deployment(d, err, sizeof(err));
+	CHECK(b && b->paused);
+	c = b ? build_dup(b) : NULL;
+	CHECK(c && c->paused);
+	build_free(c);
+	build_free(b);
+	json_object_set_new(spec(d), "paused", json_false());
+	b = build_from_deployment(d, err, sizeof(err));
+	CHECK(b && !b->paused);
+	build_free(b);
+	json_object_del(spec(d), "paused");
 
 	/* PR build, uppercase repo normalized, no last-scaled, no finalizer */
 	json_object_set_new(ann(d), "runboat/pr", json_string("123"));

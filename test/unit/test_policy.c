@@ -75,6 +75,7 @@ struct spec {
 	int64_t last_scaled;
 	bool deleting;
 	bool no_finalizer;
+	bool paused;
 	const char *rv;
 	int restarts; /* of its pods */
 };
@@ -100,6 +101,7 @@ static const struct build *add(struct world *w, const struct spec *s)
 	b->last_scaled = s->last_scaled;
 	b->deleting = s->deleting;
 	b->has_finalizer = !s->no_finalizer;
+	b->paused = s->paused;
 	index_upsert(w->idx, b);
 	if (s->restarts) /* else what the index has stays, as for a new Deployment */
 		index_set_pods(w->idx, s->name, s->restarts, true);
@@ -475,6 +477,30 @@ static void test_wants(void)
 	work(&w, "bw")->ops = WORK_UNDEPLOY;
 	work(&w, "bv")->retry_at_ms = w.now + 10;
 	expect(&w, dirty, 5, "stop bt, want-dropped bu");
+	world_free(&w);
+}
+
+/* A build scaled up by someone else while still paused as deployed (the
+ * Python runboat, an older runboat) would never get a pod: it is started,
+ * which unpauses it. Paused with pods (paused by hand while running),
+ * paused and stopped, or scaled up and not paused: nothing. */
+static void test_paused_scaled_up(void)
+{
+	struct world w;
+	world_init(&w, 2, 10, 100);
+	add(&w, &(struct spec){"bp", "a", .init = BUILD_INIT_SUCCEEDED, .desired = 1, .paused = true,
+			       .created_ms = 1});
+	add(&w, &(struct spec){"bq", "b", .init = BUILD_INIT_SUCCEEDED, .desired = 1, .replicas = 1,
+			       .available = 1, .paused = true, .created_ms = 2});
+	add(&w, &(struct spec){"br", "c", .init = BUILD_INIT_SUCCEEDED, .paused = true,
+			       .created_ms = 3});
+	add(&w, &(struct spec){"bs", "d", .init = BUILD_INIT_SUCCEEDED, .desired = 1,
+			       .created_ms = 4});
+	const char *dirty[] = {"bp", "bq", "br", "bs"};
+	expect(&w, dirty, 4, "start bp");
+	/* not again while that start is in flight */
+	work(&w, "bp")->ops = WORK_SCALE;
+	expect(&w, dirty, 4, "");
 	world_free(&w);
 }
 
@@ -1068,6 +1094,7 @@ int main(void)
 	RUN(test_objects_first);
 	RUN(test_idle_stopper);
 	RUN(test_wants);
+	RUN(test_paused_scaled_up);
 	RUN(test_cleanup_steps);
 	RUN(test_crash_looping);
 	RUN(test_model);
