@@ -272,6 +272,27 @@ def wait_for(pred, timeout, what):
         time.sleep(0.2)
 
 
+
+def init_status(env, name):
+    """The runboat/init-status annotation of name's Deployment."""
+    return env.deployment(name)["metadata"]["annotations"]["runboat/init-status"]
+
+
+def one_initializing_one_waiting(env, branches, commits):
+    """Pushes two branches with their init Jobs held running (env made with
+    max_initializing = 1); once one initialization runs and the other build
+    waits its turn, returns (initializing, waiting), their names."""
+    env.podsim(hold="-initialize-")
+    for branch, commit in zip(branches, commits):
+        r = env.webhook("push", push_payload(branch, commit))
+        assert r.status_code == 202, r.text
+    wait_for(lambda: len(env.builds()) == 2, 20, "both builds")
+    names = [b["name"] for b in env.builds()]
+    wait_for(lambda: sorted(init_status(env, n) for n in names) == ["started", "todo"], 60,
+             "one initialization started, one waiting")
+    running = next(n for n in names if init_status(env, n) == "started")
+    return running, next(n for n in names if n != running)
+
 @pytest.fixture
 def github():
     with FakeGitHub(token="test-token") as gh:

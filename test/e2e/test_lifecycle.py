@@ -14,7 +14,9 @@ from lifecycle_helpers import (  # noqa: F401 - fixtures
     IMAGE,
     REPO,
     github,
+    init_status,
     make_env,
+    one_initializing_one_waiting,
     pr_payload,
     push_payload,
     sha,
@@ -82,15 +84,9 @@ def test_paused_until_initialized(make_env):
     burst of deploys costs the control plane less). The patch that records
     its initialization unpauses it; a reset pauses it again, until the next."""
     env = make_env(limits="max_initializing = 1")
-    env.podsim(hold="-initialize-")
-    for i, branch in enumerate(["p1", "p2"]):
-        r = env.webhook("push", push_payload(branch, sha(300 + i)))
-        assert r.status_code == 202, r.text
-    wait_for(lambda: len(env.builds()) == 2, 20, "both builds")
-    names = [b["name"] for b in env.builds()]
-
-    def init_status(name):
-        return env.deployment(name)["metadata"]["annotations"]["runboat/init-status"]
+    # one initializes (its Job held running), the other waits its turn
+    running, waiting = one_initializing_one_waiting(env, ["p1", "p2"], [sha(300), sha(301)])
+    names = [running, waiting]
 
     def replicasets(name):
         r = env.kube.request("GET", f"/apis/apps/v1/namespaces/{env.namespace}/replicasets",
@@ -98,11 +94,6 @@ def test_paused_until_initialized(make_env):
         assert r.status_code == 200, r.text
         return r.json()["items"]
 
-    # one initializes (its Job held running), the other waits its turn
-    wait_for(lambda: sorted(init_status(n) for n in names) == ["started", "todo"], 60,
-             "one initialization started, one waiting")
-    running = next(n for n in names if init_status(n) == "started")
-    waiting = next(n for n in names if n != running)
     # (false is left out of what the apiserver answers)
     assert not env.deployment(running)["spec"].get("paused")
     wait_for(lambda: len(replicasets(running)) == 1, 30, "the initializing build's ReplicaSet")
@@ -125,7 +116,7 @@ def test_paused_until_initialized(make_env):
     r = env.webhook("push", push_payload("p3", sha(302)))
     assert r.status_code == 202, r.text
     third = env.wait_build(lambda b: b["commit_info"]["git_commit"] == sha(302), 20, "the third")
-    wait_for(lambda: init_status(third["name"]) == "started", 60, "the third initializing")
+    wait_for(lambda: init_status(env, third["name"]) == "started", 60, "the third initializing")
     r = env.post(f"/api/v1/builds/{waiting}/reset")
     assert r.status_code == 200, r.text
 

@@ -28,6 +28,7 @@ from lifecycle_helpers import (  # noqa: F401 - fixtures
     REPO,
     github,
     make_env,
+    one_initializing_one_waiting,
     push_payload,
     sha,
     wait_for,
@@ -310,19 +311,7 @@ def test_back_to_python_builds_waiting_to_initialize(make_env):
     initialize is a paused Deployment, which the Python runboat's start (a
     scale) would not bring up; unpaused as README.md says, it comes up."""
     env = make_env(limits="max_initializing = 1")
-    env.podsim(hold="-initialize-")
-    for i, branch in enumerate(["w1", "w2"]):
-        r = env.webhook("push", push_payload(branch, sha(610 + i)))
-        assert r.status_code == 202, r.text
-    wait_for(lambda: len(env.builds()) == 2, 20, "both builds")
-    names = [b["name"] for b in env.builds()]
-
-    def init_status(name):
-        return env.deployment(name)["metadata"]["annotations"]["runboat/init-status"]
-
-    wait_for(lambda: sorted(init_status(n) for n in names) == ["started", "todo"], 60,
-             "one initialization started, one waiting")
-    waiting = next(n for n in names if init_status(n) == "todo")
+    _, waiting = one_initializing_one_waiting(env, ["w1", "w2"], [sha(610), sha(611)])
     assert env.deployment(waiting)["spec"]["paused"] is True
     env.rb.stop()
 
@@ -343,19 +332,7 @@ def test_scaled_up_while_paused_is_started(make_env):
     would ever come. runboat sees it paused and scaled up, and starts it,
     which unpauses it."""
     env = make_env(limits="max_initializing = 1")
-    env.podsim(hold="-initialize-")
-    for i, branch in enumerate(["s1", "s2"]):
-        r = env.webhook("push", push_payload(branch, sha(620 + i)))
-        assert r.status_code == 202, r.text
-    wait_for(lambda: len(env.builds()) == 2, 20, "both builds")
-    names = [b["name"] for b in env.builds()]
-
-    def init_status(name):
-        return env.deployment(name)["metadata"]["annotations"]["runboat/init-status"]
-
-    wait_for(lambda: sorted(init_status(n) for n in names) == ["started", "todo"], 60,
-             "one initialization started, one waiting")
-    waiting = next(n for n in names if init_status(n) == "todo")
+    _, waiting = one_initializing_one_waiting(env, ["s1", "s2"], [sha(620), sha(621)])
     env.rb.stop()
     # what the other runboat leaves: initialized, scaled up, still paused
     path = f"/apis/apps/v1/namespaces/{env.namespace}/deployments/{waiting}-odoo"
