@@ -272,7 +272,6 @@ def wait_for(pred, timeout, what):
         time.sleep(0.2)
 
 
-
 def init_status(env, name):
     """The runboat/init-status annotation of name's Deployment."""
     return env.deployment(name)["metadata"]["annotations"]["runboat/init-status"]
@@ -292,6 +291,7 @@ def one_initializing_one_waiting(env, branches, commits):
              "one initialization started, one waiting")
     running = next(n for n in names if init_status(env, n) == "started")
     return running, next(n for n in names if n != running)
+
 
 @pytest.fixture
 def github():

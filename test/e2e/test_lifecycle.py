@@ -123,14 +123,13 @@ def test_paused_until_initialized(make_env):
     def reset_seen():
         d = env.deployment(waiting)
         return (d["spec"].get("paused") is True and d["spec"]["replicas"] == 0
-                and d["metadata"]["annotations"]["runboat/init-status"] == "todo"
+                and init_status(env, waiting) == "todo"
                 and not (d.get("status") or {}).get("replicas")
                 and all(rs["spec"]["replicas"] == 0 for rs in replicasets(waiting)))
     wait_for(reset_seen, 60, "the reset build paused, its pod gone")
     env.podsim(hold="^$")
     wait_for(lambda: env.build(waiting)["status"] == "started"
-             and env.deployment(waiting)["metadata"]["annotations"].get("runboat/init-status")
-             == "succeeded", 90, "the reset build started again")
+             and init_status(env, waiting) == "succeeded", 90, "the reset build started again")
     assert not env.deployment(waiting)["spec"].get("paused")
 
 
